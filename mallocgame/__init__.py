@@ -1,0 +1,1 @@
+"""mallocGame: memory mapping as a single-player Gymnasium game, and a MuZero-style agent."""

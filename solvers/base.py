@@ -1,0 +1,194 @@
+"""The one solver interface: a read-only ``Problem`` in, a ``SolveResult`` out.
+
+Every solver in the project (greedy baselines, exact, divide and conquer, the learned
+agent) is registered here by name with one params dataclass of documented defaults::
+
+    @register("best-fit-belady", "file order, best-fit arena, Belady eviction", BeladyParams)
+    def solve_belady(problem: Problem, params: BeladyParams, options: RunOptions) -> SolveResult: ...
+
+Solvers return an outcome (``Status``) and raise only for malformed input. ``run`` is
+how callers use them: it times the solver, then puts its plan through the one
+validator and cost model, so no caller ever takes a solver's word for its plan.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Generic, TypeVar
+
+from cosma.cost import Cost, evaluate
+from cosma.ir import Bytes, OpName, Plan, Problem
+from cosma.validator import PlanInvalid, validate
+
+
+class Status(str, enum.Enum):
+    OPTIMAL = "optimal"  # plan proven optimal (bound == objective)
+    FEASIBLE = "feasible"  # a valid plan, optimality not proven (heuristics, gaps)
+    INFEASIBLE = "infeasible"  # proven: no valid plan exists (message says why)
+    TIMEOUT = "timeout"  # stopped by the time limit or Ctrl-C; plan is the best so far, or None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Settings every solver honours (the CLI's common flags)."""
+
+    time_limit: float | None = None  # seconds of wall time; None: no limit
+    threads: int = 1  # worker threads for solvers that can use them
+    seed: int = 0  # every random choice derives from it
+    schedule: tuple[OpName, ...] | None = None  # fix the operator order (None: the solver's choice)
+    verbose: bool = False  # print progress lines to stderr
+    log: Callable[[str], None] | None = None  # where progress lines go (default: stderr when verbose)
+
+    def say(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
+        elif self.verbose:
+            import sys
+
+            print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class SolveResult:
+    status: Status
+    plan: Plan | None  # None only for INFEASIBLE, or TIMEOUT before any plan
+    bound: Bytes | None = None  # proven lower bound on non-compulsory bytes, None if unknown
+    seconds: float = 0.0  # wall time of the solve
+    stats: dict[str, Any] = field(default_factory=dict)  # solver-specific figures
+    message: str = ""  # why infeasible / what stopped it
+    solver: str = ""  # registry name, filled in by ``run``
+    cost: Cost | None = None  # filled in by ``run`` from the cost model
+
+    @property
+    def objective(self) -> Bytes | None:
+        return None if self.cost is None else self.cost.non_compulsory_bytes
+
+    @property
+    def gap(self) -> float | None:
+        """Relative gap between objective and bound, 0.0 when proven optimal."""
+        if self.objective is None or self.bound is None:
+            return None
+        if self.objective == 0:
+            return 0.0
+        return (self.objective - self.bound) / self.objective
+
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class SolverSpec(Generic[P]):
+    name: str
+    description: str  # one line, shown by ``cosma solvers``
+    params_type: type
+    solve: Callable[[Problem, Any, RunOptions], SolveResult]
+
+    def default_params(self) -> Any:
+        return self.params_type()
+
+
+REGISTRY: dict[str, SolverSpec] = {}
+
+
+def register(name: str, description: str, params_type: type) -> Callable:
+    """Decorator adding a solve function to the registry under ``name``."""
+
+    def wrap(fn: Callable[[Problem, Any, RunOptions], SolveResult]) -> Callable:
+        if name in REGISTRY:
+            raise ValueError(f"solver {name!r} registered twice")
+        REGISTRY[name] = SolverSpec(name, description, params_type, fn)
+        return fn
+
+    return wrap
+
+
+def get_solver(name: str) -> SolverSpec:
+    load_all()
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise ValueError(f"unknown solver {name!r}; known solvers: {known}") from None
+
+
+def load_all() -> dict[str, SolverSpec]:
+    """Import every module that registers solvers (imports are cheap and idempotent)."""
+    import importlib
+
+    for module in _SOLVER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:  # a real missing dependency, not a module not written yet
+                raise
+    return REGISTRY
+
+
+# Modules that call ``register`` when imported; a module listed here may not exist yet.
+_SOLVER_MODULES = (
+    "solvers.baselines",
+    "solvers.xla",
+    "cosma.exact",
+    "cosma.dnc",
+    "cosma.auto",
+    "mallocgame.solver",
+)
+
+
+def parse_params(params_type: type, overrides: dict[str, str]) -> Any:
+    """Build a params dataclass from ``name=value`` strings (the CLI's ``--param``)."""
+    known = {f.name: f for f in fields(params_type)}
+    values: dict[str, Any] = {}
+    for key, raw in overrides.items():
+        if key not in known:
+            raise ValueError(f"unknown parameter {key!r} for {params_type.__name__}; known: {', '.join(known)}")
+        default = getattr(params_type(), key)
+        if isinstance(default, bool):
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(f"parameter {key} takes true/false, got {raw!r}")
+            values[key] = raw.lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, int):
+            values[key] = int(raw)
+        elif isinstance(default, float):
+            values[key] = float(raw)
+        else:
+            values[key] = raw
+    return replace(params_type(), **values)
+
+
+def run(problem: Problem, name: str, params: Any = None, options: RunOptions | None = None) -> SolveResult:
+    """Solve with the named solver, then validate and cost its plan.
+
+    Raises ``PlanInvalid`` if the solver returned a plan that breaks a rule: that is a
+    bug in the solver, never something to paper over.
+    """
+    spec = get_solver(name)
+    options = options or RunOptions()
+    params = spec.default_params() if params is None else params
+    start = time.perf_counter()
+    result = spec.solve(problem, params, options)
+    elapsed = time.perf_counter() - start
+    result.seconds = result.seconds or elapsed
+    result.solver = name
+    if result.plan is not None:
+        violations = validate(problem, result.plan)
+        if violations:
+            raise PlanInvalid(violations)
+        result.cost = evaluate(problem, result.plan)
+    return result
+
+
+__all__ = [
+    "Status",
+    "RunOptions",
+    "SolveResult",
+    "SolverSpec",
+    "REGISTRY",
+    "register",
+    "get_solver",
+    "load_all",
+    "parse_params",
+    "run",
+]
