@@ -8,7 +8,9 @@ Rules (see MISSION.md, "The problem model"):
 * every operand (input and output) of the operator at step ``t`` is resident at ``t``;
 * an activation is created in the scratchpad: its first residency starts at its producer's step;
 * nothing stays resident after its last use;
-* one tensor's residencies neither overlap nor touch (a tensor cannot move while resident);
+* one tensor's residencies never overlap in time (a tensor cannot move while resident; it
+  may be relocated through DRAM: evicted after step ``t-1`` and reloaded before ``t``, which
+  the cost model charges as a reload, and a spill for an activation);
 * resident footprints at the same step never overlap and stay inside the capacity;
 * offsets are multiples of the alignment;
 * a reload of an activation needs an earlier residency that spilled it; only activations
@@ -33,7 +35,7 @@ class Rule(enum.Enum):
     OPERAND_NOT_RESIDENT = "operand not resident at its step"
     RESIDENT_BEFORE_PRODUCED = "activation resident before the step that produces it"
     RESIDENT_AFTER_LAST_USE = "tensor resident after its last use"
-    MOVED_WHILE_RESIDENT = "tensor moved while resident (residencies overlap or touch)"
+    MOVED_WHILE_RESIDENT = "tensor moved while resident (two residencies overlap in time)"
     OVERLAP = "overlap in time and address"
     OUT_OF_CAPACITY = "out of capacity"
     MISALIGNED = "misaligned offset"
@@ -139,7 +141,7 @@ def validate(problem: Problem, plan: Plan) -> list[Violation]:
                     )
                 )
         for a, b in zip(stays, stays[1:]):
-            if b.start <= a.end:
+            if b.start < a.end:
                 out.append(
                     Violation(
                         Rule.MOVED_WHILE_RESIDENT,
