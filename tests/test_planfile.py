@@ -1,0 +1,45 @@
+"""The plan file round-trips, and bad plan files give one clear error."""
+
+import json
+
+import pytest
+
+from cosma.cost import evaluate
+from cosma.errors import UsageError
+from cosma.planfile import FORMAT, plan_to_dict, read_plan, write_plan
+from cosma.validator import validate
+from tests.test_validator import SKIP_PROBLEM, SKIP_VALID
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "plan.json"
+    write_plan(path, SKIP_PROBLEM, SKIP_VALID, model="skip.onnx", dtype_bytes=1, solver={"name": "hand", "status": "feasible"})
+    pf = read_plan(path)
+    assert pf.plan.schedule == SKIP_VALID.schedule
+    assert sorted(pf.plan.residencies) == sorted(SKIP_VALID.residencies)
+    assert pf.capacity == SKIP_PROBLEM.capacity and pf.hardware == SKIP_PROBLEM.hardware
+    assert pf.dtype_bytes == 1 and pf.weights_counted is True
+    assert validate(SKIP_PROBLEM, pf.plan) == []
+    assert pf.cost == evaluate(SKIP_PROBLEM, SKIP_VALID).as_dict()
+
+
+def test_documented_keys_are_written():
+    data = plan_to_dict(SKIP_PROBLEM, SKIP_VALID)
+    for key in ("model", "capacity", "alignment", "weights_counted", "ops", "folded", "tensors", "residencies", "cost", "solver"):
+        assert key in data
+    assert set(data["residencies"][0]) == {"tensor", "start", "end", "offset", "spilled"}
+    assert set(data["cost"]) >= {"compulsory_bytes", "spill_bytes", "reload_bytes", "non_compulsory_bytes", "latency_cycles"}
+    assert data["format"] == FORMAT
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [("{not json", "not a readable JSON"), ('{"format": "other"}', "not a cosma plan"), (json.dumps({"format": FORMAT}), "malformed")],
+)
+def test_bad_plan_files(tmp_path, content, reason):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(UsageError, match=reason):
+        read_plan(path)
+    with pytest.raises(UsageError, match="no such plan file"):
+        read_plan(tmp_path / "missing.json")
