@@ -1,0 +1,188 @@
+"""The greedy baselines, registered by name behind the one solver interface.
+
+COSMA compares against what compilers do today: a schedule ({file order, memory-aware
+order}) x TFLite's best-fit arena x a replacement policy ({Belady, greedy}), run online
+along the schedule (``solvers.online``). Registered here:
+
+=====================  ===========================  ========
+name                   schedule                     eviction
+=====================  ===========================  ========
+file-bestfit-belady    file (framework) order       Belady
+file-bestfit-greedy    file (framework) order       greedy
+mem-bestfit-belady     memory-aware list schedule   Belady
+mem-bestfit-greedy     memory-aware list schedule   greedy
+file-bestfit-lru       file (framework) order       LRU (reference)
+best-greedy            the best of the four COSMA baselines on each instance
+=====================  ===========================  ========
+
+``RunOptions.schedule``, when given, replaces the baseline's own order. Below ``M_R``
+no plan exists: the result is ``INFEASIBLE`` with a message naming ``M_R`` and the
+largest operator. Otherwise a plan always exists (the allocator evicts more, never
+fails); it is ``OPTIMAL`` only when it moves no non-compulsory byte (0 is a proven
+lower bound), else ``FEASIBLE``. One baseline takes milliseconds (DenseNet-121: about
+0.02 s), so only ``best-greedy`` looks at the time limit, between candidates.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from cosma.analysis import is_topological, largest_operator, min_capacity, peak_live_bytes
+from cosma.cost import evaluate
+from cosma.errors import UsageError
+from cosma.ir import OpName, Problem
+from solvers.base import RunOptions, SolveResult, Status, register
+from solvers.online import ArenaParams, Policy, allocate
+from solvers.schedules import SCHEDULES
+
+# name -> (schedule name in solvers.schedules.SCHEDULES, eviction policy)
+BASELINES: dict[str, tuple[str, Policy]] = {
+    "file-bestfit-belady": ("file", Policy.BELADY),
+    "file-bestfit-greedy": ("file", Policy.GREEDY),
+    "mem-bestfit-belady": ("memory", Policy.BELADY),
+    "mem-bestfit-greedy": ("memory", Policy.GREEDY),
+    "file-bestfit-lru": ("file", Policy.LRU),
+}
+
+# The four baselines of COSMA's evaluation, the candidates of "best-greedy".
+COSMA_BASELINES = ("file-bestfit-belady", "file-bestfit-greedy", "mem-bestfit-belady", "mem-bestfit-greedy")
+
+
+@dataclass(frozen=True)
+class BestGreedyParams:
+    """Switches of ``best-greedy``: which baselines it tries and how they allocate."""
+
+    # Comma-separated baseline names tried on each instance (the lowest traffic wins,
+    # then the lowest latency, then the earlier name).
+    candidates: str = ",".join(COSMA_BASELINES)
+    # Passed to every candidate: see ``solvers.online.ArenaParams``.
+    place_largest_first: bool = True
+    # Passed to every candidate: see ``solvers.online.ArenaParams``.
+    lazy_eviction: bool = True
+    # Passed to every candidate: see ``solvers.online.ArenaParams``.
+    side_aware_fit: bool = True
+
+
+def below_minimum(problem: Problem) -> SolveResult | None:
+    """The INFEASIBLE result when the capacity is below ``M_R``, else None."""
+    m_r = min_capacity(problem)
+    if problem.capacity >= m_r:
+        return None
+    op = largest_operator(problem)
+    return SolveResult(
+        Status.INFEASIBLE,
+        None,
+        message=f"capacity {problem.capacity} B is below M_R = {m_r} B: operator {op} needs {m_r} B of"
+        f" operands resident at once (operators are never tiled)",
+    )
+
+
+def _schedule(problem: Problem, schedule_name: str, options: RunOptions) -> tuple[tuple[OpName, ...], str]:
+    if options.schedule is None:
+        return SCHEDULES[schedule_name](problem), schedule_name
+    if not is_topological(problem, options.schedule):
+        raise UsageError("the given schedule is not a topological order of the graph's operators")
+    return tuple(options.schedule), "given"
+
+
+def solve_baseline(problem: Problem, name: str, params: ArenaParams, options: RunOptions) -> SolveResult:
+    """Run the baseline ``name`` (a key of ``BASELINES``) on ``problem``."""
+    infeasible = below_minimum(problem)
+    if infeasible is not None:
+        return infeasible
+    start = time.perf_counter()
+    schedule_name, policy = BASELINES[name]
+    schedule, source = _schedule(problem, schedule_name, options)
+    online = allocate(problem, schedule, policy, params)
+    cost = evaluate(problem, online.plan)
+    seconds = time.perf_counter() - start
+    options.say(
+        f"{name}: {cost.non_compulsory_bytes} non-compulsory bytes, {online.evictions} evictions,"
+        f" {online.relocations} relocations, {seconds:.3f} s"
+    )
+    optimal = cost.non_compulsory_bytes == 0
+    return SolveResult(
+        Status.OPTIMAL if optimal else Status.FEASIBLE,
+        online.plan,
+        bound=0 if optimal else None,
+        seconds=seconds,
+        stats={
+            "schedule": source,
+            "policy": policy.value,
+            "peak_live_bytes": peak_live_bytes(problem, schedule),
+            "non_compulsory_bytes": cost.non_compulsory_bytes,
+            "latency_cycles": cost.latency_cycles,
+            "evictions": online.evictions,
+            "evicted_bytes": online.evicted_bytes,
+            "relocations": online.relocations,
+            "fallback_steps": online.fallback_steps,
+        },
+    )
+
+
+def _register_baseline(name: str, description: str) -> None:
+    @register(name, description, ArenaParams)
+    def solve(problem: Problem, params: ArenaParams, options: RunOptions) -> SolveResult:
+        return solve_baseline(problem, name, params, options)
+
+
+_register_baseline("file-bestfit-belady", "COSMA baseline: file order, best-fit arena, Belady eviction")
+_register_baseline("file-bestfit-greedy", "COSMA baseline: file order, best-fit arena, cheapest-gap greedy eviction")
+_register_baseline("mem-bestfit-belady", "COSMA baseline: memory-aware order, best-fit arena, Belady eviction")
+_register_baseline(
+    "mem-bestfit-greedy", "COSMA baseline: memory-aware order, best-fit arena, cheapest-gap greedy eviction"
+)
+_register_baseline("file-bestfit-lru", "reference: file order, best-fit arena, LRU eviction")
+
+
+@register("best-greedy", "the best of the four COSMA greedy baselines on each instance", BestGreedyParams)
+def solve_best_greedy(problem: Problem, params: BestGreedyParams, options: RunOptions) -> SolveResult:
+    """Run each candidate baseline, keep the lowest traffic (then latency); stats name the winner.
+
+    With a given schedule the file and memory-aware variants coincide, so each
+    (schedule, policy) pair runs once. Stops trying candidates at the time limit
+    (``TIMEOUT`` with the best plan so far)."""
+    names = [n.strip() for n in params.candidates.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown or not names:
+        raise UsageError(f"best-greedy: unknown candidates {unknown}; known: {', '.join(BASELINES)}")
+    infeasible = below_minimum(problem)
+    if infeasible is not None:
+        return infeasible
+    start = time.perf_counter()
+    arena = ArenaParams(
+        place_largest_first=params.place_largest_first,
+        lazy_eviction=params.lazy_eviction,
+        side_aware_fit=params.side_aware_fit,
+    )
+    best: tuple[tuple[int, int, int], str, SolveResult] | None = None
+    tried: dict[str, int] = {}
+    seen: set[tuple[str, Policy]] = set()
+    stopped = False
+    for rank, name in enumerate(names):
+        schedule_name, policy = BASELINES[name]
+        variant = ("given" if options.schedule is not None else schedule_name, policy)
+        if variant in seen:
+            continue
+        if best is not None and options.time_limit is not None and time.perf_counter() - start > options.time_limit:
+            stopped = True
+            break
+        seen.add(variant)
+        result = solve_baseline(problem, name, arena, options)
+        traffic = result.stats["non_compulsory_bytes"]
+        tried[name] = traffic
+        key = (traffic, result.stats["latency_cycles"], rank)
+        if best is None or key < best[0]:
+            best = (key, name, result)
+    assert best is not None
+    _, winner, result = best
+    result.stats = {"winner": winner, "tried": tried, **result.stats}
+    if stopped:
+        result.status = Status.TIMEOUT
+        result.message = f"time limit reached after {len(tried)} of {len(names)} candidates"
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+__all__ = ["BASELINES", "COSMA_BASELINES", "BestGreedyParams", "below_minimum", "solve_baseline", "solve_best_greedy"]
