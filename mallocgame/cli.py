@@ -1,0 +1,132 @@
+"""The ``mallocgame`` command: play an ONNX model's memory mapping as a game, or time the env.
+
+    mallocgame play MODEL.onnx --scratchpad M_R --policy greedy -o plan.json
+    mallocgame bench --steps 20000
+
+Bad input gets one line on stderr and exit status 2 (as ``cosma``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from cosma.errors import CosmaError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    from mallocgame.env import MallocGameEnv, greedy_action, play, random_action
+
+    if not Path(args.model).is_file():
+        from cosma.errors import UsageError
+
+        raise UsageError(f"{args.model}: no such file")
+    env = MallocGameEnv(
+        model_path=args.model,
+        capacity=args.scratchpad,
+        hardware=args.hardware,
+        weights_counted=args.weights,
+        dtype_bytes=args.dtype_bytes,
+        order=args.order,
+    )
+    rng = np.random.default_rng(args.seed)
+    policy = greedy_action if args.policy == "greedy" else (lambda e: random_action(e, rng))
+    episode_return, info = play(env, policy, seed=args.seed)
+    cost, problem = info["cost"], env.problem
+    print(f"instance          {env.instance.name} ({'weights counted' if args.weights else 'activations only'})")
+    print(f"policy            {args.policy} (seed {args.seed}), {info['decision']} decisions")
+    print(f"non-compulsory    {cost.non_compulsory_bytes} B (spill {cost.spill_bytes}, reload {cost.reload_bytes})")
+    print(f"baseline          {info['baseline_bytes']} B ({info['baseline_solver']})")
+    print(f"return            {episode_return:.4f} (above -1 beats the baseline)")
+    print(f"latency           {cost.latency_cycles} cycles")
+    if args.output:
+        _write_plan(args, problem, info)
+        print(f"plan written to   {args.output}")
+    return 0
+
+
+def _write_plan(args: argparse.Namespace, problem, info) -> None:
+    solver = {"name": f"mallocgame-{args.policy}", "status": "feasible", "seed": args.seed}
+    try:
+        from cosma.planfile import write_plan
+    except ImportError:  # the plan file module is not there: a minimal JSON
+        plan = info["plan"]
+        data = {
+            "model": args.model,
+            "capacity": problem.capacity,
+            "weights_counted": problem.weights_counted,
+            "schedule": list(plan.schedule),
+            "residencies": [r.__dict__ for r in plan.residencies],
+            "cost": info["cost"].as_dict(),
+            "solver": solver,
+        }
+        Path(args.output).write_text(json.dumps(data, indent=1) + "\n")
+        return
+    write_plan(
+        args.output, problem, info["plan"], model=args.model, dtype_bytes=args.dtype_bytes, solver=solver,
+        cost=info["cost"],
+    )  # fmt: skip
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mallocgame.bench import run_bench
+
+    result = run_bench(args.steps, model=args.model, capacity=args.capacity, seed=args.seed)
+    print(f"instance      {result.instance}")
+    print(f"steps         {result.steps} ({result.episodes} episodes of {result.decisions_per_episode} decisions)")
+    print(f"seconds       {result.seconds:.3f} wall, {result.cpu_seconds:.3f} CPU")
+    print(f"steps/s       {result.steps_per_second:,.0f} per wall second, {result.steps_per_cpu_second:,.0f} per CPU second")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mallocgame", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("play", help="play one episode on an ONNX model with a fixed policy")
+    p.add_argument("model", help="ONNX file")
+    p.add_argument("--scratchpad", required=True, help="bytes, a size (384KiB) or a tier (M_R, M_H, M_P)")
+    p.add_argument("--policy", choices=("random", "greedy"), default="greedy", help="greedy = XLA's rule")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hardware", default="edge-npu", help="hardware preset")
+    p.add_argument(
+        "--weights",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="count weights as scratchpad tensors (--no-weights: activations only)",
+    )
+    p.add_argument("--dtype-bytes", type=int, default=1, help="bytes per element (COSMA uses 1)")
+    p.add_argument("--order", choices=("boundedness", "size", "time"), default="boundedness", help="decision order")
+    p.add_argument("-o", "--output", help="write the plan file here")
+    p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser("bench", help="env steps per second with random legal actions")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--model", help="ONNX file (default: ResNet-50 from the zoo)")
+    p.add_argument("--capacity", default="M_R", help="tier or size")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CosmaError as e:
+        print(f"mallocgame: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("mallocgame: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

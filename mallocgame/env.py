@@ -1,0 +1,515 @@
+"""mallocGame: scratchpad memory mapping as a single-player Gymnasium game.
+
+The game's mechanics are those of XLA-style memory space assignment (``solvers.xla``):
+one decision per *use segment* of a tensor, keep it resident at a chosen offset or evict
+it, with reservations that make every capacity >= ``M_R`` dead-end free. This module adds
+what a learner needs on top: fixed-size observations, rewards from the shared cost model
+normalized by the best greedy baseline, action masks, snapshots for search, and the
+greedy and random policies.
+
+Importing the module registers the env as ``mallocgame/MallocGame-v0``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from cosma.analysis import min_capacity
+from cosma.cost import evaluate
+from cosma.errors import CapacityError, UsageError
+from cosma.hardware import get_hardware
+from cosma.ir import Bytes, OpName, Plan, Problem, TensorKind
+from mallocgame.instances import Instance, InstanceSampler, load_zoo_graph, make_problem
+from solvers.base import RunOptions, load_all, run
+from solvers.xla import EVICT, MsaState, MsaTables
+
+ENV_ID = "mallocgame/MallocGame-v0"
+
+# Columns of the "segment" and "pending" rows.
+SEGMENT_FEATURES = (
+    "valid",  # 1 for a real segment (pending rows past the last decision are all zero)
+    "footprint",  # footprint / capacity
+    "log_size",  # log(1 + size) / log(1 + capacity)
+    "start",  # start use step / number of steps
+    "end",  # next use step / number of steps
+    "span",  # (end - start) / number of steps
+    "kind_input",  # one-hot tensor kind
+    "kind_weight",
+    "kind_activation",
+    "kind_output",
+    "segment_index",  # this segment's number among its tensor's segments / their count
+    "segments_after",  # segments of the tensor after this one / their count
+    "boundedness",  # XLA memory-boundedness score / the instance's largest
+    "reload_cost",  # size / capacity: bytes a reload moves
+    # Dynamic, filled for the current segment only (0 in "pending"):
+    "resident",  # 1: kept over the previous segment, so the only keep offset is its own
+    "spilled",  # 1: an activation already written to DRAM (evicting costs the reload only)
+    "legal_keeps",  # legal keep offsets / K
+    "progress",  # decisions made / decisions in the episode
+)
+CANDIDATE_FEATURES = (
+    "legal",  # 1 when the action is legal
+    "offset",  # offset / capacity (0 for action 0)
+    "end",  # (offset + footprint) / capacity
+    "tightness",  # footprint / free gap it takes (1 for an already resident tensor)
+    "repacked",  # steps whose reservations move / steps of the segment
+    "cost",  # non-compulsory bytes the action adds / (2 * capacity): 0 for keeps
+)
+# Keys of ``info``: every step, and added on the terminal step. The docstring lists the same.
+STEP_INFO_KEYS = ("action_mask", "instance", "decision", "tensor", "segment", "illegal_action", "nc_bytes")
+TERMINAL_INFO_KEYS = ("plan", "cost", "baseline_bytes", "baseline_solver", "scale")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The reference a return is normalized by."""
+
+    schedule: tuple[OpName, ...]  # the best greedy baseline's schedule (the env's default)
+    nc_bytes: Bytes  # its non-compulsory bytes
+    solver: str  # which solver gave it
+
+
+def best_greedy_baseline(problem: Problem) -> Baseline:
+    """``best-greedy`` (the best of COSMA's four greedy baselines) when it is registered,
+    else ``xla-msa`` on the memory-aware / file order."""
+    registry = load_all()
+    for name in ("best-greedy", "xla-msa"):
+        if name not in registry:  # a module not written yet
+            continue
+        result = run(problem, name, options=RunOptions(seed=0))
+        if result.plan is None or result.cost is None:
+            raise CapacityError(f"{name}: {result.message or 'no plan'}")
+        return Baseline(result.plan.schedule, result.cost.non_compulsory_bytes, name)
+    raise UsageError("no baseline solver is registered")
+
+
+class MallocGameEnv(gym.Env):
+    """Memory mapping of a DNN's tensors into an accelerator scratchpad, one decision at a time.
+
+    ## Description
+    A problem (a graph of operators over tensors, a scratchpad of ``capacity`` bytes, a
+    hardware preset) is played along a fixed operator schedule. Every managed tensor must
+    be resident in the scratchpad at each step that produces or reads it; its use steps
+    ``u_0 < u_1 < ... < u_k`` split its lifetime into *use segments* ``(u_i, u_{i+1})``
+    (definition -> first use, use -> use, as XLA's memory space assignment splits buffers).
+    The game asks one question per segment: keep the tensor resident over the whole
+    segment at one offset, or evict it after ``u_i`` and reload it before ``u_{i+1}``.
+    Segments come in XLA's order: tensors by decreasing memory-boundedness score (then
+    size), each tensor's segments in time order. Uses no kept segment covers are filled
+    in at the end with one-step residencies at offsets the game reserved for them, so a
+    finished episode is a complete plan (``cosma.ir.Plan``) that the validator accepts.
+
+    ## Action Space
+    ``Discrete(K + 1)``, ``K = num_candidates``:
+    - 0: evict (do not keep the tensor over this segment; always legal);
+    - k in 1..K: keep it at the k-th candidate offset. For a tensor not yet resident the
+      candidates are free gaps, best fit first (smallest gap, then lowest address): first
+      gaps free over the tensor's whole remaining lifetime, then gaps free over the segment;
+      for a tensor kept over the previous segment the only candidate (k = 1) is its current
+      offset, since a resident tensor cannot move.
+    A keep is legal when its block is free at every step of the segment and every step's
+    still-uncovered operands keep room (so at any capacity >= ``M_R`` no episode
+    dead-ends). Illegal actions are 0 in ``info["action_mask"]`` and ``obs["action_mask"]``;
+    an illegal action is played as action 0 and flagged in ``info["illegal_action"]``.
+
+    ## Observation Space
+    ``Dict`` of float32 arrays in [0, 1] plus the int8 mask:
+    - "segment": ``Box(F,)``, the current segment's features (``SEGMENT_FEATURES``);
+    - "pending": ``Box(N, F)``, the next ``N = num_pending`` segments (dynamic columns 0,
+      zero rows past the end);
+    - "occupancy": ``Box(H, W)``, ``(H, W) = occupancy_shape``: the fraction of each cell
+      (time bins over the schedule x address bins over the capacity) held by kept segments;
+    - "demand": ``Box(H,)``: bytes reserved for still-uncovered operands per time bin / capacity;
+    - "candidates": ``Box(K + 1, C)``, per action (``CANDIDATE_FEATURES``);
+    - "action_mask": ``MultiBinary(K + 1)``, 1 = legal.
+
+    ## Starting State
+    Nothing kept; every operand reserved at its step. With a ``sampler`` every reset draws
+    a new instance from ``self.np_random``; otherwise the one problem is replayed.
+
+    ## Rewards
+    Each decision earns ``-(bytes it adds) / scale``: evicting adds the reload (``size``)
+    plus, the first time an activation is evicted, its spill (``size``); keeping adds 0.
+    ``scale`` is the best greedy baseline's non-compulsory bytes on the instance (or, when
+    the baseline has none, the largest tensor's size). The episode return is therefore
+    ``-(agent non-compulsory bytes) / (baseline non-compulsory bytes)``: **a return above
+    -1 beats the baseline**, -1 ties it, 0 is a spill-free plan.
+
+    ## Episode End
+    Terminates after the last segment's decision (an instance without any multi-use tensor
+    has one dummy decision whose only legal action is 0). Never truncated.
+
+    ## Information
+    Every step (and reset):
+    - "action_mask": int8 ``(K + 1,)``, as in the observation;
+    - "instance": the instance's name;
+    - "decision": index of the next decision (the number made so far);
+    - "tensor": the tensor of the next decision ("" at the end);
+    - "segment": ``(start step, next use step)`` of the next decision (``(-1, -1)`` at the end);
+    - "illegal_action": whether the action just played was illegal (played as 0);
+    - "nc_bytes": non-compulsory bytes committed so far.
+    On the terminal step also:
+    - "plan": the ``cosma.ir.Plan``; it validates;
+    - "cost": ``cosma.cost.evaluate(problem, plan)`` (its ``non_compulsory_bytes`` equals
+      ``-return * scale``);
+    - "baseline_bytes": the baseline's non-compulsory bytes;
+    - "baseline_solver": which solver gave them ("best-greedy", or "xla-msa" as a fallback);
+    - "scale": the normalizer of the rewards.
+
+    ## Arguments
+    - problem: a ``cosma.ir.Problem`` to play (its capacity is used unless ``capacity`` is given);
+    - model_path: an ONNX file instead (lowered with ``dtype_bytes``-byte elements);
+    - capacity: bytes, a size string ("384KiB") or a tier ("M_R", "M_H", "M_P");
+    - hardware: preset name for ``model_path``;
+    - weights_counted: whether weights take scratchpad space (``model_path`` only);
+    - dtype_bytes: element width for ``model_path`` (None: the model's own types);
+    - schedule: operator order for ``problem``/``model_path`` (default, and always with a
+      sampler: the best greedy baseline's schedule);
+    - sampler: an ``InstanceSampler`` drawing a new instance each reset;
+    - num_candidates: K; num_pending: N; occupancy_shape: (H, W);
+    - order: decision order, "boundedness" (XLA), "size" or "time" (see ``solvers.xla``).
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        problem: Problem | None = None,
+        model_path: str | None = None,
+        capacity: int | str | None = None,
+        hardware: str = "edge-npu",
+        weights_counted: bool = True,
+        dtype_bytes: int | None = 1,
+        schedule: tuple[OpName, ...] | None = None,
+        sampler: InstanceSampler | None = None,
+        num_candidates: int = 8,
+        num_pending: int = 16,
+        occupancy_shape: tuple[int, int] = (32, 32),
+        order: str = "boundedness",
+        render_mode: str | None = None,
+    ):
+        if sum(x is not None for x in (problem, model_path, sampler)) != 1:
+            raise UsageError("give exactly one of problem, model_path, sampler")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise UsageError(f"unknown render mode {render_mode!r}")
+        self.render_mode = render_mode
+        self.K, self.N = int(num_candidates), int(num_pending)
+        self.H, self.W = (int(x) for x in occupancy_shape)
+        self.order = order
+        self.sampler = sampler
+        self._schedule_arg = tuple(schedule) if schedule is not None else None
+        self._cache: dict[str, tuple] = {}  # sampler instances seen: name -> (tables, baseline, statics)
+
+        self._fixed: Instance | None = None
+        if model_path is not None:
+            graph = load_zoo_graph(str(model_path), dtype_bytes)
+            problem = make_problem(graph, capacity, get_hardware(hardware), weights_counted)
+        elif problem is not None and capacity is not None:
+            problem = make_problem(problem.graph, capacity, problem.hardware, problem.weights_counted)
+        if problem is not None:
+            self._fixed = Instance(f"{problem.graph.name}/{problem.capacity}", problem)
+
+        F, C = len(SEGMENT_FEATURES), len(CANDIDATE_FEATURES)
+        box = lambda *shape: spaces.Box(0.0, 1.0, shape=shape, dtype=np.float32)  # noqa: E731
+        self.observation_space = spaces.Dict(
+            {
+                "segment": box(F),
+                "pending": box(self.N, F),
+                "occupancy": box(self.H, self.W),
+                "demand": box(self.H),
+                "candidates": box(self.K + 1, C),
+                "action_mask": spaces.MultiBinary(self.K + 1),
+            }
+        )
+        self.action_space = spaces.Discrete(self.K + 1)
+        self.state: MsaState | None = None
+        if self._fixed is not None:
+            self._load(self._fixed)
+
+    # -- instances -----------------------------------------------------------------------
+    def _load(self, instance: Instance) -> None:
+        """Make ``instance`` the current one: tables, baseline and observation scaffolding."""
+        problem = instance.problem
+        if problem.capacity < min_capacity(problem):
+            raise CapacityError(
+                f"{instance.name}: capacity {problem.capacity} B is below M_R = {min_capacity(problem)} B"
+            )
+        cached = self._cache.get(instance.name)
+        if cached is None:
+            baseline = best_greedy_baseline(problem)
+            schedule = self._schedule_arg if self._fixed is not None and self._schedule_arg else baseline.schedule
+            tables = MsaTables(problem, schedule, self.order)
+            cached = (tables, baseline, self._static_tables(tables))
+            if self.sampler is not None:
+                if len(self._cache) > 256:
+                    self._cache.clear()
+                self._cache[instance.name] = cached
+        self.instance = instance
+        self.problem = problem
+        self.tables, self.baseline, statics = cached
+        self._static, self._time_cum, self._addr_lo, self._addr_hi, self._addr_w, self._demand0 = statics
+        self.schedule = self.tables.schedule
+        largest = max(self.tables.size, default=1)
+        self.scale = float(self.baseline.nc_bytes if self.baseline.nc_bytes > 0 else largest)
+
+    def _static_tables(self, t: MsaTables):
+        """Per-instance arrays built once: static segment features (padded by N zero rows),
+        cumulative time-bin weights, address-bin edges, and per-step demand weights with the
+        initial reserved bytes per step."""
+        n, cap = t.n_steps, t.capacity
+        D = len(t.decisions)
+        F = len(SEGMENT_FEATURES)
+        static = np.zeros((max(D, 1) + self.N + 1, F), dtype=np.float32)
+        top_score = max(t.score, default=0.0) or 1.0
+        kinds = (TensorKind.INPUT, TensorKind.WEIGHT, TensorKind.ACTIVATION, TensorKind.OUTPUT)
+        for d, (i, j, a, b) in enumerate(t.decisions):
+            segs = len(t.uses[i]) - 1
+            row = static[d]
+            row[0] = 1.0
+            row[1] = t.fp[i] / cap
+            row[2] = math.log1p(t.size[i]) / math.log1p(cap)
+            row[3], row[4], row[5] = a / n, b / n, (b - a) / n
+            row[6 + kinds.index(t.kind[i])] = 1.0
+            row[10] = j / segs
+            row[11] = (segs - 1 - j) / segs
+            row[12] = t.score[i] / top_score
+            row[13] = min(1.0, t.size[i] / cap)
+        edges = np.linspace(0.0, n, self.H + 1)
+        steps = np.arange(n)
+        overlap = np.clip(
+            np.minimum(steps[None, :] + 1, edges[1:, None]) - np.maximum(steps[None, :], edges[:-1, None]), 0, None
+        )
+        per_step = overlap / (edges[1:] - edges[:-1])[:, None]  # [H, n]
+        # time_cum[e] - time_cum[s]: each time bin's share of steps [s, e). Shape [n + 1, H].
+        time_cum = np.concatenate([np.zeros((1, self.H)), np.cumsum(per_step.T, axis=0)], axis=0)
+        addr = np.linspace(0.0, cap, self.W + 1)
+        reserved0 = np.array([sum(t.fp[i] for i in t.operands[s]) for s in range(n)], dtype=np.float64)
+        return static, time_cum, addr[:-1], addr[1:], addr[1:] - addr[:-1], (per_step / cap, reserved0)
+
+    # -- gymnasium API -------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if self.sampler is not None:
+            self._load(self.sampler.sample(self.np_random))
+        self.state = MsaState(self.tables)
+        self.occupancy = np.zeros((self.H, self.W), dtype=np.float32)
+        self._per_step, reserved0 = self._demand0
+        self.reserved_bytes = reserved0.copy()
+        self.illegal = False
+        self.terminated = False
+        self._prepare()
+        return self._observation(), self._info()
+
+    def step(self, action):
+        assert self.state is not None, "call reset() first"
+        if self.terminated:
+            raise RuntimeError("episode finished: call reset()")
+        action = int(action)
+        self.illegal = not (0 <= action <= self.K and self._mask[action])
+        if self.illegal:
+            action = 0
+        if not self.tables.decisions:  # the dummy decision of an instance with nothing to decide
+            cost = 0
+        elif action == 0:
+            cost = self.state.apply(EVICT)
+        else:
+            cost = self._keep(action - 1)
+        reward = -cost / self.scale
+        terminated = self.terminated = self.state.done
+        if not terminated:
+            self._prepare()
+        else:
+            self._mask = np.zeros(self.K + 1, dtype=np.int8)
+            self._mask[0] = 1
+            self._cands = []
+        info = self._info()
+        if terminated:
+            info.update(self._final_info())
+        return self._observation(), reward, terminated, False, info
+
+    def _keep(self, choice: int) -> Bytes:
+        """Keep the current segment at candidate ``choice``; update occupancy and demand."""
+        st, t = self.state, self.tables
+        i, _, a, b = st.decision
+        lo = a + 1 if st.cur[i] >= 0 else a
+        cand = self._cands[choice]
+        covered = [s for s in range(lo, b + 1) if i in st.reserved[s]]
+        cost = st.apply(choice)
+        fp = t.fp[i]
+        rows = self._time_cum[b + 1] - self._time_cum[lo]  # [H]: share of each time bin
+        cols = np.minimum(cand.offset + fp, self._addr_hi) - np.maximum(cand.offset, self._addr_lo)
+        np.maximum(cols, 0.0, out=cols)
+        cols /= self._addr_w  # [W]: share of each address bin
+        self.occupancy += rows[:, None] * cols[None, :]
+        np.minimum(self.occupancy, 1.0, out=self.occupancy)  # float rounding only
+        for s in covered:
+            self.reserved_bytes[s] -= fp
+        return cost
+
+    def _prepare(self) -> None:
+        """Legal actions of the current decision."""
+        self._mask = np.zeros(self.K + 1, dtype=np.int8)
+        self._mask[0] = 1
+        if self.tables.decisions:
+            self._cands = self.state.options(self.K)
+            self._mask[1 : 1 + len(self._cands)] = 1
+        else:
+            self._cands = []
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        st, t = self.state, self.tables
+        k = st.k
+        segment = self._static[k].copy() if k < len(t.decisions) else np.zeros(len(SEGMENT_FEATURES), np.float32)
+        cands = np.zeros((self.K + 1, len(CANDIDATE_FEATURES)), dtype=np.float32)
+        cands[0, 0] = 1.0
+        if k < len(t.decisions):
+            i, _, a, b = t.decisions[k]
+            resident = st.cur[i] >= 0
+            segment[14] = float(resident)
+            segment[15] = float(t.is_act[i] and st.evictions[i] > 0)
+            segment[16] = len(self._cands) / self.K
+            segment[17] = k / len(t.decisions)
+            cap, fp = t.capacity, t.fp[i]
+            span = b - a + (0 if resident else 1)
+            for c, cand in enumerate(self._cands, start=1):
+                cands[c] = (
+                    1.0,
+                    cand.offset / cap,
+                    (cand.offset + fp) / cap,
+                    fp / cand.gap if cand.gap else 1.0,
+                    len(cand.repacks) / span,
+                    0.0,
+                )
+            cands[0, 5] = st.evict_cost() / (2 * cap)
+        return {
+            "segment": segment,
+            "pending": self._static[k + 1 : k + 1 + self.N].copy(),
+            "occupancy": self.occupancy.copy(),
+            "demand": np.minimum((self._per_step @ self.reserved_bytes).astype(np.float32), 1.0),
+            "candidates": cands,
+            "action_mask": self._mask.copy(),
+        }
+
+    def _info(self) -> dict[str, Any]:
+        st, t = self.state, self.tables
+        if st.k < len(t.decisions):
+            i, _, a, b = t.decisions[st.k]
+            tensor, segment = t.names[i], (a, b)
+        else:
+            tensor, segment = "", (-1, -1)
+        return {
+            "action_mask": self._mask.copy(),
+            "instance": self.instance.name,
+            "decision": st.k,
+            "tensor": tensor,
+            "segment": segment,
+            "illegal_action": self.illegal,
+            "nc_bytes": st.nc_bytes,
+        }
+
+    def _final_info(self) -> dict[str, Any]:
+        plan = self.state.plan()
+        cost = evaluate(self.problem, plan)
+        if cost.non_compulsory_bytes != self.state.nc_bytes:  # the game's accounting is the cost model's
+            raise AssertionError(
+                f"mallocGame accounted {self.state.nc_bytes} B, the cost model {cost.non_compulsory_bytes} B"
+            )
+        return {
+            "plan": plan,
+            "cost": cost,
+            "baseline_bytes": self.baseline.nc_bytes,
+            "baseline_solver": self.baseline.solver,
+            "scale": self.scale,
+        }
+
+    def render(self):
+        if self.render_mode != "ansi":
+            return None
+        st, t = self.state, self.tables
+        lines = [
+            f"{self.instance.name}: decision {st.k}/{len(t.decisions)}, {st.nc_bytes} non-compulsory bytes"
+            f" (baseline {self.baseline.nc_bytes})"
+        ]
+        shades = " .:-=+*#%@"
+        for row in np.clip(self.occupancy, 0, 1):
+            lines.append("|" + "".join(shades[min(9, int(v * 10))] for v in row) + "|")
+        return "\n".join(lines)
+
+    # -- search support --------------------------------------------------------------------
+    def legal_actions(self) -> np.ndarray:
+        """Indices of the legal actions of the current decision."""
+        return np.flatnonzero(self._mask)
+
+    def clone_state(self) -> tuple:
+        """A snapshot of the mutable game state (the instance stays the same)."""
+        return (
+            self.state.clone(),
+            self.occupancy.copy(),
+            self.reserved_bytes.copy(),
+            self._mask.copy(),
+            list(self._cands),
+            self.terminated,
+        )
+
+    def restore_state(self, snapshot: tuple) -> None:
+        """Return to a ``clone_state`` snapshot (which stays reusable)."""
+        state, occupancy, reserved_bytes, mask, cands, self.terminated = snapshot
+        self.state = state.clone()
+        self.occupancy, self.reserved_bytes = occupancy.copy(), reserved_bytes.copy()
+        self._mask, self._cands = mask.copy(), list(cands)
+        self.illegal = False
+
+    def final_plan(self) -> Plan:
+        """The plan of a finished episode."""
+        return self.state.plan()
+
+
+def greedy_action(env: gym.Env) -> int:
+    """XLA's rule: keep at the best-fit offset when legal (action 1), else evict (0).
+    Played through the env it gives exactly the ``xla-msa`` solver's bytes."""
+    mask = env.unwrapped._mask
+    return 1 if len(mask) > 1 and mask[1] else 0
+
+
+def random_action(env: gym.Env, rng: np.random.Generator) -> int:
+    """A uniformly random legal action."""
+    legal = env.unwrapped._mask.nonzero()[0]
+    return int(legal[int(rng.integers(len(legal)))])
+
+
+def play(env: gym.Env, policy, *, seed: int | None = None) -> tuple[float, dict[str, Any]]:
+    """Play one episode with ``policy(env) -> action``; returns (return, terminal info)."""
+    obs, info = env.reset(seed=seed)
+    total, terminated = 0.0, False
+    while not terminated:
+        obs, reward, terminated, truncated, info = env.step(policy(env))
+        total += reward
+    return total, info
+
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point="mallocgame.env:MallocGameEnv")
+
+
+__all__ = [
+    "ENV_ID",
+    "SEGMENT_FEATURES",
+    "CANDIDATE_FEATURES",
+    "STEP_INFO_KEYS",
+    "TERMINAL_INFO_KEYS",
+    "Baseline",
+    "best_greedy_baseline",
+    "MallocGameEnv",
+    "greedy_action",
+    "random_action",
+    "play",
+]
