@@ -31,18 +31,9 @@ EXIT_INTERRUPTED = 130
 
 
 def _parse_input_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-    for item in items or []:
-        name, sep, dims = item.rpartition("=")
-        try:
-            if not sep or not name:
-                raise ValueError
-            shapes[name] = tuple(int(d) for d in dims.lower().split("x"))
-            if any(d <= 0 for d in shapes[name]):
-                raise ValueError
-        except ValueError:
-            raise UsageError(f"--input-shape {item!r}: write NAME=1x3x224x224 (positive integers)") from None
-    return shapes
+    from cosma.onnx_lower import parse_input_shape
+
+    return dict(parse_input_shape(item) for item in items or [])
 
 
 def _hardware(args):
@@ -138,6 +129,14 @@ def cmd_optimize(args) -> int:
 
     if args.time_limit is not None and args.time_limit <= 0:
         raise UsageError("--time-limit must be positive (seconds)")
+    solver_name = args.solver or _default_solver()
+    try:
+        spec = get_solver(solver_name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    params = _solver_params(spec, args)  # option typos fail before the model is read
+    if not is_tier(args.scratchpad):
+        parse_size(args.scratchpad)
     hw = _hardware(args)
     graph = _load_graph(args)
     problem = Problem(graph, capacity=hw.capacity, hardware=hw, weights_counted=args.weights)
@@ -163,12 +162,6 @@ def cmd_optimize(args) -> int:
             + ("" if args.weights else " (activations only)")
         )
     problem = replace(problem, capacity=capacity)
-    solver_name = args.solver or _default_solver()
-    try:
-        spec = get_solver(solver_name)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    params = _solver_params(spec, args)
     options = RunOptions(
         time_limit=args.time_limit, threads=args.threads, seed=args.seed, schedule=schedule, verbose=not args.quiet
     )
