@@ -113,12 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity", default="M_R", help="tier or size")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bench)
+
+    # train and eval own their (long) option lists: `mallocgame train --help` shows them.
+    sub.add_parser("train", help="train the MuZero-style agent by self-play (see `mallocgame train --help`)", add_help=False)
+    sub.add_parser("eval", help="evaluate a checkpoint against best-greedy (see `mallocgame eval --help`)", add_help=False)
     return parser
 
 
+_FORWARDED = {"train": "mallocgame.train", "eval": "mallocgame.evaluate"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv and argv[0] in _FORWARDED:
+            import importlib
+
+            return importlib.import_module(_FORWARDED[argv[0]]).main(argv[1:])
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except CosmaError as e:
         print(f"mallocgame: error: {e}", file=sys.stderr)
