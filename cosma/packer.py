@@ -84,6 +84,11 @@ class PackParams:
     greedy_first: bool = True
     # Prune when a section's floor plus its unplaced bytes exceeds the capacity.
     section_inference: bool = True
+    # The same at every level of a section, not only its floor: the unplaced buffers
+    # whose bounds are at least t all sit in [t, capacity), so t plus their bytes must
+    # fit. Stronger after lifts and on tight sections, where a gap under a high bound
+    # must be filled exactly by the few buffers that can still reach it.
+    stack_inference: bool = True
     # Solve parts of time that no unplaced buffer spans independently of each other.
     dynamic_decomposition: bool = True
     # Search strategies, restarted round robin under a node limit that doubles each
@@ -266,6 +271,7 @@ class _Instance:
         self.member_ptr = np.zeros(self.sections + 1, dtype=np.int64)
         self.member_ptr[1:] = np.cumsum([len(m) for m in self.members])
         self.member_ids = np.array([b for m in self.members for b in m], dtype=np.int64)
+        self.member_sec = np.repeat(np.arange(self.sections, dtype=np.int64), np.diff(self.member_ptr))
 
     @property
     def bound_bytes(self) -> int:
@@ -655,6 +661,33 @@ class _Dfs:
             s = int(np.flatnonzero(in_well)[np.argmin(slack[in_well])])
         return s, int(floors[s])
 
+    def _stacks_overflow(self, s0: int, s1: int) -> bool:
+        """Whether some section of ``[s0, s1)`` holds a level ``t`` such that ``t`` plus
+        the units of its unplaced buffers bounded at ``t`` or above exceeds the capacity.
+
+        Vectorized over all sections at once: the (section, bound) pairs are sorted by
+        section then descending bound, and a cumulative sum restarted per section gives,
+        at each buffer, the units of those bounded at least as high.
+        """
+        inst = self.inst
+        start, stop = int(inst.member_ptr[s0]), int(inst.member_ptr[s1])
+        ids = inst.member_ids[start:stop]
+        keep = ~self.placed[ids]
+        ids = ids[keep]
+        if ids.size == 0:
+            return False
+        sec = inst.member_sec[start:stop][keep]
+        bound = self.low[ids]
+        # Bounds are at most the capacity here (checked before), so one integer key sorts.
+        order = np.argsort(sec * (inst.cap + 2) + (inst.cap + 1 - bound), kind="stable")
+        sizes = inst.units[ids[order]]
+        running = np.cumsum(sizes)
+        sec = sec[order]
+        first = np.ones(len(sec), dtype=bool)
+        first[1:] = sec[1:] != sec[:-1]
+        base = (running - sizes)[np.maximum.accumulate(np.where(first, np.arange(len(sec)), 0))]
+        return bool(np.any(bound[order] + running - base > inst.cap))
+
     def _candidates(self, s: int, f: int) -> np.ndarray:
         """Unplaced buffers alive in section ``s`` whose bound is ``f``."""
         inst = self.inst
@@ -683,6 +716,9 @@ class _Dfs:
         # Room left above each section's unplaced buffers; negative: they cannot fit.
         slack = np.where(total > 0, inst.cap - floors - total, _HIGH)
         if params.section_inference and np.any(slack < 0):
+            self.backtracks += 1
+            return False
+        if params.stack_inference and self._stacks_overflow(s0, s1):
             self.backtracks += 1
             return False
         s, f = self._hole(floors, slack, s0)

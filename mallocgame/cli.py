@@ -1,7 +1,10 @@
-"""The ``mallocgame`` command: play an ONNX model's memory mapping as a game, or time the env.
+"""The ``mallocgame`` command: play an ONNX model's memory mapping as a game, time the env,
+train the MuZero-style agent or evaluate a checkpoint.
 
     mallocgame play MODEL.onnx --scratchpad M_R --policy greedy -o plan.json
     mallocgame bench --steps 20000
+    mallocgame train --minutes 20
+    mallocgame eval results/muzero/checkpoint.pt
 
 Bad input gets one line on stderr and exit status 2 (as ``cosma``).
 """
