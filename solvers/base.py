@@ -131,6 +131,7 @@ _SOLVER_MODULES = (
     "solvers.baselines",
     "solvers.xla",
     "cosma.exact",
+    "cosma.ilp",
     "cosma.dnc",
     "cosma.auto",
     "mallocgame.solver",
