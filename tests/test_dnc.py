@@ -1,0 +1,178 @@
+"""Divide and conquer and ``auto``: stitched plans stay valid (boundary residents keep
+their offsets across cuts), every answer carries a sound lower bound, dnc matches the
+exact optimum where one window covers the schedule, never loses to ``best-greedy``, and
+``auto`` takes the path its budget allows."""
+
+from __future__ import annotations
+
+import pytest
+
+from cosma.analysis import min_capacity, peak_live_bytes
+from cosma.auto import AutoParams
+from cosma.bench_nas import randwire_graph
+from cosma.cost import evaluate
+from cosma.dnc import (
+    DncParams,
+    _Incumbent,
+    _WindowModel,
+    fixed_schedule_bound,
+    piece_cuts,
+    relax_and_pack,
+    schedule_free_bound,
+)
+from cosma.hardware import PRESETS
+from cosma.ir import Graph, Problem
+from cosma.scheduler import min_peak_schedule
+from cosma.synthetic import random_dag
+from cosma.validator import validate
+from solvers.base import REGISTRY, RunOptions, Status, load_all, run
+
+IDEAL = PRESETS["ideal"]
+NPU = PRESETS["edge-npu"]
+
+
+def tight(graph: Graph, hw=IDEAL, weights_counted: bool = True, extra: float = 0.0) -> Problem:
+    """The graph at ``M_R`` (plus ``extra`` of the way to the min peak)."""
+    loose = Problem(graph, 10**12, hw, weights_counted=weights_counted)
+    m_r = min_capacity(loose)
+    _, m_p, _ = min_peak_schedule(loose)
+    cap = int(m_r + extra * (m_p - m_r)) // hw.alignment * hw.alignment
+    return Problem(graph, max(cap, m_r), hw, weights_counted=weights_counted)
+
+
+GENERATED = [
+    (random_dag(seed, 24, skip_prob=0.5), IDEAL) for seed in range(3)
+] + [(randwire_graph(seed, 20), NPU) for seed in range(2)]
+
+
+def stitch_open(problem: Problem, schedule, window: int) -> _Incumbent:
+    """The first pass by hand: pieces left to right, each choosing what stays resident
+    (and where) across its end cut."""
+    inc = _Incumbent.empty(problem, schedule)
+    cuts = piece_cuts(inc, window)
+    assert len(cuts) > 2  # really split
+    for a, b in zip(cuts, cuts[1:]):
+        status, out, _ = _WindowModel(inc, a, b, open_end=True).solve(2.0, 1, 0)
+        assert out is not None
+        inc = out
+    return inc
+
+
+@pytest.mark.parametrize("graph,hw", GENERATED, ids=lambda g: getattr(g, "name", ""))
+@pytest.mark.parametrize("extra", [0.0, 0.5])
+def test_stitched_pieces_are_valid(graph: Graph, hw, extra: float) -> None:
+    problem = tight(graph, hw, extra=extra)
+    schedule, _, _ = min_peak_schedule(problem)
+    inc = stitch_open(problem, schedule, window=6)
+    plan = inc.plan()
+    assert validate(problem, plan) == []
+    assert evaluate(problem, plan).non_compulsory_bytes == inc.cost()
+    # Something stays resident across some cut at a fixed offset (the boundary condition used).
+    assert inc.cost() < _Incumbent.empty(problem, schedule).cost()
+
+
+@pytest.mark.parametrize("graph,hw", GENERATED, ids=lambda g: getattr(g, "name", ""))
+def test_pinned_windows_and_tensor_moves_keep_plans_valid(graph: Graph, hw) -> None:
+    problem = tight(graph, hw, extra=0.3)
+    schedule, _, _ = min_peak_schedule(problem)
+    inc, _ = relax_and_pack(_Incumbent.empty(problem, schedule), 2.0)
+    assert inc is not None and validate(problem, inc.plan()) == []
+    n = len(schedule)
+    evicted = sorted(t for t, st in inc.tensors.items() if not all(st.keep))
+    moves = [(0, n // 2, frozenset()), (n // 3, n // 3 + 5, frozenset()), (n // 2, n // 2 + 3, frozenset(evicted[:2]))]
+    for a, b, free in moves:
+        _, out, _ = _WindowModel(inc, a, b, open_end=False, free=free).solve(2.0, 1, 0)
+        assert out is not None
+        assert validate(problem, out.plan()) == []
+        assert out.cost() <= inc.cost()  # hinted with the incumbent: never worse
+        inc = out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dnc_plans_are_valid_with_small_windows(seed: int) -> None:
+    problem = tight(random_dag(seed, 30, skip_prob=0.5))
+    params = DncParams(window_steps=8, single_window_steps=8, window_time=0.5, warm_start=False, relax_time=0)
+    result = run(problem, "dnc", params, RunOptions(time_limit=4, seed=seed))  # run() validates the plan
+    assert result.plan is not None and result.status in (Status.FEASIBLE, Status.OPTIMAL)
+    assert result.bound is not None and 0 <= result.bound <= result.objective
+    assert result.stats["pieces"] > 1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bounds_are_sound_and_single_window_matches_exact(seed: int) -> None:
+    load_all()
+    if "exact" not in REGISTRY:
+        pytest.skip("exact solver not available")
+    problem = tight(random_dag(seed, 14, skip_prob=0.5), extra=0.3)
+    schedule, _, _ = min_peak_schedule(problem)
+    options = RunOptions(time_limit=10, schedule=schedule)
+    exact = run(problem, "exact", options=options)
+    assert exact.status is Status.OPTIMAL
+    dnc = run(problem, "dnc", options=options)
+    assert dnc.objective == exact.objective
+    assert fixed_schedule_bound(problem, schedule) <= exact.objective
+    assert schedule_free_bound(problem) <= exact.objective
+    assert dnc.bound <= dnc.objective
+
+
+@pytest.mark.parametrize("graph,hw", GENERATED[-2:], ids=lambda g: g.name)
+def test_never_worse_than_best_greedy(graph: Graph, hw) -> None:
+    load_all()
+    if "best-greedy" not in REGISTRY:
+        pytest.skip("best-greedy not available")
+    problem = tight(graph, hw, weights_counted=False)
+    greedy = run(problem, "best-greedy")
+    dnc = run(problem, "dnc", DncParams(window_time=0.5, relax_time=1.0), RunOptions(time_limit=4))
+    assert dnc.objective <= greedy.objective
+
+
+def test_below_m_r_is_infeasible() -> None:
+    problem = tight(random_dag(0, 8))
+    small = Problem(problem.graph, min_capacity(problem) - 1, IDEAL)
+    assert run(small, "dnc").status is Status.INFEASIBLE
+    assert run(small, "auto").status is Status.INFEASIBLE
+
+
+def test_zero_traffic_at_a_roomy_capacity() -> None:
+    graph = random_dag(1, 20)
+    schedule, peak, _ = min_peak_schedule(Problem(graph, 10**9, IDEAL))
+    problem = Problem(graph, 2 * peak, IDEAL)
+    result = run(problem, "dnc", options=RunOptions(time_limit=5))
+    assert result.objective == 0 and result.status is Status.OPTIMAL
+
+
+def test_auto_takes_exact_on_a_small_instance() -> None:
+    load_all()
+    if "exact" not in REGISTRY:
+        pytest.skip("exact solver not available")
+    problem = tight(random_dag(1, 12, skip_prob=0.5))
+    result = run(problem, "auto", options=RunOptions(time_limit=10))
+    assert result.stats["path"] == "exact"
+    assert result.status is Status.OPTIMAL
+
+
+@pytest.mark.parametrize("params", [AutoParams(exact_fraction=0.0), AutoParams(exact_max_steps=5)])
+def test_auto_falls_back_to_dnc_without_an_exact_budget(params: AutoParams) -> None:
+    problem = tight(random_dag(2, 16, skip_prob=0.5))
+    result = run(problem, "auto", params, RunOptions(time_limit=4))
+    assert result.stats["path"] in ("dnc", "best-greedy")
+    assert "exact" not in result.stats
+    assert result.bound is not None and result.bound <= result.objective
+    load_all()
+    if "best-greedy" in REGISTRY:
+        assert result.objective <= run(problem, "best-greedy").objective
+
+
+def test_schedule_reordering_never_raises_the_relaxation() -> None:
+    import random
+
+    from cosma.analysis import is_topological
+    from cosma.dnc import improve_schedule
+
+    problem = tight(randwire_graph(1, 20), NPU)
+    schedule = tuple(op.name for op in problem.graph.operators)
+    start = fixed_schedule_bound(problem, schedule)
+    new, value, kept, tried = improve_schedule(problem, schedule, start, 1.0, random.Random(0))
+    assert is_topological(problem, new)
+    assert value <= start and tried >= kept
+    assert fixed_schedule_bound(problem, new) <= start
