@@ -1,0 +1,31 @@
+"""A reduced `cosma compare` (two small models, one tier) runs end to end and resumes."""
+
+import csv
+from pathlib import Path
+
+from cosma.cli import main
+
+SOLVERS = ["file-bestfit-belady", "file-bestfit-greedy", "mem-bestfit-belady", "mem-bestfit-greedy", "exact"]
+
+
+def test_reduced_compare_writes_tables_and_resumes(tmp_path, capsys):
+    argv = ["compare", "--models", "resnet18", "mobilenetv2", "--tiers", "M_R", "--solvers", *SOLVERS,
+            "--time-limit", "20", "--jobs", "1", "--out", str(tmp_path), "--no-packing"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "20 to run" in out
+    table = (tmp_path / "comparison.md").read_text()
+    assert "## weights, M_R" in table and "resnet18" in table
+    rows = list(csv.DictReader((tmp_path / "comparison.csv").open()))
+    assert len(rows) == 2 * 2 * len(SOLVERS)
+    assert all(r["status"] in ("optimal", "feasible") for r in rows)
+    # The exact solver is never worse than any baseline on the same cell.
+    for r in rows:
+        if r["solver"] == "exact":
+            same = [int(o["non_compulsory_bytes"]) for o in rows if (o["model"], o["setting"]) == (r["model"], r["setting"])]
+            assert int(r["non_compulsory_bytes"]) == min(same)
+    assert (tmp_path / "bars_weights.png").exists() and (tmp_path / "map_resnet18.png").exists()
+
+    # A second run finds every cell in the cache and recomputes nothing.
+    assert main(argv) == 0
+    assert "20 cached, 0 to run" in capsys.readouterr().out
