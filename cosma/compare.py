@@ -285,8 +285,29 @@ def plot_bars(rows: list[dict], out: Path, solvers: list[str]) -> list[Path]:
     return written
 
 
-def plot_maps(models: list[Path], out: Path, time_limit: float) -> list[Path]:
-    """Memory maps of the best baseline's plan and the exact plan, side by side, at M_R."""
+def pick_map_cells(rows: list[dict], count: int = 2) -> list[tuple[str, str, str]]:
+    """(model, setting, tier) cells where exact saves the most against the best baseline."""
+    by = {(r["model"], r["setting"], r["tier"], r["solver"]): r for r in rows}
+    gains = []
+    for r in rows:
+        if r["solver"] != "exact" or r["non_compulsory_bytes"] is None:
+            continue
+        base = _best_baseline(by, r["model"], r["setting"], r["tier"])
+        if base is not None and base > r["non_compulsory_bytes"]:
+            gains.append((base - r["non_compulsory_bytes"], r["model"], r["setting"], r["tier"]))
+    gains.sort(reverse=True)
+    picked, seen = [], set()
+    for _, model, setting, tier in gains:
+        if model not in seen:
+            picked.append((model, setting, tier))
+            seen.add(model)
+        if len(picked) == count:
+            break
+    return picked
+
+
+def plot_maps(cells: list[tuple[str, str, str]], paths: dict[str, Path], tiers: dict, out: Path, time_limit: float) -> list[Path]:
+    """Memory maps of best-greedy's plan and the exact plan side by side, for the given cells."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -296,25 +317,23 @@ def plot_maps(models: list[Path], out: Path, time_limit: float) -> list[Path]:
     from cosma.ir import Problem
     from cosma.onnx_lower import load_model
     from cosma.show import draw_memory_map
-    from cosma.tiers import compute_tiers
     from solvers.base import RunOptions, load_all, run
 
     registry = load_all()
     solvers = [s for s in ("best-greedy", "exact") if s in registry]
     written = []
-    for path in models:
-        graph = load_model(path, dtype_bytes=DTYPE_BYTES)
-        hw = get_hardware(HARDWARE)
-        tiers = compute_tiers(graph, hw, False, time_limit=10.0)
-        problem = Problem(graph, tiers.m_r, hw, weights_counted=False)
+    for model, setting, tier in cells:
+        graph = load_model(paths[model], dtype_bytes=DTYPE_BYTES)
+        capacity = tiers[model][setting][tier]
+        problem = Problem(graph, capacity, get_hardware(HARDWARE), weights_counted=setting == "weights")
         fig, axes = plt.subplots(1, len(solvers), figsize=(7 * len(solvers), 4), squeeze=False)
         for ax, s in zip(axes[0], solvers):
             result = run(problem, s, None, RunOptions(time_limit=time_limit))
             if result.plan is not None:
                 nc = result.objective / 1024
-                draw_memory_map(problem, result.plan, ax, f"{path.stem} at M_R (activations): {s}, {nc:.1f} KiB")
+                draw_memory_map(problem, result.plan, ax, f"{model} at {tier} ({setting}): {s}, {nc:.1f} KiB")
         fig.tight_layout()
-        target = out / f"map_{path.stem}.png"
+        target = out / f"map_{model}_{setting}_{tier}.png"
         fig.savefig(target, dpi=110)
         plt.close(fig)
         written.append(target)
@@ -432,7 +451,8 @@ def main(args) -> int:
     written = [out / "comparison.md", out / "comparison.csv"]
     written += plot_bars(rows, out, solvers)
     if not getattr(args, "no_maps", False):
-        written += plot_maps(paths[:2], out, args.time_limit)
+        cells_to_draw = pick_map_cells(rows) or [(p.stem, "weights", args.tiers[0]) for p in paths[:1]]
+        written += plot_maps(cells_to_draw, {p.stem: p for p in paths}, tiers, out, args.time_limit)
     if not getattr(args, "no_packing", False):
         p = compare_packers(out, min(args.time_limit, 60.0))
         if p:

@@ -24,7 +24,7 @@ def test_reduced_compare_writes_tables_and_resumes(tmp_path, capsys):
         if r["solver"] == "exact":
             same = [int(o["non_compulsory_bytes"]) for o in rows if (o["model"], o["setting"]) == (r["model"], r["setting"])]
             assert int(r["non_compulsory_bytes"]) == min(same)
-    assert (tmp_path / "bars_weights.png").exists() and (tmp_path / "map_resnet18.png").exists()
+    assert (tmp_path / "bars_weights.png").exists() and list(tmp_path.glob("map_*.png"))
 
     # A second run finds every cell in the cache and recomputes nothing.
     assert main(argv) == 0
