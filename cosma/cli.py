@@ -448,6 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="output folder")
     p.add_argument("--fresh", action="store_true", help="recompute cells already in the cache")
     p.add_argument("--no-maps", action="store_true", help="skip the side-by-side memory maps")
+    p.add_argument(
+        "--agent-max-ops",
+        type=int,
+        default=400,
+        help="record the muzero agent as skipped on graphs with more operators (0: run everywhere)",
+    )
     p.add_argument("--no-packing", action="store_true", help="skip the allocation-only peer table")
     p.set_defaults(func=cmd_compare)
     return parser

@@ -41,6 +41,7 @@ class Cell:
     capacity: int
     solver: str
     time_limit: float
+    max_ops: int = 0  # skip this solver on graphs with more operators (0: never skip)
 
     @property
     def key(self) -> str:
@@ -89,6 +90,17 @@ def run_cell(cell: Cell) -> dict:
         from solvers.base import RunOptions, run
 
         graph = load_model(cell.path, dtype_bytes=DTYPE_BYTES)
+        if cell.max_ops and len(graph.operators) > cell.max_ops:
+            row.update(
+                status="skipped",
+                non_compulsory_bytes=None,
+                latency_cycles=None,
+                bound=None,
+                gap=None,
+                seconds=0.0,
+                message=f"{cell.solver} not run above {cell.max_ops} operators (see --agent-max-ops)",
+            )
+            return row
         problem = Problem(graph, cell.capacity, get_hardware(HARDWARE), weights_counted=cell.setting == "weights")
         result = run(problem, cell.solver, None, RunOptions(time_limit=cell.time_limit, seed=0))
         row.update(
@@ -119,7 +131,7 @@ def load_cache(path: Path) -> dict[str, dict]:
         for line in path.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                rows[Cell(**{k: row[k] for k in Cell.__dataclass_fields__}).key] = row
+                rows[Cell(**{k: row[k] for k in Cell.__dataclass_fields__ if k in row}).key] = row
     return rows
 
 
@@ -426,8 +438,12 @@ def main(args) -> int:
             print(f"compare: tiers of {p.stem}...", flush=True)
             tiers[p.stem] = tiers_for(p)
             tiers_path.write_text(json.dumps(tiers, indent=1))
+    agent_max_ops = getattr(args, "agent_max_ops", 0)
     cells = [
-        Cell(p.stem, str(p), setting, tier, tiers[p.stem][setting][tier], s, args.time_limit)
+        Cell(
+            p.stem, str(p), setting, tier, tiers[p.stem][setting][tier], s, args.time_limit,
+            agent_max_ops if s == "muzero" else 0,
+        )  # fmt: skip
         for p in paths
         for setting, _ in SETTINGS
         for tier in args.tiers
