@@ -106,7 +106,7 @@ def _solver_params(spec, args):
             raise UsageError(f"--param {item!r}: write NAME=VALUE")
         overrides[key.strip().replace("-", "_")] = value.strip()
     names = {f.name for f in fields(spec.params_type)}
-    for flag, field_name in (("solver_params", "solver_params"), ("dump_model", "dump_model")):
+    for flag, field_name in (("solver_params", "solver_params"), ("dump_model", "dump_model"), ("checkpoint", "checkpoint")):
         value = getattr(args, flag, None)
         if value is not None:
             if field_name not in names:
@@ -405,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", metavar="FIELD=VALUE", help="set a field of the solver's params")
     p.add_argument("--solver-params", default=None, help="raw parameters passed to the underlying MIP/CP solver")
     p.add_argument("--dump-model", default=None, metavar="PATH", help="write the solver's model to PATH")
+    p.add_argument("--checkpoint", default=None, metavar="PATH", help="agent checkpoint for --solver muzero")
     p.add_argument("-o", "--output", default=None, metavar="PLAN.json", help="write the plan file")
     p.add_argument("--map", default=None, metavar="MAP.png", help="also draw the memory map")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")

@@ -1,0 +1,86 @@
+"""Building mallocGame environments for the agent from one set of env settings, so that
+training, evaluation and the solver always see the observation shapes the checkpoint's
+networks were built for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cosma.ir import OpName, Problem
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    """The env arguments a checkpoint depends on (they fix the observation shapes)."""
+
+    num_candidates: int = 8  # K: candidate offsets per decision (actions 1..K; 0 = evict)
+    num_pending: int = 16  # N: upcoming segments shown in the observation
+    occupancy_size: int = 32  # the occupancy map is occupancy_size x occupancy_size
+    hardware: str = "edge-npu"  # hardware preset of sampled instances
+    instances: str = "default"  # sampler preset for training: "default" (zoo + random DAGs), "dags" or "zoo"
+
+    def env_kwargs(self) -> dict:
+        return {
+            "num_candidates": self.num_candidates,
+            "num_pending": self.num_pending,
+            "occupancy_shape": (self.occupancy_size, self.occupancy_size),
+        }
+
+
+def make_sampler_env(settings: EnvSettings, seed: int):
+    """An env that draws a new training instance at every reset (from its own ``np_random``;
+    ``seed`` also offsets the sampler's random DAG seeds, so parallel envs differ)."""
+    from mallocgame.env import MallocGameEnv
+    from mallocgame.instances import InstanceSampler
+
+    sampler = InstanceSampler(hardware=settings.hardware, seed=seed, preset=settings.instances)
+    return MallocGameEnv(sampler=sampler, hardware=settings.hardware, **settings.env_kwargs())
+
+
+def make_problem_env(settings: EnvSettings, problem: Problem, schedule: tuple[OpName, ...] | None = None):
+    """An env that plays one given problem (evaluation, the solver)."""
+    from mallocgame.env import MallocGameEnv
+
+    return MallocGameEnv(problem=problem, schedule=schedule, **settings.env_kwargs())
+
+
+def evaluation_instances(models: str, n_dags: int, hardware: str) -> list:
+    """The env package's fixed evaluation set, restricted to the zoo models named in
+    ``models`` (comma separated file stems; "all": every zoo model; "": none) and
+    ``n_dags`` random DAGs, each at every tier and weights setting."""
+    from mallocgame.instances import evaluation_set
+
+    names = None if models == "all" else [m for m in models.split(",") if m]
+    return evaluation_set(hardware=hardware, models=names, n_dags=n_dags)
+
+
+VALIDATION_SEEDS = range(5000, 5008)  # random DAGs for choosing search settings: disjoint from the
+# evaluation set's (1000, 1001, ...) and, with overwhelming odds, from the sampler's 2^31 draws
+
+
+def validation_instances(hardware: str, dag_ops: int = 24) -> list:
+    """A validation set for choosing search settings without touching the evaluation set:
+    8 random DAGs of the evaluation set's size, at every tier and weights setting."""
+    from cosma.hardware import get_hardware
+    from mallocgame.instances import TIERS, Instance, dag_graph, tier_capacities
+
+    hw = get_hardware(hardware)
+    out = []
+    for seed in VALIDATION_SEEDS:
+        graph = dag_graph(seed, dag_ops, hw.alignment)
+        for weights in (True, False):
+            caps = tier_capacities(graph, hw, weights)
+            for tier in TIERS:
+                name = f"{graph.name}/{tier}/{'weights' if weights else 'acts'}"
+                out.append(Instance(name, Problem(graph, caps[tier], hw, weights)))
+    return out
+
+
+__all__ = [
+    "EnvSettings",
+    "make_sampler_env",
+    "make_problem_env",
+    "evaluation_instances",
+    "validation_instances",
+    "VALIDATION_SEEDS",
+]

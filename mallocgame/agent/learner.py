@@ -1,0 +1,60 @@
+"""The MuZero loss: unroll the learned model ``K`` steps from a sampled observation and
+match its rewards, values and policies to the replayed targets.
+
+    loss = sum_k  value_weight * (v_k - h(z_k))^2  +  (r_k - h(u_k))^2  +  CE(pi_k, p_k)
+
+(``h`` is the squashing of ``networks.transform``: the heads predict in that space)
+
+averaged over the batch; the policy term only where the game had a decision at ``t+k``.
+As in MuZero, each unrolled step's loss is scaled by ``1/K`` and the gradient entering
+the dynamics' latent is halved, so that long unrolls do not swamp the representation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from mallocgame.agent.networks import MuZeroNet, transform
+from mallocgame.agent.replay import Batch
+
+
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity forward; multiplies the gradient by ``scale`` backward."""
+    return x * scale + x.detach() * (1 - scale)
+
+
+def muzero_loss(net: MuZeroNet, batch: Batch, value_weight: float = 0.25) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss (a scalar with a graph) and its parts as floats."""
+    obs = {k: torch.from_numpy(v) for k, v in batch.observations.items()}
+    actions = torch.from_numpy(batch.actions)  # [B, K]
+    z = transform(torch.from_numpy(batch.target_values))  # [B, K+1], squashed like the heads
+    u = transform(torch.from_numpy(batch.target_rewards))  # [B, K+1]
+    pi = torch.from_numpy(batch.target_policies)  # [B, K+1, A]
+    mask = torch.from_numpy(batch.policy_mask)  # [B, K+1]
+    K = actions.shape[1]
+
+    s, logits, value = net.initial_inference(obs)
+    value_loss = F.mse_loss(value, z[:, 0], reduction="none")
+    reward_loss = torch.zeros_like(value_loss)
+    policy_loss = -(pi[:, 0] * F.log_softmax(logits, dim=1)).sum(1) * mask[:, 0]
+    for k in range(1, K + 1):
+        reward, s, logits, value = net.recurrent_inference(s, actions[:, k - 1])
+        s = scale_gradient(s, 0.5)
+        step_scale = 1.0 / K
+        value_loss = value_loss + step_scale * F.mse_loss(value, z[:, k], reduction="none")
+        reward_loss = reward_loss + step_scale * F.mse_loss(reward, u[:, k], reduction="none")
+        ce = -(pi[:, k] * F.log_softmax(logits, dim=1)).sum(1) * mask[:, k]
+        policy_loss = policy_loss + step_scale * ce
+
+    total = (value_weight * value_loss + reward_loss + policy_loss).mean()
+    parts = {
+        "loss": total.item(),
+        "loss_value": value_loss.mean().item(),
+        "loss_reward": reward_loss.mean().item(),
+        "loss_policy": policy_loss.mean().item(),
+    }
+    return total, parts
+
+
+__all__ = ["muzero_loss", "scale_gradient"]

@@ -1,0 +1,109 @@
+"""The trained agent as a solver: ``cosma optimize --solver muzero``.
+
+It plays one mallocGame episode on the problem with search on the learned model (no
+Gumbel noise: deterministic) and returns the episode's plan. The env only offers legal
+actions and its finished episode is a complete plan, so the plan is always valid (and
+``solvers.base.run`` checks it anyway). Past the time limit the remaining decisions are
+played by the env's greedy policy, so a plan still comes back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from cosma.analysis import largest_operator, min_capacity
+from cosma.errors import UsageError
+from cosma.ir import Problem
+from solvers.base import RunOptions, SolveResult, Status, register
+
+# torch and the agent are imported when the solver runs, not when the registry loads it.
+MODELS = ("learned", "true")  # as mallocgame.agent.policy.MODELS
+
+DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent.parent / "results" / "muzero" / "checkpoint.pt")
+
+
+@dataclass(frozen=True)
+class MuZeroParams:
+    """Settings of the muzero solver."""
+
+    checkpoint: str = DEFAULT_CHECKPOINT  # a checkpoint written by `mallocgame train` (default: the shipped one)
+    num_simulations: int = 16  # model calls per decision; more searches deeper and runs slower
+    max_considered_actions: int = 8  # actions sequential halving starts with at the root
+    model: str = "learned"  # plan with the "learned" dynamics (MuZero) or the "true" env (AlphaZero-style)
+    c_scale: float = 0.0  # weight of q-values against the policy prior; 0: the model's, chosen on validation
+
+
+@lru_cache(maxsize=4)
+def _cached_agent(path: str, mtime: float):
+    from mallocgame.agent.checkpoint import load_agent
+
+    return load_agent(path)
+
+
+@register("muzero", "mallocMuZero: one mallocGame episode with search on the learned model", MuZeroParams)
+def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) -> SolveResult:
+    if params.model not in MODELS:
+        raise UsageError(f"muzero: unknown model {params.model!r}; known: {', '.join(MODELS)}")
+    need = min_capacity(problem)
+    if problem.capacity < need:
+        return SolveResult(
+            Status.INFEASIBLE, None, message=f"capacity {problem.capacity} B is below M_R = {need} B"
+            f" (operator {largest_operator(problem)})",
+        )  # fmt: skip
+    import numpy as np
+    import torch
+
+    from mallocgame.agent.envs import make_problem_env
+    from mallocgame.agent.policy import INFERENCE_C_SCALE, make_policy
+    from mallocgame.agent.rollout import play_episodes
+    from mallocgame.agent.search import SearchParams
+
+    path = str(Path(params.checkpoint))
+    agent = _cached_agent(path, Path(path).stat().st_mtime if Path(path).exists() else 0.0)
+    torch.set_num_threads(max(1, options.threads))
+    search = SearchParams(
+        num_simulations=params.num_simulations,
+        max_num_considered_actions=params.max_considered_actions,
+        gumbel_scale=0.0,
+        discount=agent.config.get("discount", 1.0),
+        c_scale=params.c_scale or INFERENCE_C_SCALE[params.model],
+    )
+    env = make_problem_env(agent.settings, problem, schedule=options.schedule)
+    deadline = None if options.time_limit is None else time.perf_counter() + options.time_limit
+    start = time.perf_counter()
+    (episode,) = play_episodes(
+        make_policy(agent.net, search, params.model), [env], np.random.default_rng(options.seed),
+        deadline=deadline, fallback=_greedy_fallback(),
+    )  # fmt: skip
+    plan = episode.final_info["plan"]
+    nc = episode.agent_bytes
+    stats = {
+        "decisions": episode.steps,
+        "searched_decisions": episode.steps - episode.fallback_steps,
+        "episode_return": episode.episode_return,
+        "baseline_bytes": episode.baseline_bytes,
+        "checkpoint": path,
+        "num_simulations": params.num_simulations,
+        "model": params.model,
+    }
+    message = ""
+    if episode.fallback_steps:
+        message = f"time limit reached: the last {episode.fallback_steps} decisions were played greedily"
+    options.say(f"muzero: {episode.steps} decisions in {time.perf_counter() - start:.1f} s, {nc} NC bytes")
+    if nc == 0:  # nothing non-compulsory: 0 is a lower bound, so this is optimal
+        return SolveResult(Status.OPTIMAL, plan, bound=0, stats=stats, message=message)
+    return SolveResult(Status.FEASIBLE, plan, stats=stats, message=message)
+
+
+def _greedy_fallback():
+    try:
+        from mallocgame.env import greedy_action
+    except ImportError:
+        return None
+    return greedy_action
+
+
+__all__ = ["MuZeroParams", "solve_muzero", "DEFAULT_CHECKPOINT"]

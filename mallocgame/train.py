@@ -1,0 +1,512 @@
+"""Train the mallocMuZero agent by self-play: ``mallocgame train [--flags]``.
+
+Readable top to bottom, cleanrl style: the config, then ``train`` (seeding, envs,
+networks, the loop: self-play with search -> replay -> MuZero loss -> periodic
+evaluation -> checkpoints), then the command line. One run writes, under
+``<out_dir>/<run_name>/`` (default ``runs/muzero/``):
+
+* ``checkpoint.pt``: weights, optimizer state, the full config and the counters
+  (``--resume PATH`` continues from it; Ctrl-C saves one, then exits cleanly);
+* ``config.json``; ``log.csv``: scalars per logging interval (losses, episode return,
+  evaluation win rate against best-greedy and mean non-compulsory bytes);
+* ``curve.png``: the learning curve drawn from ``log.csv``.
+
+Example (the shipped checkpoint's command is in ``results/muzero/README.md``)::
+
+    mallocgame train --minutes 20 --seed 0 --num-simulations 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import inspect
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from mallocgame.agent.envs import EnvSettings, evaluation_instances, make_problem_env, make_sampler_env
+from mallocgame.agent.learner import muzero_loss
+from mallocgame.agent.networks import MuZeroNet, NetConfig
+from mallocgame.agent.policy import MuZeroPolicy
+from mallocgame.agent.replay import Game, ReplayBuffer
+from mallocgame.agent.rollout import Episode, play_episodes
+from mallocgame.agent.search import SearchParams
+
+
+@dataclass
+class TrainConfig:
+    run_name: str = ""
+    """Name of the run's folder; empty: muzero_s<seed>_sim<num_simulations>_<UTC date-time>."""
+    out_dir: str = "runs/muzero"
+    """Folder that holds one sub-folder per run (runs/ is git-ignored; --ship copies a run to results/)."""
+    seed: int = 0
+    """Seeds torch, numpy, Python's random and the envs' instance samplers."""
+    threads: int = 1
+    """torch CPU threads (the machine is shared: keep 1)."""
+    minutes: float = 20.0
+    """Wall-clock budget of the run in minutes (counted across --resume)."""
+    max_env_steps: int = 0
+    """Stop after this many self-play decisions in total; 0: no limit, only --minutes."""
+
+    # Environment (these fix the observation shapes the networks are built for).
+    num_candidates: int = 8
+    """K: candidate offsets per decision; the agent has K + 1 actions (0 = evict)."""
+    num_pending: int = 16
+    """N: upcoming use segments shown in each observation."""
+    occupancy_size: int = 32
+    """Side of the square scratchpad-over-time occupancy map in each observation."""
+    hardware: str = "edge-npu"
+    """Hardware preset of the training instances."""
+    instances: str = "default"
+    """Instance-sampler preset for self-play ("default": the sampler's own mix)."""
+
+    # Self-play and search.
+    num_envs: int = 8
+    """Games played in lockstep; their searches run as one batch."""
+    num_simulations: int = 16
+    """Model calls per searched decision (Gumbel MuZero works with few)."""
+    max_considered_actions: int = 8
+    """Actions sequential halving starts with at the root."""
+    gumbel_scale: float = 1.0
+    """Scale of the Gumbel noise at the root during self-play (0 in evaluation)."""
+    c_scale: float = 0.02
+    """Weight of the (normalized) q-values against the policy prior in the search (the paper:
+    0.1; here the learned model's noisy q-values then overrode the prior and self-play drifted)."""
+
+    # Warm start.
+    demo_episodes: int = 100
+    """Games of the env's greedy policy (XLA's rule) stored in the replay before self-play,
+    with one-hot policy targets and Monte Carlo values: the search starts from greedy play
+    instead of random play; 0: none."""
+    demo_updates: int = 300
+    """Gradient steps on the demonstrations alone, before self-play starts."""
+    demo_smoothing: float = 0.3
+    """Policy targets of demonstrations: this share spread over the legal actions, the rest
+    on the greedy action; a prior not fully peaked leaves the search room to deviate."""
+
+    # Learning.
+    latent_dim: int = 128
+    """Size of the latent state."""
+    hidden_dim: int = 128
+    """Width of hidden layers."""
+    unroll_steps: int = 5
+    """K: decisions the learned model is unrolled for in the loss."""
+    td_steps: int = 10
+    """n of the n-step value targets (bootstrapped with the search's root value)."""
+    discount: float = 1.0
+    """Per-decision discount (the game is episodic: 1)."""
+    batch_size: int = 128
+    """Positions per gradient step."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    weight_decay: float = 1e-4
+    """L2 weight decay (AdamW)."""
+    value_weight: float = 0.25
+    """Weight of the value loss (MuZero uses 0.25 with replayed targets)."""
+    grad_clip: float = 5.0
+    """Clip the gradient norm at this value."""
+    replay_capacity: int = 30_000
+    """Decisions kept in the replay buffer (oldest games dropped first)."""
+    min_replay: int = 500
+    """Decisions in the buffer before learning starts."""
+    updates_per_iteration: int = 1
+    """Gradient steps per lockstep decision of all num_envs games."""
+
+    # Evaluation, logging, checkpoints.
+    eval_every_s: float = 120.0
+    """Seconds of training between evaluations on the held-out set."""
+    eval_models: str = "resnet18"
+    """Zoo models in the held-out set (comma-separated file stems; "all"; "": none)."""
+    eval_dags: int = 8
+    """Random DAGs in the held-out set (seeds 1000, 1001, ...; never drawn by the sampler)."""
+    eval_instances: int = 0
+    """Evaluate on the first this many held-out instances; 0: all of them."""
+    eval_simulations: int = 16
+    """Simulations per decision in evaluation."""
+    log_every_s: float = 15.0
+    """Seconds between rows of log.csv."""
+    checkpoint_every_s: float = 300.0
+    """Seconds between checkpoints (one is always written at the end)."""
+
+    def search_params(self, num_simulations: int | None = None, gumbel_scale: float | None = None) -> SearchParams:
+        return SearchParams(
+            num_simulations=num_simulations or self.num_simulations,
+            max_num_considered_actions=self.max_considered_actions,
+            gumbel_scale=self.gumbel_scale if gumbel_scale is None else gumbel_scale,
+            discount=self.discount,
+            c_scale=self.c_scale,
+        )
+
+    def env_settings(self) -> EnvSettings:
+        return EnvSettings(self.num_candidates, self.num_pending, self.occupancy_size, self.hardware, self.instances)
+
+
+@dataclass
+class Counters:
+    """Where a run is; saved in checkpoints so --resume continues the clock and the log."""
+
+    iteration: int = 0  # lockstep decisions of all games
+    env_steps: int = 0  # decisions played in total
+    episodes: int = 0  # self-play games finished
+    updates: int = 0  # gradient steps
+    wall_s: float = 0.0  # seconds of training so far
+
+
+# (settings, seed) -> a self-play env; (config) -> one env per held-out instance
+SelfPlayEnvFn = Callable[[EnvSettings, int], Any]
+EvalEnvsFn = Callable[["TrainConfig"], list]
+
+
+def default_eval_envs(cfg: TrainConfig) -> list:
+    """One env per instance of the held-out evaluation set the config names."""
+    settings = cfg.env_settings()
+    instances = evaluation_instances(cfg.eval_models, cfg.eval_dags, cfg.hardware)
+    if cfg.eval_instances:
+        instances = instances[: cfg.eval_instances]
+    return [make_problem_env(settings, inst.problem) for inst in instances]
+
+
+def train(
+    cfg: TrainConfig,
+    resume: str | None = None,
+    make_env: SelfPlayEnvFn = make_sampler_env,
+    make_eval_envs: EvalEnvsFn = default_eval_envs,
+    progress: bool = True,
+) -> Path:
+    """Run (or continue) one training run; returns the path of its checkpoint."""
+    checkpoint = torch.load(resume, weights_only=False) if resume else None
+    if checkpoint is not None:  # the checkpoint's config wins, except the budget and run length
+        saved = TrainConfig(**checkpoint["config"])
+        cfg = TrainConfig(**{**asdict(saved), "minutes": cfg.minutes, "max_env_steps": cfg.max_env_steps})
+    if not cfg.run_name:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        cfg.run_name = f"muzero_s{cfg.seed}_sim{cfg.num_simulations}_{stamp}"
+    run_dir = Path(cfg.out_dir) / cfg.run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+
+    # Seeding: every random choice below derives from cfg.seed.
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    settings = cfg.env_settings()
+    envs = [make_env(settings, cfg.seed * 1000 + i) for i in range(cfg.num_envs)]
+    eval_envs = make_eval_envs(cfg)
+
+    net_cfg = NetConfig.from_space(
+        envs[0].observation_space, int(envs[0].action_space.n), latent_dim=cfg.latent_dim, hidden_dim=cfg.hidden_dim
+    )
+    net = MuZeroNet(net_cfg)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    counters = Counters()
+    if checkpoint is not None:
+        net.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        counters = Counters(**checkpoint["counters"])
+        rng = np.random.default_rng([cfg.seed, counters.iteration])  # a fresh stream, still seeded
+    policy = MuZeroPolicy(net, cfg.search_params())
+    replay = ReplayBuffer(cfg.replay_capacity, cfg.td_steps, cfg.discount)
+
+    def learn() -> None:
+        batch = replay.sample(cfg.batch_size, cfg.unroll_steps, rng)
+        loss, parts = muzero_loss(net, batch, cfg.value_weight)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        optimizer.step()
+        counters.updates += 1
+        recent_losses.append(parts)
+
+    eval_policy = MuZeroPolicy(net, cfg.search_params(cfg.eval_simulations, gumbel_scale=0.0))
+    games = [Game() for _ in envs]
+    log = CsvLog(run_dir / "log.csv")
+    ckpt_path = run_dir / "checkpoint.pt"
+
+    def save() -> None:
+        torch.save(
+            {
+                "model": net.state_dict(),
+                "net_config": asdict(net_cfg),
+                "optimizer": optimizer.state_dict(),
+                "config": asdict(cfg),
+                "counters": asdict(counters),
+            },
+            ckpt_path,
+        )
+
+    last_log = last_eval = last_ckpt = counters.wall_s
+    recent_returns: list[float] = []
+    evaluation: dict[str, float] = {}
+    bar = _progress_bar(cfg.minutes * 60.0, counters.wall_s, progress)
+    print(f"run {cfg.run_name}: {sum(p.numel() for p in net.parameters())} parameters -> {run_dir}", file=sys.stderr)
+
+    budget_s = cfg.minutes * 60.0
+    start = time.perf_counter() - counters.wall_s  # the clock runs across --resume
+    recent_losses: list[dict[str, float]] = []
+    interrupted = False
+    try:
+        if cfg.demo_episodes and counters.iteration == 0:  # a warm start, only at the start of a run
+            for game in demonstrations(envs, cfg.demo_episodes, cfg.seed, cfg.demo_smoothing):
+                replay.add(game)
+            for _ in range(cfg.demo_updates):
+                learn()
+            print(f"warm start: {cfg.demo_episodes} greedy games, {cfg.demo_updates} updates", file=sys.stderr)
+        obs = [env.reset(seed=cfg.seed * 1000 + i)[0] for i, env in enumerate(envs)]
+
+        while True:
+            counters.wall_s = time.perf_counter() - start
+            if counters.wall_s >= budget_s or (cfg.max_env_steps and counters.env_steps >= cfg.max_env_steps):
+                break
+
+            # Self-play: one searched decision in every game.
+            decision = policy(obs, rng)
+            for i, env in enumerate(envs):
+                next_obs, reward, terminated, truncated, _ = env.step(int(decision.action[i]))
+                games[i].append(obs[i], decision.action[i], reward, decision.policy[i], decision.root_value[i])
+                obs[i] = next_obs
+                counters.env_steps += 1
+                if terminated or truncated:
+                    replay.add(games[i])
+                    recent_returns.append(games[i].total_reward)
+                    counters.episodes += 1
+                    games[i] = Game()
+                    obs[i], _ = env.reset()
+            counters.iteration += 1
+
+            # Learning.
+            if len(replay) >= cfg.min_replay:
+                for _ in range(cfg.updates_per_iteration):
+                    learn()
+
+            now = time.perf_counter() - start
+            if eval_envs and now - last_eval >= cfg.eval_every_s:
+                evaluation = summarize(play_episodes(eval_policy, eval_envs, rng))
+                last_eval = now
+            if now - last_log >= cfg.log_every_s:
+                row = log_row(counters, now, recent_returns, recent_losses, evaluation, len(replay))
+                log.write(row)
+                bar.set_postfix(ret=row["episode_return"], win=row["eval_win_rate"], refresh=False)
+                recent_returns, recent_losses, evaluation = [], [], {}
+                last_log = now
+            if now - last_ckpt >= cfg.checkpoint_every_s:
+                save()
+                last_ckpt = now
+            bar.update(now - bar.n)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ninterrupted: saving a checkpoint", file=sys.stderr)
+    except BaseException:
+        save()  # keep what was learned, then let the error through
+        print(f"error: checkpoint saved to {ckpt_path}", file=sys.stderr)
+        raise
+
+    counters.wall_s = time.perf_counter() - start
+    if not interrupted and eval_envs:  # a final evaluation, so the log ends on the model saved
+        evaluation = summarize(play_episodes(eval_policy, eval_envs, rng))
+    log.write(log_row(counters, counters.wall_s, recent_returns, recent_losses, evaluation, len(replay)))
+    save()
+    bar.close()
+    try:
+        plot_curve(run_dir / "log.csv", run_dir / "curve.png")
+    except Exception as e:  # a plot is a convenience: never lose a run over it
+        print(f"could not draw the curve: {e}", file=sys.stderr)
+    print(f"checkpoint: {ckpt_path}", file=sys.stderr)
+    return ckpt_path
+
+
+def demonstrations(envs: list, n: int, seed: int, smoothing: float) -> list[Game]:
+    """``n`` games of the env's greedy policy, cycling over ``envs``: policy targets on the
+    greedy action (``smoothing`` spread over the legal ones), and root values set to the
+    Monte Carlo return-to-go, so every n-step value target is the greedy policy's return."""
+    from mallocgame.env import greedy_action
+
+    out = []
+    for k in range(n):
+        env = envs[k % len(envs)]
+        obs, _ = env.reset(seed=seed * 1_000_003 + k)
+        game, done = Game(), False
+        while not done:
+            action = greedy_action(env)
+            legal = np.asarray(obs["action_mask"], dtype=np.float64)
+            target = smoothing * legal / legal.sum() + (1 - smoothing) * np.eye(len(legal))[action]
+            next_obs, reward, done, truncated, _ = env.step(action)
+            game.append(obs, action, reward, target, 0.0)
+            obs, done = next_obs, done or truncated
+        game.root_values = list(np.cumsum(game.rewards[::-1])[::-1])
+        out.append(game)
+    return out
+
+
+def summarize(episodes: list[Episode]) -> dict[str, float]:
+    """Evaluation scalars: win rate against best-greedy, mean NC bytes, mean ratio."""
+    if not episodes:
+        return {}
+    ratios = [-e.episode_return for e in episodes]
+    agent = [e.agent_bytes for e in episodes if e.agent_bytes is not None]
+    return {
+        "eval_win_rate": float(np.mean([e.beats_baseline for e in episodes])),
+        "eval_not_worse_rate": float(np.mean([e.episode_return >= -1.0 - 1e-9 for e in episodes])),
+        "eval_mean_ratio": float(np.mean(ratios)),
+        "eval_mean_nc_bytes": float(np.mean(agent)) if agent else math.nan,
+    }
+
+
+LOG_FIELDS = (
+    "wall_s", "iteration", "env_steps", "episodes", "updates", "replay_size",
+    "episode_return", "loss", "loss_value", "loss_reward", "loss_policy",
+    "eval_win_rate", "eval_not_worse_rate", "eval_mean_ratio", "eval_mean_nc_bytes",
+)  # fmt: skip
+
+
+def log_row(counters: Counters, wall_s: float, returns, losses, evaluation, replay_size) -> dict[str, Any]:
+    row: dict[str, Any] = {k: "" for k in LOG_FIELDS}
+    row.update(asdict(counters))
+    row["wall_s"] = round(wall_s, 1)
+    row["replay_size"] = replay_size
+    row["episode_return"] = round(float(np.mean(returns)), 4) if returns else ""
+    for key in ("loss", "loss_value", "loss_reward", "loss_policy"):
+        if losses:
+            row[key] = round(float(np.mean([p[key] for p in losses])), 5)
+    for key, value in evaluation.items():
+        row[key] = round(value, 4)
+    return {k: row[k] for k in LOG_FIELDS}
+
+
+class CsvLog:
+    """Appends rows to a CSV (header once), and to TensorBoard when it is installed."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(path.parent / "tb"))
+        except ImportError:
+            pass
+
+    def write(self, row: dict[str, Any]) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.tb is not None:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key not in ("env_steps",):
+                    group = "eval" if key.startswith("eval") else "train"
+                    self.tb.add_scalar(f"{group}/{key}", value, row["env_steps"])
+
+
+def _progress_bar(budget_s: float, done_s: float, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=round(budget_s), initial=round(done_s), unit="s", disable=not enabled, dynamic_ncols=True)
+
+
+def plot_curve(csv_path: Path, png_path: Path) -> None:
+    """Episode return and evaluation win rate against env steps, from log.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+
+    def series(key):
+        pts = [(int(r["env_steps"]), float(r[key])) for r in rows if r[key] not in ("", "nan")]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    x, y = series("episode_return")
+    axes[0].plot(x, y, label="self-play return")
+    x, y = series("eval_mean_ratio")
+    axes[0].plot(x, [-v for v in y], "o-", label="eval return (-mean ratio)")
+    axes[0].axhline(-1.0, color="gray", ls="--", label="best-greedy")
+    axes[0].set_ylim(-4.0, 0.05)  # early returns of an untrained agent reach -50: clipped
+    axes[0].set_title("return = -(agent / best-greedy NC bytes)")
+    axes[0].legend()
+    x, y = series("eval_win_rate")
+    axes[1].plot(x, y, "o-", label="beats best-greedy")
+    x, y = series("eval_not_worse_rate")
+    axes[1].plot(x, y, "s--", label="ties or beats")
+    axes[1].set_ylim(-0.05, 1.05)
+    axes[1].set_title("held-out evaluation")
+    axes[1].legend()
+    for key in ("loss_value", "loss_reward", "loss_policy"):
+        x, y = series(key)
+        axes[2].plot(x, y, label=key)
+    axes[2].set_yscale("log")
+    axes[2].set_title("losses")
+    axes[2].legend()
+    for ax in axes:
+        ax.set_xlabel("self-play decisions")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+# --- command line --------------------------------------------------------------------
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The docstring under each dataclass field (shown as the flag's help)."""
+    docs: dict[str, str] = {}
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs
+
+
+def build_parser(cls=TrainConfig, **kwargs) -> argparse.ArgumentParser:
+    """One flag per config field (``--num-simulations``), help from the field's docstring."""
+    parser = argparse.ArgumentParser(**kwargs)
+    docs = field_docs(cls)
+    for f in fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        parser.add_argument(flag, type=type(default), default=default, help=f"{docs.get(f.name, '')} [{default}]")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(prog="mallocgame train", description="Train the mallocMuZero agent by self-play.")
+    parser.add_argument("--resume", default=None, help="continue from this checkpoint (its config, a new budget)")
+    parser.add_argument("--ship", default=None, help="also copy checkpoint, config, log and curve to this folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    ckpt = train(cfg, resume=args.resume, progress=not args.no_progress)
+    if args.ship:
+        ship(ckpt.parent, Path(args.ship))
+    return 0
+
+
+def ship(run_dir: Path, dest: Path) -> None:
+    """Copy a run's checkpoint, config, log and curve next to each other in ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("checkpoint.pt", "config.json", "log.csv", "curve.png"):
+        if (run_dir / name).exists():
+            shutil.copy2(run_dir / name, dest / name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""Tests of the mallocMuZero agent: the search on a bandit with a known best arm, the
+networks' shapes, replay targets, a training smoke run that checkpoints and resumes, and
+the "muzero" solver's plan through the validator.
+
+A tiny stand-in env with mallocGame's spaces keeps the search and training tests fast
+and independent of the real env; the solver test plays the real one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import gymnasium as gym
+from gymnasium import spaces
+
+from mallocgame.agent.networks import MuZeroNet, NetConfig, obs_to_torch
+from mallocgame.agent.replay import Game, ReplayBuffer, n_step_values
+from mallocgame.agent.search import SearchParams, considered_visit_table, search
+
+
+class ToyMallocEnv(gym.Env):
+    """mallocGame's spaces on a trivial game: each decision shows the cost of each action in
+    ``segment``; the reward is minus that cost. Random candidates are masked (never action 0).
+    Five decisions per episode. A perfect policy earns -min cost at each decision."""
+
+    K, N, F, H = 3, 2, 4, 8
+    LENGTH = 5
+
+    def __init__(self):
+        A = self.K + 1
+        self.action_space = spaces.Discrete(A)
+        self.observation_space = spaces.Dict(
+            {
+                "segment": spaces.Box(0.0, 1.0, (self.F,), np.float32),
+                "pending": spaces.Box(0.0, 1.0, (self.N, self.F), np.float32),
+                "occupancy": spaces.Box(0.0, 1.0, (self.H, self.H), np.float32),
+                "action_mask": spaces.Box(0, 1, (A,), np.int8),
+            }
+        )
+
+    def _draw(self):
+        self.costs = self.np_random.random(self.K + 1).astype(np.float32)
+        self.mask = np.ones(self.K + 1, np.int8)
+        self.mask[1:] = self.np_random.random(self.K) < 0.7
+
+    @property
+    def _mask(self):  # what mallocgame.env.greedy_action reads: the greedy rule then plays here too
+        return self.mask
+
+    def _obs(self):
+        return {
+            "segment": self.costs.copy(),
+            "pending": np.zeros((self.N, self.F), np.float32),
+            "occupancy": np.full((self.H, self.H), self.t / self.LENGTH, np.float32),
+            "action_mask": self.mask.copy(),
+        }
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self.total = 0.0
+        self._draw()
+        return self._obs(), {"action_mask": self.mask.copy(), "instance": "toy"}
+
+    def step(self, action):
+        assert self.mask[action], "illegal action"
+        reward = -float(self.costs[action]) / self.LENGTH
+        self.total += reward
+        self.t += 1
+        done = self.t >= self.LENGTH
+        self._draw()
+        info = {"action_mask": self.mask.copy()}
+        if done:
+            info.update(plan=None, cost=None, baseline_bytes=None)
+        return self._obs(), reward, done, False, info
+
+
+# --- search ---------------------------------------------------------------------------
+
+ARM_MEANS = np.array([0.1, 0.5, 0.9, 0.3, 0.2])  # arm 2 is best
+
+
+def bandit_model(embeddings, actions):
+    """One-step bandit: the reward of an arm is its mean; every value is 0."""
+    b = len(actions)
+    return ARM_MEANS[actions], np.zeros(b), np.zeros((b, len(ARM_MEANS))), embeddings
+
+
+def run_bandit(invalid, gumbel_scale, seed=0):
+    b = invalid.shape[0]
+    return search(
+        np.zeros((b, len(ARM_MEANS))), np.zeros(b), np.zeros((b, 2), np.float32), bandit_model, invalid,
+        SearchParams(num_simulations=16, max_num_considered_actions=8, gumbel_scale=gumbel_scale),
+        np.random.default_rng(seed),
+    )  # fmt: skip
+
+
+def test_search_finds_best_arm_of_bandit():
+    out = run_bandit(np.zeros((4, 5), bool), gumbel_scale=0.0)
+    assert (out.action == 2).all()
+    assert (out.action_weights.argmax(1) == 2).all()
+    assert np.allclose(out.action_weights.sum(1), 1.0)
+
+
+def test_search_with_gumbel_noise_improves_policy_toward_best_arm():
+    out = run_bandit(np.zeros((16, 5), bool), gumbel_scale=1.0, seed=3)
+    # The played action is a sample; the improved policy is not: it always ranks the best arm first.
+    assert (out.action_weights.argmax(1) == 2).all()
+    assert (out.action == 2).mean() >= 0.5
+
+
+def test_search_never_plays_or_targets_an_illegal_action():
+    invalid = np.zeros((3, 5), bool)
+    invalid[:, 2] = True  # the best arm is illegal: the next best (1) wins
+    invalid[1, [0, 3, 4]] = True
+    out = run_bandit(invalid, gumbel_scale=0.0)
+    assert (out.action == 1).all()
+    for seed in range(5):
+        noisy = run_bandit(invalid, gumbel_scale=1.0, seed=seed)
+        assert not invalid[np.arange(3), noisy.action].any()
+        assert (noisy.action_weights[invalid] == 0).all()
+
+
+def test_sequential_halving_visit_table():
+    # 4 considered actions, 8 simulations: visit each once, then the best 2 twice more... (mctx's schedule)
+    assert considered_visit_table(4, 8)[4] == (0, 0, 0, 0, 1, 1, 2, 2)
+    assert considered_visit_table(4, 8)[1] == tuple(range(8))
+
+
+# --- networks and replay --------------------------------------------------------------
+
+
+def test_network_shapes_and_latent_range():
+    env = ToyMallocEnv()
+    cfg = NetConfig.from_space(env.observation_space, 4, latent_dim=16, hidden_dim=32)
+    net = MuZeroNet(cfg)
+    obs, _ = env.reset(seed=0)
+    s, logits, value = net.initial_inference(obs_to_torch([obs, obs], sorted(cfg.obs_shapes)))
+    assert s.shape == (2, 16) and logits.shape == (2, 4) and value.shape == (2,)
+    assert float(s.detach().min()) >= 0.0 and float(s.detach().max()) <= 1.0
+    reward, s2, logits2, value2 = net.recurrent_inference(s, torch.tensor([0, 3]))
+    assert reward.shape == (2,) and s2.shape == (2, 16) and logits2.shape == (2, 4)
+
+
+def test_n_step_targets_bootstrap_and_absorb():
+    rewards = np.array([-1.0, -2.0, -3.0])
+    values = np.array([10.0, 20.0, 30.0])
+    # n = 2: z0 = -1 - 2 + v2 = 27; z1 = -2 - 3 (end of game: no bootstrap); z2 = -3
+    assert n_step_values(rewards, values, td_steps=2, discount=1.0).tolist() == [27.0, -5.0, -3.0]
+
+
+def test_replay_sample_pads_past_the_end():
+    env = ToyMallocEnv()
+    obs, _ = env.reset(seed=0)
+    game = Game()
+    for t in range(3):
+        game.append(obs, t % 2, -0.1 * (t + 1), np.full(4, 0.25), 0.0)
+    buffer = ReplayBuffer(capacity=100, td_steps=5, discount=1.0)
+    buffer.add(game)
+    batch = buffer.sample(8, unroll_steps=4, rng=np.random.default_rng(0))
+    assert batch.actions.shape == (8, 4) and batch.target_policies.shape == (8, 5, 4)
+    for i in range(8):
+        inside = int(batch.policy_mask[i].sum())
+        assert 1 <= inside <= 3
+        assert (batch.target_values[i, inside:] == 0).all()
+        assert (batch.target_rewards[i, inside + 1 :] == 0).all()  # the last reward leads into the end
+
+
+# --- training: smoke run, resume, Ctrl-C ----------------------------------------------
+
+
+def tiny_config(tmp_path, **overrides):
+    from mallocgame.train import TrainConfig
+
+    base = dict(
+        out_dir=str(tmp_path), run_name="smoke", seed=0, minutes=1.0, max_env_steps=60, num_envs=2,
+        num_simulations=4, max_considered_actions=4, latent_dim=16, hidden_dim=32, batch_size=8,
+        unroll_steps=2, td_steps=3, min_replay=10, eval_every_s=0.0, log_every_s=0.0, checkpoint_every_s=1e9,
+        occupancy_size=8, demo_episodes=2, demo_updates=3,
+    )  # fmt: skip
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def toy_envs(settings, seed):
+    return ToyMallocEnv()
+
+
+def toy_eval_envs(cfg):
+    return [ToyMallocEnv(), ToyMallocEnv()]
+
+
+def read_log(path):
+    import csv
+
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_smoke_run_checkpoints_and_resumes(tmp_path):
+    from mallocgame.train import train
+
+    ckpt = train(tiny_config(tmp_path), make_env=toy_envs, make_eval_envs=toy_eval_envs, progress=False)
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["config"]["num_simulations"] == 4 and "optimizer" in saved
+    assert saved["counters"]["env_steps"] >= 60 and saved["counters"]["updates"] > 0
+    rows = read_log(ckpt.parent / "log.csv")
+    assert rows and rows[-1]["eval_win_rate"] != ""
+    assert (ckpt.parent / "config.json").exists() and (ckpt.parent / "curve.png").exists()
+
+    # --resume continues the same run: same folder, counters carried on, log appended.
+    again = train(
+        tiny_config(tmp_path, max_env_steps=120, num_simulations=99), resume=str(ckpt),
+        make_env=toy_envs, make_eval_envs=toy_eval_envs, progress=False,
+    )  # fmt: skip
+    assert again == ckpt
+    resumed = torch.load(again, weights_only=False)
+    assert resumed["config"]["num_simulations"] == 4  # the checkpoint's config, not the new flags
+    assert resumed["counters"]["env_steps"] >= 120
+    assert resumed["counters"]["updates"] > saved["counters"]["updates"]
+    assert len(read_log(ckpt.parent / "log.csv")) > len(rows)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path):
+    from mallocgame.train import train
+
+    class InterruptedEnv(ToyMallocEnv):
+        steps = 0
+
+        def step(self, action):
+            InterruptedEnv.steps += 1
+            if InterruptedEnv.steps == 25:
+                raise KeyboardInterrupt
+            return super().step(action)
+
+    ckpt = train(
+        tiny_config(tmp_path, max_env_steps=10_000), make_env=lambda s, seed: InterruptedEnv(),
+        make_eval_envs=toy_eval_envs, progress=False,
+    )  # fmt: skip
+    assert ckpt.exists()
+    assert 0 < torch.load(ckpt, weights_only=False)["counters"]["env_steps"] < 25
+
+
+# --- the real env: the muzero solver --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_checkpoint(tmp_path_factory):
+    """A checkpoint trained for a few seconds on the real env, through the command line."""
+    pytest.importorskip("mallocgame.env")
+    from mallocgame.train import main
+
+    out = tmp_path_factory.mktemp("real")
+    argv = [
+        "--out-dir", str(out), "--run-name", "cli", "--instances", "dags", "--max-env-steps", "40",
+        "--num-envs", "2", "--num-simulations", "4", "--latent-dim", "16", "--hidden-dim", "32",
+        "--occupancy-size", "16", "--num-pending", "4", "--batch-size", "8", "--unroll-steps", "2",
+        "--min-replay", "10", "--demo-episodes", "2", "--demo-updates", "2", "--eval-models", "",
+        "--eval-dags", "1", "--eval-instances", "2", "--no-progress",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    return out / "cli" / "checkpoint.pt"
+
+
+def test_eval_command_prints_a_row_per_instance(real_checkpoint, tmp_path, capsys):
+    from mallocgame.evaluate import main
+
+    table = tmp_path / "eval.md"
+    assert main([str(real_checkpoint), "--models", "", "--dags", "1", "--simulations", "2", "--out", str(table)]) == 0
+    text = table.read_text()
+    assert text.count("| dag1000x24/") == 6  # 3 tiers x 2 weights settings
+    assert "beats best-greedy" in capsys.readouterr().out
+
+
+def test_muzero_solver_plan_validates(real_checkpoint):
+    from cosma.analysis import min_capacity
+    from cosma.hardware import get_hardware
+    from cosma.ir import Problem
+    from cosma.synthetic import random_dag
+    from mallocgame.solver import MuZeroParams
+    from solvers.base import RunOptions, Status, run
+
+    graph = random_dag(7, 12, size_range=(32, 3072))
+    hw = get_hardware("edge-npu")
+    loose = Problem(graph, 10**9, hw, True)
+    cases = [(min_capacity(loose), "learned"), (min_capacity(loose) * 2, "learned"), (min_capacity(loose), "true")]
+    for capacity, model in cases:
+        problem = Problem(graph, capacity, hw, True)
+        params = MuZeroParams(checkpoint=str(real_checkpoint), num_simulations=4, model=model)
+        result = run(problem, "muzero", params, RunOptions(seed=0))  # run() validates the plan
+        assert result.status in (Status.FEASIBLE, Status.OPTIMAL)
+        assert result.objective == result.cost.spill_bytes + result.cost.reload_bytes
+        # The episode's own accounting agrees with the cost model.
+        baseline = result.stats["baseline_bytes"]
+        assert result.objective == pytest.approx(-result.stats["episode_return"] * max(baseline, 1), abs=1) or baseline == 0
+    below = Problem(graph, min_capacity(loose) - 64, hw, True)
+    assert run(below, "muzero", MuZeroParams(checkpoint=str(real_checkpoint))).status is Status.INFEASIBLE
+
+
+def test_muzero_solver_time_limit_still_returns_a_valid_plan(real_checkpoint):
+    from cosma.hardware import get_hardware
+    from cosma.ir import Problem
+    from cosma.analysis import min_capacity
+    from cosma.synthetic import random_dag
+    from mallocgame.solver import MuZeroParams
+    from solvers.base import RunOptions, run
+
+    graph = random_dag(8, 16, size_range=(32, 3072))
+    hw = get_hardware("edge-npu")
+    problem = Problem(graph, min_capacity(Problem(graph, 10**9, hw, True)), hw, True)
+    result = run(problem, "muzero", MuZeroParams(checkpoint=str(real_checkpoint)), RunOptions(time_limit=0.0))
+    assert result.plan is not None and result.stats["searched_decisions"] <= 1
+
+
+def test_solver_names_the_same_models_as_the_policies():
+    from mallocgame.agent.policy import MODELS
+    from mallocgame import solver
+
+    assert solver.MODELS == MODELS
