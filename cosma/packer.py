@@ -36,10 +36,13 @@ the capacity).
      doubling node limit, with short runs of randomly jittered orders in between, the
      usual cure for heavy-tailed search times.
 
-5. **CP-SAT** (``method="cpsat"``, or the fallback in ``"auto"`` on the time the search
-   leaves): time intervals fixed, offsets as variables under one no-overlap-2D
-   constraint, identical buffers ordered, the best greedy packing as hint. It
-   cross-checks the search in the tests.
+5. **CP-SAT** (``method="cpsat"``, or, in ``"auto"``, racing the search in a thread
+   from the start: first answer wins, the other is stopped): time intervals fixed,
+   offsets as variables under one no-overlap-2D, plus a redundant 1-D no-overlap per
+   maximal time section and exact-tiling clauses in full sections, identical buffers
+   ordered. The two are complementary: on MiniMalloc's set the search packs I, which
+   CP-SAT does not within a minute, and CP-SAT packs E, which the search does not (K
+   falls to either). It also cross-checks the search in the tests.
 
 Every packing returned has been through ``cosma.packing.check_packing``.
 
@@ -53,6 +56,7 @@ at the top of an unaligned capacity.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
@@ -72,23 +76,17 @@ class PackParams:
     """How ``pack`` and ``minimize_height`` search. The defaults are the fast path;
     every switch exists so the tests and the benchmark can measure what it buys."""
 
-    # "auto": greedy, then the hole-filling search, then CP-SAT on the time left;
+    # "auto": greedy, then the hole-filling search racing CP-SAT (first answer wins);
     # "search": greedy then the search only; "cpsat": greedy then CP-SAT only.
     method: str = "auto"
-    # In "auto", the share of the time limit the search gets before CP-SAT
-    # takes over (without a time limit the search runs to completion, no fallback).
-    search_share: float = 0.9
-    # Run CP-SAT on the time the search leaves ("auto" only); off: the search alone.
+    # In "auto", run CP-SAT in a thread alongside the search (its C++ solve releases the
+    # GIL, so the two really run in parallel); off: the search alone. The two are
+    # complementary on MiniMalloc's set: the search packs I, CP-SAT packs E.
     use_cpsat_fallback: bool = True
     # Try the greedy best-fit packings before any search.
     greedy_first: bool = True
     # Prune when a section's floor plus its unplaced bytes exceeds the capacity.
     section_inference: bool = True
-    # The same at every level of a section, not only its floor: the unplaced buffers
-    # whose bounds are at least t all sit in [t, capacity), so t plus their bytes must
-    # fit. Stronger after lifts and on tight sections, where a gap under a high bound
-    # must be filled exactly by the few buffers that can still reach it.
-    stack_inference: bool = True
     # Solve parts of time that no unplaced buffer spans independently of each other.
     dynamic_decomposition: bool = True
     # Search strategies, restarted round robin under a node limit that doubles each
@@ -108,12 +106,25 @@ class PackParams:
     random_restarts: bool = True
     # Node limit of each randomized run.
     random_limit: int = 2000
+    # Nodes spent on randomized runs per node given to the fixed strategies in a round.
+    random_share: float = 16.0
     # Spread of the jitter: each ranking key is scaled by exp(jitter * N(0, 1)).
-    jitter: float = 0.3
-    # CP-SAT workers (this machine has 2 cores shared with others).
+    jitter: float = 0.5
+    # CP-SAT workers (this machine has 2 cores shared with others). Racing the search
+    # in "auto", CP-SAT gets one worker fewer (at least one): the search takes a core.
     cpsat_workers: int = 2
     # CP-SAT: order the offsets of buffers with identical lifetime and size.
     cpsat_symmetry_breaking: bool = True
+    # CP-SAT: a redundant one-dimensional no-overlap on the offsets of the buffers of
+    # each maximal time section (a clique of the interval graph); the no-overlap-2D
+    # propagators alone reason about such a stack much more weakly. Needed for E.
+    cpsat_section_no_overlap: bool = True
+    # CP-SAT: in a section whose load equals the capacity the buffers tile the space
+    # exactly, so each sits at 0 or right on top of another, and ends at the top or
+    # right under another: both stated as clauses (a strong propagator for full stacks).
+    cpsat_tight_support: bool = True
+    # CP-SAT: hint the best greedy packing (too high, or it would have been returned).
+    cpsat_greedy_hint: bool = False
     # Seed of the randomized restarts and of CP-SAT, for reproducible runs.
     seed: int = 0
 
@@ -271,7 +282,6 @@ class _Instance:
         self.member_ptr = np.zeros(self.sections + 1, dtype=np.int64)
         self.member_ptr[1:] = np.cumsum([len(m) for m in self.members])
         self.member_ids = np.array([b for m in self.members for b in m], dtype=np.int64)
-        self.member_sec = np.repeat(np.arange(self.sections, dtype=np.int64), np.diff(self.member_ptr))
 
     @property
     def bound_bytes(self) -> int:
@@ -352,40 +362,47 @@ def _pack(
                 stats={**stats, "method": f"greedy-{greedy_order}"}, bound=bound,
             )
 
-    # 4. The hole-filling search, 5. CP-SAT.
+    # 4. The hole-filling search, 5. CP-SAT: alone, or racing each other.
+    race = params.method == "auto" and params.use_cpsat_fallback
+    method = {"cpsat": "cpsat", "search": "search"}.get(params.method, "search+cpsat" if race else "search")
+    cpsat: _CpsatRun | None = None
     try:
-        if params.method in ("auto", "search"):
-            search_deadline = deadline
-            fallback = params.method == "auto" and params.use_cpsat_fallback and deadline is not None
-            if fallback:
-                assert deadline is not None
-                search_deadline = time.perf_counter() + params.search_share * max(deadline - time.perf_counter(), 0.0)
-            outcome, units, sstats = _search(inst, params, search_deadline)
+        if params.method == "cpsat":
+            cpsat = _CpsatRun(inst, params, deadline, hint, greedy_units, params.cpsat_workers)
+            cpsat.solve()
+            outcome, units, cstats = cpsat.outcome()
+            stats.update(cstats)
+        else:
+            if race:
+                cpsat = _CpsatRun(inst, params, deadline, hint, greedy_units, max(1, params.cpsat_workers - 1))
+                cpsat.start()
+            outcome, units, sstats = _search(inst, params, deadline, stop=cpsat.done if cpsat else None)
             stats.update(sstats)
-            if outcome is Status.OPTIMAL:
-                offsets = inst.to_offsets(units)
-                return PackResult(Status.OPTIMAL, offsets, _height(problem, offsets), stats={**stats, "method": "search"}, bound=bound)
-            if outcome is Status.INFEASIBLE:
-                return PackResult(
-                    Status.INFEASIBLE, None, None, stats={**stats, "method": "search"}, bound=bound,
-                    message=f"the search proved that no packing fits in {problem.capacity} bytes",
-                )
-            if not fallback:
-                return PackResult(Status.TIMEOUT, None, None, stats={**stats, "method": "search"}, bound=bound,
-                                  message="time limit reached before the search found a packing")
-        outcome, units, cstats = _cpsat(inst, params, deadline, hint, greedy_units)
-        stats.update(cstats)
-        method = "cpsat" if params.method == "cpsat" else "search+cpsat"
-        if outcome is Status.OPTIMAL:
-            offsets = inst.to_offsets(units)
-            return PackResult(Status.OPTIMAL, offsets, _height(problem, offsets), stats={**stats, "method": method}, bound=bound)
-        if outcome is Status.INFEASIBLE:
-            return PackResult(Status.INFEASIBLE, None, None, stats={**stats, "method": method}, bound=bound,
-                              message=f"CP-SAT proved that no packing fits in {problem.capacity} bytes")
-        return PackResult(Status.TIMEOUT, None, None, stats={**stats, "method": method}, bound=bound,
-                          message="time limit reached before a packing was found")
+            if cpsat is not None:
+                cpsat.stop()  # a no-op when CP-SAT finished first
+                if outcome is Status.TIMEOUT:  # stopped by CP-SAT's answer, or both out of time
+                    outcome, units, cstats = cpsat.outcome()
+                    stats.update(cstats)
+                    if outcome is not Status.TIMEOUT:
+                        method = "cpsat (race)"
+                else:
+                    stats["cpsat_status"] = "stopped"
+                    method = "search (race)"
     except KeyboardInterrupt:
+        if cpsat is not None:
+            cpsat.stop()
         return PackResult(Status.TIMEOUT, None, None, stats=stats, bound=bound, message="interrupted (Ctrl-C)")
+    stats["method"] = method
+    if outcome is Status.OPTIMAL:
+        assert units is not None
+        offsets = inst.to_offsets(units)
+        return PackResult(Status.OPTIMAL, offsets, _height(problem, offsets), stats=stats, bound=bound)
+    if outcome is Status.INFEASIBLE:
+        who = "CP-SAT" if method.startswith("cpsat") else "the search"
+        return PackResult(Status.INFEASIBLE, None, None, stats=stats, bound=bound,
+                          message=f"{who} proved that no packing fits in {problem.capacity} bytes")
+    return PackResult(Status.TIMEOUT, None, None, stats=stats, bound=bound,
+                      message="time limit reached before a packing was found")
 
 
 # ---------------------------------------------------------------------------------
@@ -497,13 +514,16 @@ def _parse_strategies(strategies: tuple[str, ...]) -> list[tuple[str, str]]:
     return parsed
 
 
-def _search(inst: _Instance, params: PackParams, deadline: float | None) -> tuple[Status, np.ndarray | None, dict]:
+def _search(
+    inst: _Instance, params: PackParams, deadline: float | None, stop: threading.Event | None = None
+) -> tuple[Status, np.ndarray | None, dict]:
     """Restarts under a node limit, as MiniMalloc does, with randomized ones in between.
 
     Each round runs every strategy with the round's limit (doubling from ``2n``), then,
     with ``random_restarts``, as many nodes again in short runs of jittered orders. Any
     run that finishes within its limit decides: a packing (OPTIMAL), or an exhausted
-    tree, which is a proof (INFEASIBLE) whatever order it used. Else TIMEOUT.
+    tree, which is a proof (INFEASIBLE) whatever order it used. Else TIMEOUT (also
+    when ``stop`` is set: a racing solver answered first).
     """
     strategies = _parse_strategies(params.strategies)
     ranks = {order: _ranks(inst, order) for order, _ in strategies}
@@ -514,7 +534,7 @@ def _search(inst: _Instance, params: PackParams, deadline: float | None) -> tupl
     stats: dict[str, Any] = {"nodes": 0, "restarts": 0}
 
     def attempt(rank: np.ndarray, hole: str, node_limit: int | None, name: str) -> tuple[Status, np.ndarray | None] | None:
-        run = _Dfs(inst, params, rank, hole, node_limit, deadline)
+        run = _Dfs(inst, params, rank, hole, node_limit, deadline, stop)
         stats["restarts"] += 1
         try:
             found = run.solve()
@@ -534,7 +554,7 @@ def _search(inst: _Instance, params: PackParams, deadline: float | None) -> tupl
                 if outcome is not None:
                     return (*outcome, stats)
             if params.random_restarts and limit is not None:
-                for _ in range(max(1, limit * len(strategies) // params.random_limit)):
+                for _ in range(max(1, int(params.random_share * limit * len(strategies)) // params.random_limit)):
                     order, hole = strategies[int(rng.integers(len(strategies)))]
                     rank = _ranks(inst, order, rng, params.jitter)
                     outcome = attempt(rank, hole, params.random_limit, f"{order}/{hole} jittered")
@@ -578,7 +598,14 @@ class _Dfs:
     """
 
     def __init__(
-        self, inst: _Instance, params: PackParams, rank: np.ndarray, hole_rule: str, limit: int | None, deadline: float | None
+        self,
+        inst: _Instance,
+        params: PackParams,
+        rank: np.ndarray,
+        hole_rule: str,
+        limit: int | None,
+        deadline: float | None,
+        stop: threading.Event | None = None,
     ):
         self.inst = inst
         self.params = params
@@ -586,6 +613,7 @@ class _Dfs:
         self.hole_rule = hole_rule
         self.limit = limit
         self.deadline = deadline
+        self.stop = stop
         n, sections = len(inst.units), inst.sections
         self.offset = np.full(n, -1, dtype=np.int64)
         self.placed = np.zeros(n, dtype=bool)
@@ -661,33 +689,6 @@ class _Dfs:
             s = int(np.flatnonzero(in_well)[np.argmin(slack[in_well])])
         return s, int(floors[s])
 
-    def _stacks_overflow(self, s0: int, s1: int) -> bool:
-        """Whether some section of ``[s0, s1)`` holds a level ``t`` such that ``t`` plus
-        the units of its unplaced buffers bounded at ``t`` or above exceeds the capacity.
-
-        Vectorized over all sections at once: the (section, bound) pairs are sorted by
-        section then descending bound, and a cumulative sum restarted per section gives,
-        at each buffer, the units of those bounded at least as high.
-        """
-        inst = self.inst
-        start, stop = int(inst.member_ptr[s0]), int(inst.member_ptr[s1])
-        ids = inst.member_ids[start:stop]
-        keep = ~self.placed[ids]
-        ids = ids[keep]
-        if ids.size == 0:
-            return False
-        sec = inst.member_sec[start:stop][keep]
-        bound = self.low[ids]
-        # Bounds are at most the capacity here (checked before), so one integer key sorts.
-        order = np.argsort(sec * (inst.cap + 2) + (inst.cap + 1 - bound), kind="stable")
-        sizes = inst.units[ids[order]]
-        running = np.cumsum(sizes)
-        sec = sec[order]
-        first = np.ones(len(sec), dtype=bool)
-        first[1:] = sec[1:] != sec[:-1]
-        base = (running - sizes)[np.maximum.accumulate(np.where(first, np.arange(len(sec)), 0))]
-        return bool(np.any(bound[order] + running - base > inst.cap))
-
     def _candidates(self, s: int, f: int) -> np.ndarray:
         """Unplaced buffers alive in section ``s`` whose bound is ``f``."""
         inst = self.inst
@@ -700,7 +701,10 @@ class _Dfs:
         self.nodes += 1
         if self.limit is not None and self.nodes > self.limit:
             raise _NodeLimit
-        if self.deadline is not None and (self.nodes & 31) == 0 and time.perf_counter() > self.deadline:
+        if (self.nodes & 31) == 0 and (
+            (self.deadline is not None and time.perf_counter() > self.deadline)
+            or (self.stop is not None and self.stop.is_set())
+        ):
             raise _Deadline
         inst, params = self.inst, self.params
         free = buffers[~self.placed[buffers]]
@@ -716,9 +720,6 @@ class _Dfs:
         # Room left above each section's unplaced buffers; negative: they cannot fit.
         slack = np.where(total > 0, inst.cap - floors - total, _HIGH)
         if params.section_inference and np.any(slack < 0):
-            self.backtracks += 1
-            return False
-        if params.stack_inference and self._stacks_overflow(s0, s1):
             self.backtracks += 1
             return False
         s, f = self._hole(floors, slack, s0)
@@ -774,56 +775,142 @@ class _Dfs:
 # CP-SAT
 
 
-def _cpsat(
-    inst: _Instance,
-    params: PackParams,
-    deadline: float | None,
-    hint: Mapping[BufferId, int] | None,
-    greedy_units: np.ndarray | None,
-) -> tuple[Status, np.ndarray | None, dict]:
-    """Offsets as variables over fixed time intervals under one no-overlap-2D.
+class _CpsatRun:
+    """One CP-SAT solve: offsets as variables over fixed time intervals.
 
-    Built in the usual order: data, variables, constraints, hint, solve, extract.
+    The model: one no-overlap-2D over (fixed time interval, offset interval) boxes;
+    optionally a redundant 1-D no-overlap per maximal section and exact-tiling clauses
+    in full sections (see ``PackParams``); identical buffers ordered; the caller's
+    packing or the greedy one as hint. Built in the caller's thread; ``solve`` runs in
+    it too, or ``start`` runs it in a thread that ``stop`` interrupts (``done`` is set
+    when the solve returns, which is how a racing search learns it should stop).
     """
-    from ortools.sat.python import cp_model
 
-    n = len(inst.units)
-    model = cp_model.CpModel()
-    # Variables: the offset of each buffer (units) and its two intervals.
-    y = [model.new_int_var(0, int(inst.caps[b] - inst.units[b]), f"y{b}") for b in range(n)]
-    x_iv = [model.new_fixed_size_interval_var(int(inst.lo[b]), int(inst.hi[b] - inst.lo[b]), f"x{b}") for b in range(n)]
-    y_iv = [model.new_fixed_size_interval_var(y[b], int(inst.units[b]), f"yi{b}") for b in range(n)]
-    # Constraints: no two buffers share a section and a unit.
-    model.add_no_overlap_2d(x_iv, y_iv)
-    if params.cpsat_symmetry_breaking:
-        groups: dict[tuple[int, int, int], list[int]] = {}
-        for b in range(n):
-            groups.setdefault((int(inst.lo[b]), int(inst.hi[b]), int(inst.units[b])), []).append(b)
-        for members in groups.values():
-            for p, q in zip(members, members[1:]):
-                model.add(y[p] + int(inst.units[p]) <= y[q])
-    # Hint: the caller's packing if any, else the greedy one (possibly too high).
-    if hint is not None and all(bid in hint for bid in inst.ids):
-        start = [int(hint[bid]) // inst.scale for bid in inst.ids]
-    elif greedy_units is not None:
-        start = greedy_units.tolist()
-    else:
-        start = None
-    if start is not None:
-        for b in range(n):
-            model.add_hint(y[b], int(start[b]))
-    solver = cp_model.CpSolver()
-    solver.parameters.num_workers = max(1, params.cpsat_workers)
-    solver.parameters.random_seed = params.seed
-    if deadline is not None:
-        solver.parameters.max_time_in_seconds = max(deadline - time.perf_counter(), 0.01)
-    code = solver.solve(model)
-    stats = {"cpsat_status": solver.status_name(code), "cpsat_seconds": solver.wall_time, "cpsat_conflicts": solver.num_conflicts}
-    if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return Status.OPTIMAL, np.array([solver.value(v) for v in y], dtype=np.int64), stats
-    if code == cp_model.INFEASIBLE:
-        return Status.INFEASIBLE, None, stats
-    return Status.TIMEOUT, None, stats
+    def __init__(
+        self,
+        inst: _Instance,
+        params: PackParams,
+        deadline: float | None,
+        hint: Mapping[BufferId, int] | None,
+        greedy_units: np.ndarray | None,
+        workers: int,
+    ):
+        from ortools.sat.python import cp_model
+
+        self.inst = inst
+        self.deadline = deadline
+        self.done = threading.Event()
+        self.code: Any = None
+        self.thread: threading.Thread | None = None
+        n = len(inst.units)
+        model = cp_model.CpModel()
+        # Variables: the offset of each buffer (units) and its two intervals.
+        y = [model.new_int_var(0, int(inst.caps[b] - inst.units[b]), f"y{b}") for b in range(n)]
+        x_iv = [model.new_fixed_size_interval_var(int(inst.lo[b]), int(inst.hi[b] - inst.lo[b]), f"x{b}") for b in range(n)]
+        y_iv = [model.new_fixed_size_interval_var(y[b], int(inst.units[b]), f"yi{b}") for b in range(n)]
+        # Constraints: no two buffers share a section and a unit.
+        model.add_no_overlap_2d(x_iv, y_iv)
+        if params.cpsat_section_no_overlap or params.cpsat_tight_support:
+            for s in _maximal_sections(inst):
+                members = inst.members[s]
+                if len(members) < 2:
+                    continue
+                if params.cpsat_section_no_overlap:
+                    model.add_no_overlap([y_iv[b] for b in members])
+                if params.cpsat_tight_support and int(inst.load[s]) == inst.cap:
+                    for b in members:
+                        others = [c for c in members if c != b]
+                        size = int(inst.units[b])
+                        below = [_implied(model, y[b] == 0)]
+                        below += [_implied(model, y[b] == y[c] + int(inst.units[c])) for c in others]
+                        above = [_implied(model, y[b] + size == inst.cap)]
+                        above += [_implied(model, y[b] + size == y[c]) for c in others]
+                        model.add_bool_or(below)
+                        model.add_bool_or(above)
+        if params.cpsat_symmetry_breaking:
+            groups: dict[tuple[int, int, int], list[int]] = {}
+            for b in range(n):
+                groups.setdefault((int(inst.lo[b]), int(inst.hi[b]), int(inst.units[b])), []).append(b)
+            for members in groups.values():
+                for p, q in zip(members, members[1:]):
+                    model.add(y[p] + int(inst.units[p]) <= y[q])
+        # Hint: the caller's packing if any; else the greedy one, only when asked: it
+        # reaches above the capacity (else ``pack`` would have returned it), and on
+        # MiniMalloc's E such a hint slows CP-SAT from seconds to a timeout.
+        if hint is not None and all(bid in hint for bid in inst.ids):
+            start = [int(hint[bid]) // inst.scale for bid in inst.ids]
+        elif greedy_units is not None and params.cpsat_greedy_hint:
+            start = greedy_units.tolist()
+        else:
+            start = None
+        if start is not None:
+            for b in range(n):
+                model.add_hint(y[b], int(start[b]))
+        self.model, self.y = model, y
+        self.solver = cp_model.CpSolver()
+        self.solver.parameters.num_workers = max(1, workers)
+        self.solver.parameters.random_seed = params.seed
+        # Ctrl-C belongs to the caller (``pack`` turns it into TIMEOUT), not to OR-Tools.
+        self.solver.parameters.catch_sigint_signal = False
+
+    def solve(self) -> None:
+        try:
+            if self.deadline is not None:
+                self.solver.parameters.max_time_in_seconds = max(self.deadline - time.perf_counter(), 0.01)
+            if not self.done.is_set():  # ``stop`` may come before the thread starts
+                self.code = self.solver.solve(self.model)
+        finally:
+            self.done.set()
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self.solve, name="cosma-packer-cpsat", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Interrupt a solve running in its thread and wait for it."""
+        if self.thread is None:
+            return
+        while self.thread.is_alive():
+            self.solver.stop_search()  # repeated: it is lost if it comes before the solve begins
+            self.thread.join(timeout=0.05)
+        self.done.set()
+
+    def outcome(self) -> tuple[Status, np.ndarray | None, dict]:
+        from ortools.sat.python import cp_model
+
+        code = self.code
+        if code is None:
+            return Status.TIMEOUT, None, {"cpsat_status": "not run"}
+        solver = self.solver
+        stats = {"cpsat_status": solver.status_name(code), "cpsat_seconds": solver.wall_time, "cpsat_conflicts": solver.num_conflicts}
+        if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return Status.OPTIMAL, np.array([solver.value(v) for v in self.y], dtype=np.int64), stats
+        if code == cp_model.INFEASIBLE:
+            return Status.INFEASIBLE, None, stats
+        return Status.TIMEOUT, None, stats
+
+
+def _implied(model: Any, constraint: Any) -> Any:
+    """A new literal that, when true, enforces ``constraint``."""
+    literal = model.new_bool_var("")
+    model.add(constraint).only_enforce_if(literal)
+    return literal
+
+
+def _maximal_sections(inst: _Instance) -> list[int]:
+    """Sections whose set of live buffers is contained in neither neighbour's: the
+    maximal cliques of the interval graph (a buffer starts right before, one ends right
+    after), so their stacks imply every other section's."""
+    found = []
+    for s in range(inst.sections):
+        here = inst.members[s]
+        if not here:
+            continue
+        left_ok = s == 0 or not set(here) <= set(inst.members[s - 1])
+        right_ok = s + 1 == inst.sections or not set(here) <= set(inst.members[s + 1])
+        if left_ok and right_ok:
+            found.append(s)
+    return found
 
 
 __all__ = ["PackParams", "PackResult", "pack", "minimize_height"]

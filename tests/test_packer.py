@@ -158,6 +158,9 @@ def test_time_limit_and_ctrl_c_give_timeout_without_packing(monkeypatch):
     monkeypatch.setattr(packer._Dfs, "solve", interrupted)
     result = pack(p, PackParams(method="search"))
     assert result.status is Status.TIMEOUT and "interrupted" in result.message
+    # Racing CP-SAT: its thread is stopped too (the call returns, no time limit given).
+    result = pack(p, PackParams())
+    assert result.status is Status.TIMEOUT and "interrupted" in result.message
 
 
 # --- the search against CP-SAT on random small instances ----------------------------
@@ -211,8 +214,16 @@ def test_minimize_height_is_the_least_feasible_capacity(p):
         PackParams(method="search", greedy_first=False, strategies=("TWA/count",), random_limit=1, seed=3),
         PackParams(method="search", greedy_first=False, random_restarts=False),
         PackParams(method="cpsat", greedy_first=False, cpsat_symmetry_breaking=False, cpsat_workers=1),
+        PackParams(
+            method="cpsat", greedy_first=False, cpsat_section_no_overlap=False, cpsat_tight_support=False,
+            cpsat_greedy_hint=True, cpsat_workers=1,
+        ),
+        PackParams(greedy_first=False, cpsat_workers=2),
     ],
-    ids=["no-decomposition", "no-inference", "left", "tight", "random", "no-random", "cpsat-no-symmetry"],
+    ids=[
+        "no-decomposition", "no-inference", "left", "tight", "random", "no-random", "cpsat-no-symmetry",
+        "cpsat-plain", "race",
+    ],
 )
 def test_every_switch_keeps_the_answer(params):
     for path in SMALL:
