@@ -31,8 +31,8 @@ from cosma.analysis import min_capacity
 from cosma.exact import ExactParams, topological_orders
 from cosma.hardware import get_hardware
 from cosma.ilp import IlpParams
-from cosma.ir import Graph, Hardware, Problem
-from cosma.synthetic import build_graph, random_dag
+from cosma.ir import Hardware, Problem
+from cosma.synthetic import branchy_dag as branchy, random_dag
 from solvers.base import RunOptions, SolveResult, Status, run
 
 TIERS = ("M_R", "M_H", "M_P")
@@ -114,25 +114,6 @@ def bench_zoo_free(paths: list[str], hw: Hardware, time_limit: float, say) -> li
             out.append((graph.name, setting, len(orders), True, fixed, free))
             say(f"{graph.name} {setting} free: fixed {fixed.objective}, free {free.objective} ({free.status.value})")
     return out
-
-
-def branchy(seed: int, n_ops: int, max_size: int = 16) -> Graph:
-    """A small DAG whose operators read any earlier tensors (many orders to choose from)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    sizes = {"x": int(rng.integers(1, max_size + 1))}
-    produced, ops = ["x"], []
-    for i in range(n_ops):
-        picks = rng.integers(0, len(produced), size=int(rng.integers(1, 3)))
-        ins = list(dict.fromkeys(produced[int(j)] for j in picks))
-        sizes[f"t{i}"] = int(rng.integers(1, max_size + 1))
-        ops.append((f"op{i}", ins, [f"t{i}"]))
-        produced.append(f"t{i}")
-    read = {t for _, ins, _ in ops for t in ins}
-    return build_graph(
-        f"branchy{seed}", sizes, ops, inputs=("x",), outputs=tuple(t for t in produced[1:] if t not in read)
-    )
 
 
 def bench_ilp(count: int, time_limit: float, say) -> list[tuple[str, int, SolveResult, SolveResult]]:

@@ -16,7 +16,7 @@ are separate objects; no solver writes into a problem.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Mapping
 

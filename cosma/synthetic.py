@@ -86,4 +86,21 @@ def random_dag(
     return build_graph(f"random{seed}", sizes, ops, inputs=("x",), weights=tuple(weights), outputs=outputs, macs=macs)
 
 
-__all__ = ["build_graph", "random_dag"]
+def branchy_dag(seed: int, n_ops: int = 6, max_size: int = 16) -> Graph:
+    """A seeded random DAG whose operators read one or two of ANY earlier tensors: few
+    chains, many valid orders (what free-schedule search and order enumeration need)."""
+    rng = np.random.default_rng(seed)
+    sizes = {"x": int(rng.integers(1, max_size + 1))}
+    produced, ops = ["x"], []
+    for i in range(n_ops):
+        picks = rng.integers(0, len(produced), size=int(rng.integers(1, 3)))
+        ins = list(dict.fromkeys(produced[int(j)] for j in picks))
+        sizes[f"t{i}"] = int(rng.integers(1, max_size + 1))
+        ops.append((f"op{i}", ins, [f"t{i}"]))
+        produced.append(f"t{i}")
+    read = {t for _, ins, _ in ops for t in ins}
+    outputs = tuple(t for t in produced[1:] if t not in read)
+    return build_graph(f"branchy{seed}", sizes, ops, inputs=("x",), outputs=outputs)
+
+
+__all__ = ["build_graph", "random_dag", "branchy_dag"]

@@ -1,7 +1,6 @@
 """A reduced `cosma compare` (two small models, one tier) runs end to end and resumes."""
 
 import csv
-from pathlib import Path
 
 from cosma.cli import main
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from cosma.analysis import min_capacity, peak_live_bytes
+from cosma.analysis import min_capacity
 from cosma.auto import AutoParams
 from cosma.bench_nas import randwire_graph
 from cosma.cost import evaluate

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
 import pytest
 from ortools.sat.python import cp_model
 
@@ -17,27 +16,11 @@ from cosma.exact import ExactParams, topological_orders
 from cosma.exact_model import FixedInstance
 from cosma.hardware import get_hardware
 from cosma.ir import Graph, Problem
-from cosma.synthetic import build_graph, random_dag
+from cosma.synthetic import branchy_dag as branchy, random_dag
 from cosma.validator import validate
 from solvers.base import RunOptions, Status, get_solver, run
 
 IDEAL = get_hardware("ideal")
-
-
-def branchy(seed: int, n_ops: int = 6, max_size: int = 16) -> Graph:
-    """A small random DAG whose operators read any earlier tensors (many orders)."""
-    rng = np.random.default_rng(seed)
-    sizes = {"x": int(rng.integers(1, max_size + 1))}
-    produced, ops = ["x"], []
-    for i in range(n_ops):
-        picks = rng.integers(0, len(produced), size=int(rng.integers(1, 3)))
-        ins = list(dict.fromkeys(produced[int(j)] for j in picks))
-        sizes[f"t{i}"] = int(rng.integers(1, max_size + 1))
-        ops.append((f"op{i}", ins, [f"t{i}"]))
-        produced.append(f"t{i}")
-    read = {t for _, ins, _ in ops for t in ins}
-    outputs = tuple(t for t in produced[1:] if t not in read)
-    return build_graph(f"branchy{seed}", sizes, ops, inputs=("x",), outputs=outputs)
 
 
 def tiers(graph: Graph, weights_counted: bool = True) -> list[int]:
