@@ -456,6 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="record the muzero agent as skipped on graphs with more operators (0: run everywhere)",
     )
     p.add_argument("--no-packing", action="store_true", help="skip the allocation-only peer table")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also rerun every benchmark (baselines, exact, packing, NAS tables; tens of minutes)",
+    )
     p.set_defaults(func=cmd_compare)
     return parser
 

@@ -417,6 +417,41 @@ def _omnimalloc_packers() -> dict:
     return omnimalloc_packers()
 
 
+# The benchmarks behind the per-solver tables: (module, output file, extra arguments).
+BENCHES = (
+    ("solvers.bench_baselines", "baselines.md", []),
+    ("cosma.bench_exact", "exact.md", []),
+    ("cosma.bench_packer", "packing.md", []),
+    ("cosma.bench_nas", "nas.md", ["--time-limit", "60"]),
+)
+
+
+def run_benches(out: Path) -> list[Path]:
+    """Rerun every benchmark module, each writing its table into ``out`` (slow: tens of minutes)."""
+    import importlib
+
+    written = []
+    for module, name, extra in BENCHES:
+        print(f"compare: running {module} -> {out / name}", flush=True)
+        code = importlib.import_module(module).main(["--out", str(out / name), *extra])
+        if code:
+            print(f"compare: {module} exited with {code}", flush=True)
+        written.append(out / name)
+    return written
+
+
+def plot_learning_curve(out: Path) -> Path | None:
+    """Redraw the shipped agent's learning curve from its training log."""
+    log = out / "muzero" / "log.csv"
+    if not log.exists():
+        return None
+    from mallocgame.train import plot_curve
+
+    target = out / "learning_curve.png"
+    plot_curve(log, target)
+    return target
+
+
 def main(args) -> int:
     from solvers.base import load_all
 
@@ -473,6 +508,11 @@ def main(args) -> int:
         p = compare_packers(out, min(args.time_limit, 60.0))
         if p:
             written.append(p)
+    curve = plot_learning_curve(out)
+    if curve:
+        written.append(curve)
+    if getattr(args, "all", False):
+        written += run_benches(out)
     failed = [r for r in rows if r["status"] == "error"]
     for r in failed:
         print(f"compare: FAILED {r['model']} {r['setting']} {r['tier']} {r['solver']}: {r['message']}")
