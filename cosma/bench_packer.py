@@ -70,12 +70,13 @@ def markdown(rows: list[dict], time_limit: float, params: PackParams) -> str:
     lines = [
         "# Exact packer on the allocation anchors",
         "",
-        f"`python -m cosma.bench_packer --time-limit {time_limit:g}` on {platform.node() or 'this machine'} "
-        f"({platform.processor() or platform.machine()}), Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Method `{params.method}`, seed {params.seed}.",
+        (
+            f"`python -m cosma.bench_packer --time-limit {time_limit:g}` on {platform.node() or 'this machine'} "
+            f"({platform.processor() or platform.machine()}), Python {platform.python_version()}, "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Method `{params.method}`, seed {params.seed}."
+        ),
         "",
-        f"MiniMalloc challenging set: {len(packed)} of {len(challenging)} packed at capacity "
-        f"within {time_limit:g} s.",
+        f"MiniMalloc challenging set: {len(packed)} of {len(challenging)} packed at capacity within {time_limit:g} s.",
         "",
         "| instance | buffers | capacity | max load | status | height | reference height | seconds | method | nodes |",
         "|---|---:|---:|---:|---|---:|---:|---:|---|---:|",

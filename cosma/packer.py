@@ -58,8 +58,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -376,7 +378,7 @@ def _pack(
             if race:
                 cpsat = _CpsatRun(inst, params, deadline, hint, greedy_units, max(1, params.cpsat_workers - 1))
                 cpsat.start()
-            outcome, units, sstats = _search(inst, params, deadline, stop=cpsat.done if cpsat else None)
+            outcome, units, sstats = _search(inst, params, deadline, stop=cpsat.answered if cpsat else None)
             stats.update(sstats)
             if cpsat is not None:
                 cpsat.stop()  # a no-op when CP-SAT finished first
@@ -782,8 +784,9 @@ class _CpsatRun:
     optionally a redundant 1-D no-overlap per maximal section and exact-tiling clauses
     in full sections (see ``PackParams``); identical buffers ordered; the caller's
     packing or the greedy one as hint. Built in the caller's thread; ``solve`` runs in
-    it too, or ``start`` runs it in a thread that ``stop`` interrupts (``done`` is set
-    when the solve returns, which is how a racing search learns it should stop).
+    it too, or ``start`` runs it in a thread that ``stop`` interrupts. ``answered`` is
+    set when the solve ends with a verdict (packing or proof), which is how a racing
+    search learns it should stop; an UNKNOWN end leaves the search running.
     """
 
     def __init__(
@@ -799,7 +802,8 @@ class _CpsatRun:
 
         self.inst = inst
         self.deadline = deadline
-        self.done = threading.Event()
+        self.answered = threading.Event()
+        self.cancelled = False
         self.code: Any = None
         self.thread: threading.Thread | None = None
         n = len(inst.units)
@@ -832,7 +836,7 @@ class _CpsatRun:
             for b in range(n):
                 groups.setdefault((int(inst.lo[b]), int(inst.hi[b]), int(inst.units[b])), []).append(b)
             for members in groups.values():
-                for p, q in zip(members, members[1:]):
+                for p, q in pairwise(members):
                     model.add(y[p] + int(inst.units[p]) <= y[q])
         # Hint: the caller's packing if any; else the greedy one, only when asked: it
         # reaches above the capacity (else ``pack`` would have returned it), and on
@@ -854,13 +858,14 @@ class _CpsatRun:
         self.solver.parameters.catch_sigint_signal = False
 
     def solve(self) -> None:
-        try:
-            if self.deadline is not None:
-                self.solver.parameters.max_time_in_seconds = max(self.deadline - time.perf_counter(), 0.01)
-            if not self.done.is_set():  # ``stop`` may come before the thread starts
-                self.code = self.solver.solve(self.model)
-        finally:
-            self.done.set()
+        from ortools.sat.python import cp_model
+
+        if self.deadline is not None:
+            self.solver.parameters.max_time_in_seconds = max(self.deadline - time.perf_counter(), 0.01)
+        if not self.cancelled:  # ``stop`` may come before the thread starts
+            self.code = self.solver.solve(self.model)
+        if self.code in (cp_model.OPTIMAL, cp_model.FEASIBLE, cp_model.INFEASIBLE):
+            self.answered.set()
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self.solve, name="cosma-packer-cpsat", daemon=True)
@@ -868,12 +873,12 @@ class _CpsatRun:
 
     def stop(self) -> None:
         """Interrupt a solve running in its thread and wait for it."""
+        self.cancelled = True
         if self.thread is None:
             return
         while self.thread.is_alive():
             self.solver.stop_search()  # repeated: it is lost if it comes before the solve begins
             self.thread.join(timeout=0.05)
-        self.done.set()
 
     def outcome(self) -> tuple[Status, np.ndarray | None, dict]:
         from ortools.sat.python import cp_model
@@ -913,4 +918,4 @@ def _maximal_sections(inst: _Instance) -> list[int]:
     return found
 
 
-__all__ = ["PackParams", "PackResult", "pack", "minimize_height"]
+__all__ = ["PackParams", "PackResult", "minimize_height", "pack"]

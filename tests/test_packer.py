@@ -6,6 +6,7 @@ too); tests compare outcomes and heights, never exact offsets.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -256,3 +257,19 @@ def test_search_alone_proves_infeasibility_below_the_max_load(p):
         params = PackParams(section_inference=inference, strategies=("TWA/low",), random_restarts=False)
         outcome, units, _ = packer._search(inst, params, deadline=None)
         assert outcome is Status.INFEASIBLE and units is None
+
+
+def test_cpsat_answer_stops_a_racing_search(monkeypatch):
+    # A search that never finishes on its own: only CP-SAT's answer can end the race.
+    def endless(self):
+        while not (self.stop is not None and self.stop.is_set()):
+            time.sleep(0.01)
+        raise packer._Deadline
+
+    monkeypatch.setattr(packer._Dfs, "solve", endless)
+    p = read_csv(SMALL[0]) if SMALL else problem(3, ("a", 0, 2, 2), ("b", 2, 4, 2), ("c", 0, 4, 1))
+    result = pack(p, PackParams(greedy_first=False))
+    assert_packed(p, result)
+    assert result.stats["method"] == "cpsat (race)"
+    below = pack(replace(p, capacity=p.capacity - 1), PackParams(greedy_first=False))
+    assert below.status is Status.INFEASIBLE
