@@ -194,8 +194,10 @@ def write_tables(rows: list[dict], out: Path, solvers: list[str], tiers: dict, m
         f" {meta['time_limit']:g} s per cell.",
         "",
         "Each cell: non-compulsory bytes in KiB (spills + reloads; lower is better). `best baseline` is the best"
-        " of the four COSMA baselines (file/memory-aware order x best fit x Belady/greedy); `red.` is the"
-        " reduction against it. A status other than optimal/feasible is printed instead of a number.",
+        " of the four COSMA baselines (file/memory-aware order x best fit x Belady/greedy); the percentage in"
+        " parentheses is the reduction against it (negative: worse). `*`: proven optimal (for `exact` and"
+        " `auto` without a given schedule: for the operator order the solver chose). A status other than"
+        " optimal/feasible/timeout is printed instead of a number.",
         "",
     ]
     summary: dict[tuple[str, str, str], list[float]] = {}
