@@ -185,4 +185,22 @@ def solve_best_greedy(problem: Problem, params: BestGreedyParams, options: RunOp
     return result
 
 
-__all__ = ["BASELINES", "COSMA_BASELINES", "BestGreedyParams", "below_minimum", "solve_baseline", "solve_best_greedy"]
+@dataclass(frozen=True)
+class TfliteBestGreedyParams(BestGreedyParams):
+    """``best-greedy`` with TFLite's literal best-fit placement (a block at the low end of its gap)."""
+
+    # Off: the placement COSMA's paper compared against (see ``solvers.online.ArenaParams``).
+    side_aware_fit: bool = False
+
+
+@register(
+    "best-greedy-tflite",
+    "the best of the four COSMA baselines with TFLite's literal best-fit placement (the paper's reference)",
+    TfliteBestGreedyParams,
+)
+def solve_best_greedy_tflite(problem: Problem, params: TfliteBestGreedyParams, options: RunOptions) -> SolveResult:
+    """Same search as ``best-greedy``; only the default placement differs."""
+    return solve_best_greedy(problem, params, options)
+
+
+__all__ = ["BASELINES", "COSMA_BASELINES", "BestGreedyParams", "TfliteBestGreedyParams", "below_minimum", "solve_baseline", "solve_best_greedy"]

@@ -4,7 +4,7 @@ import csv
 
 from cosma.cli import main
 
-SOLVERS = ["file-bestfit-belady", "file-bestfit-greedy", "mem-bestfit-belady", "mem-bestfit-greedy", "exact"]
+SOLVERS = ["file-bestfit-belady", "file-bestfit-greedy", "mem-bestfit-belady", "mem-bestfit-greedy", "best-greedy-tflite", "exact"]
 
 
 def test_reduced_compare_writes_tables_and_resumes(tmp_path, capsys):
@@ -12,9 +12,9 @@ def test_reduced_compare_writes_tables_and_resumes(tmp_path, capsys):
             "--time-limit", "20", "--jobs", "1", "--out", str(tmp_path), "--no-packing"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "20 to run" in out
+    assert "24 to run" in out
     table = (tmp_path / "comparison.md").read_text()
-    assert "## weights, M_R" in table and "resnet18" in table
+    assert "## weights, M_R" in table and "resnet18" in table and "TFLite ref." in table
     rows = list(csv.DictReader((tmp_path / "comparison.csv").open()))
     assert len(rows) == 2 * 2 * len(SOLVERS)
     assert all(r["status"] in ("optimal", "feasible") for r in rows)
@@ -27,4 +27,4 @@ def test_reduced_compare_writes_tables_and_resumes(tmp_path, capsys):
 
     # A second run finds every cell in the cache and recomputes nothing.
     assert main(argv) == 0
-    assert "20 cached, 0 to run" in capsys.readouterr().out
+    assert "24 cached, 0 to run" in capsys.readouterr().out
