@@ -393,7 +393,19 @@ def solve_exact(problem: Problem, params: ExactParams, options: RunOptions) -> S
         raise UsageError("the given schedule is not a topological order of the graph's operators")
     if params.schedule_mode == "free" and options.schedule is None:
         return _solve_free(problem, params, options, clock)
-    return _solve_fixed_best(problem, params, options, clock)
+    result = _solve_fixed_best(problem, params, options, clock)
+    if options.schedule is None and result.plan is not None:
+        # We chose the order, so the proof covers that order only: report a bound valid over
+        # every schedule, and "optimal" only when the plan meets it.
+        from cosma.dnc import schedule_free_bound
+
+        cost = _cost_of(problem, result.plan)
+        result.stats["fixed_schedule_bound"] = result.bound
+        result.bound = 0 if cost == 0 else min(cost, schedule_free_bound(problem, 1.0))
+        if result.status is Status.OPTIMAL and cost > result.bound:
+            result.status = Status.FEASIBLE
+            result.message += "; not proven over other schedules (schedule_mode=free searches them)"
+    return result
 
 
 def _result(outcome: FixedOutcome, clock: _Clock, **extra: Any) -> SolveResult:

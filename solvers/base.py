@@ -178,7 +178,22 @@ def run(problem: Problem, name: str, params: Any = None, options: RunOptions | N
         if violations:
             raise PlanInvalid(violations)
         result.cost = evaluate(problem, result.plan)
+        _check_contract(name, result, options)
     return result
+
+
+class SolverContractError(RuntimeError):
+    """A solver's result says something its plan does not back: a bug in that solver."""
+
+
+def _check_contract(name: str, result: SolveResult, options: RunOptions) -> None:
+    """What the status and bound promise, checked against the scored plan."""
+    if options.schedule is not None and tuple(result.plan.schedule) != tuple(options.schedule):
+        raise SolverContractError(f"solver {name} ignored the fixed schedule")
+    if result.bound is not None and result.bound > result.objective:
+        raise SolverContractError(f"solver {name}: bound {result.bound} above its objective {result.objective}")
+    if result.status is Status.OPTIMAL and result.bound != result.objective:
+        raise SolverContractError(f"solver {name}: OPTIMAL without a bound equal to its objective")
 
 
 __all__ = [
@@ -192,4 +207,5 @@ __all__ = [
     "load_all",
     "parse_params",
     "run",
+    "SolverContractError",
 ]
