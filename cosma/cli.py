@@ -129,6 +129,9 @@ def cmd_optimize(args) -> int:
 
     if args.time_limit is not None and args.time_limit <= 0:
         raise UsageError("--time-limit must be positive (seconds)")
+    for path in (args.output, args.map):  # fail before the solve, not after it
+        if path and not Path(path).resolve().parent.is_dir():
+            raise UsageError(f"{path}: no such directory")
     solver_name = args.solver or _default_solver()
     try:
         spec = get_solver(solver_name)
@@ -293,13 +296,22 @@ def cmd_show(args) -> int:
 
     pf = read_plan(args.plan)
     data = json.loads(Path(args.plan).read_text())
-    tensors = {
-        name: Tensor(name, int(t["size"]), TensorKind(t["kind"]), tuple(t.get("shape", ()))) for name, t in pf.tensors.items()
-    }
-    operators = tuple(
-        Operator(op["name"], op.get("op_type", ""), tuple(op["inputs"]), tuple(op["outputs"]), 0, op.get("onnx_node", ""))
-        for op in data["ops"]
-    )
+    if not pf.tensors:
+        raise UsageError(f"{args.plan}: the plan file has no tensors table to draw from")
+    try:
+        tensors = {
+            name: Tensor(name, int(t["size"]), TensorKind(t["kind"]), tuple(t.get("shape", ())))
+            for name, t in pf.tensors.items()
+        }
+        operators = tuple(
+            Operator(op["name"], op.get("op_type", ""), tuple(op["inputs"]), tuple(op["outputs"]), 0, op.get("onnx_node", ""))
+            for op in data["ops"]
+        )
+        missing = {t for op in operators for t in (*op.inputs, *op.outputs)} - set(tensors)
+        if missing:
+            raise KeyError(sorted(missing)[0])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UsageError(f"{args.plan}: malformed ops or tensors table ({type(e).__name__}: {e})") from None
     graph = Graph(data.get("graph", Path(pf.model).stem), tensors, operators)
     problem = Problem(graph, capacity=pf.capacity, hardware=pf.hardware, weights_counted=pf.weights_counted)
     out = args.output or str(Path(args.plan).with_suffix(".png"))

@@ -36,7 +36,9 @@ full one. What the lowering does, in order:
    Size in bytes = number of elements x element bytes: the file's element type unless
    ``dtype_bytes`` overrides it for every tensor (the COSMA evaluation uses 1: int8).
    Zero-size constants (an empty ``roi`` of ``Resize``) are left out of the operands;
-   any other zero-size tensor is an error.
+   any other zero-size tensor is an error. A graph output that is a graph input or a
+   constant (directly or through a view) is already in DRAM: it takes no step, no
+   scratchpad space and no store.
 
 Operator cost (``Operator.macs``), used only by the latency estimate:
 

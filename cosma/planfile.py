@@ -108,6 +108,18 @@ def solver_record(result: Any) -> dict[str, Any]:
     }
 
 
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    return value
+
+
+def _typed(value: Any, kind: type, what: str) -> Any:
+    if not isinstance(value, kind):
+        raise ValueError(f"{what} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
 def read_plan(path: str | Path) -> PlanFile:
     """Read a plan file; ``UsageError`` with the reason when it is not one."""
     path = Path(path)
@@ -121,10 +133,20 @@ def read_plan(path: str | Path) -> PlanFile:
         raise UsageError(f"{path}: not a cosma plan file (expected \"format\": \"{FORMAT}\")")
     try:
         hw = Hardware(**data["hardware"])
+        if _int(hw.alignment, "hardware.alignment") < 1:
+            raise ValueError("hardware.alignment must be at least 1")
         plan = Plan(
-            schedule=tuple(op["name"] for op in sorted(data["ops"], key=lambda op: op["step"])),
+            schedule=tuple(
+                _typed(op["name"], str, "op name") for op in sorted(data["ops"], key=lambda op: _int(op["step"], "step"))
+            ),
             residencies=tuple(
-                Residency(r["tensor"], int(r["start"]), int(r["end"]), int(r["offset"]), bool(r.get("spilled", False)))
+                Residency(
+                    _typed(r["tensor"], str, "tensor"),
+                    _int(r["start"], "start"),
+                    _int(r["end"], "end"),
+                    _int(r["offset"], "offset"),
+                    _typed(r.get("spilled", False), bool, "spilled"),
+                )
                 for r in data["residencies"]
             ),
         )

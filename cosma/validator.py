@@ -125,7 +125,9 @@ def validate(problem: Problem, plan: Plan) -> list[Violation]:
                 out.append(Violation(Rule.OPERAND_NOT_RESIDENT, f"{t} is not resident at step {step} ({op})"))
         if not stays:
             continue
-        if steps and stays[-1].end > steps[-1] + 1:
+        if not steps:
+            out.append(Violation(Rule.RESIDENT_AFTER_LAST_USE, f"{t} is never used but has a residency"))
+        elif stays[-1].end > steps[-1] + 1:
             out.append(
                 Violation(
                     Rule.RESIDENT_AFTER_LAST_USE,

@@ -100,3 +100,8 @@ def test_truncated_model_is_a_clear_error(tmp_path, capsys):
     cut.write_bytes(MODEL.read_bytes()[: MODEL.stat().st_size // 2])
     code, _, err = run(capsys, "optimize", cut, "--scratchpad", "1MiB")
     assert code == EXIT_USAGE and "Traceback" not in err
+
+
+def test_output_into_a_missing_folder_fails_before_solving(capsys):
+    code, _, err = run(capsys, "optimize", MODEL, "--scratchpad", "3MiB", "--dtype-bytes", "1", "-o", "/nonexistent/p.json")
+    assert code == EXIT_USAGE and "no such directory" in err

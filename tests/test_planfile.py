@@ -43,3 +43,16 @@ def test_bad_plan_files(tmp_path, content, reason):
         read_plan(path)
     with pytest.raises(UsageError, match="no such plan file"):
         read_plan(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    "field, value, reason",
+    [("offset", 4.9, "offset must be an integer"), ("spilled", "false", "spilled must be a bool"), ("tensor", 7, "tensor must be a str")],
+)
+def test_plan_file_fields_are_typed(tmp_path, field, value, reason):
+    data = plan_to_dict(SKIP_PROBLEM, SKIP_VALID)
+    data["residencies"][0][field] = value
+    path = tmp_path / "typed.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=reason):
+        read_plan(path)

@@ -260,3 +260,13 @@ def test_check_raises_with_every_rule_named():
     with pytest.raises(PlanInvalid) as err:
         check(PROBLEM, plan)
     assert "OUT_OF_CAPACITY" in str(err.value)
+
+
+def test_residency_of_a_tensor_nobody_uses():
+    # u is a graph input no operator reads: a residency for it is dead weight (and would be charged).
+    graph = build_graph(
+        "unused", {"x": 4, "u": 4, "y": 4}, [("f", ["x"], ["y"])], inputs=("x", "u"), outputs=("y",)
+    )
+    problem = Problem(graph, capacity=12, hardware=IDEAL)
+    plan = Plan(("f",), (Residency("x", 0, 1, 0), Residency("y", 0, 1, 4), Residency("u", 0, 1, 8)))
+    assert rules(problem, plan) == {Rule.RESIDENT_AFTER_LAST_USE}
