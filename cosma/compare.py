@@ -304,23 +304,34 @@ def plot_bars(rows: list[dict], out: Path, solvers: list[str]) -> list[Path]:
     written = []
     models = sorted({r["model"] for r in rows})
     by = {(r["model"], r["setting"], r["tier"], r["solver"]): r for r in rows}
+    cols = 4
+    rows_n = -(-len(models) // cols)
     for setting, _ in SETTINGS:
-        fig, axes = plt.subplots(len(models), 1, figsize=(9, 2.2 * len(models) + 0.6), squeeze=False)
-        for ax, m in zip(axes[:, 0], models):
-            tiers = ["M_R", "M_H", "M_P"]
-            width = 0.8 / max(1, len(solvers))
+        fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 2.6 * rows_n + 1.1), squeeze=False)
+        tiers = ["M_R", "M_H", "M_P"]
+        width = 0.8 / max(1, len(solvers))
+        for k, m in enumerate(models):
+            ax = axes[k // cols, k % cols]
             for i, s in enumerate(solvers):
                 vals = []
                 for tier in tiers:
                     r = by.get((m, setting, tier, s))
                     v = None if r is None else r["non_compulsory_bytes"]
                     vals.append(np.nan if v is None else v / 1024)
-                ax.bar(np.arange(len(tiers)) + i * width, vals, width, label=s)
+                ax.bar(np.arange(len(tiers)) + i * width, vals, width, label=s, color=f"C{i}")
             ax.set_xticks(np.arange(len(tiers)) + 0.4 - width / 2, tiers)
-            ax.set_ylabel("KiB")
-            ax.set_title(f"{m} ({setting})", fontsize=9)
-        axes[0, 0].legend(fontsize=6, ncol=4)
-        fig.tight_layout()
+            ax.set_title(m, fontsize=9)
+            ax.tick_params(labelsize=7)
+            if k % cols == 0:
+                ax.set_ylabel("KiB", fontsize=8)
+        for k in range(len(models), rows_n * cols):
+            axes[k // cols, k % cols].axis("off")
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        top = 1 - 1.1 / (2.6 * rows_n + 1.1)
+        fig.suptitle(f"non-compulsory traffic per solver and tier ({setting}; lower is better)", y=0.998, fontsize=11)
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.35 / (2.6 * rows_n + 1.1)),
+                   ncol=min(len(solvers), 5), fontsize=8, frameon=False)  # fmt: skip
+        fig.tight_layout(rect=(0, 0, 1, top))
         path = out / f"bars_{setting}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
