@@ -150,11 +150,17 @@ def cmd_optimize(args) -> int:
         from cosma.tiers import compute_tiers
 
         tier = normalize_tier(args.scratchpad)
-        tiers = compute_tiers(graph, hw, args.weights, time_limit=min(10.0, args.time_limit or 10.0))
-        capacity = tiers.capacity(tier)
         tier_note = f" = {tier}"
-        if tier == "M_P":
-            schedule = tiers.m_p_schedule  # the schedule that makes M_P reachable without spills
+        if tier == "M_R":
+            capacity = m_r  # no schedule search needed
+        else:
+            try:
+                tiers = compute_tiers(graph, hw, args.weights, time_limit=min(10.0, args.time_limit or 10.0))
+            except KeyboardInterrupt:
+                raise UsageError(f"interrupted while computing {tier} (nothing solved yet)") from None
+            capacity = tiers.capacity(tier)
+            if tier == "M_P":
+                schedule = tiers.m_p_schedule  # the schedule that makes M_P reachable without spills
     else:
         capacity = parse_size(args.scratchpad)
     if capacity < m_r:
