@@ -175,13 +175,9 @@ class MsaTables:
                 self.initial_reserved.append(dict(packed))
 
 
-def _pack_top_down(
-    items: Sequence[int], fp: Sequence[Bytes], occupied: Sequence[tuple[Bytes, Bytes]], capacity: Bytes, align: Bytes
-) -> list[tuple[int, Bytes]] | None:
-    """First fit decreasing into the free gaps between ``occupied`` (offset, end) blocks,
-    highest gap first, each item at the top of its gap. None when something does not fit.
-    Packing from the top keeps reservations away from best-fit keeps, which grow upward."""
-    gaps: list[list[Bytes]] = []  # [start, end) free, ascending
+def _free_gaps(occupied: Sequence[tuple[Bytes, Bytes]], capacity: Bytes) -> list[list[Bytes]]:
+    """The free ``[start, end)`` gaps between ``occupied`` (offset, end) blocks, ascending."""
+    gaps: list[list[Bytes]] = []
     cursor = 0
     for off, end in sorted(occupied):
         if off > cursor:
@@ -189,6 +185,16 @@ def _pack_top_down(
         cursor = max(cursor, end)
     if capacity > cursor:
         gaps.append([cursor, capacity])
+    return gaps
+
+
+def _pack_top_down(
+    items: Sequence[int], fp: Sequence[Bytes], occupied: Sequence[tuple[Bytes, Bytes]], capacity: Bytes, align: Bytes
+) -> list[tuple[int, Bytes]] | None:
+    """First fit decreasing into the free gaps between ``occupied`` (offset, end) blocks,
+    highest gap first, each item at the top of its gap. None when something does not fit.
+    Packing from the top keeps reservations away from best-fit keeps, which grow upward."""
+    gaps = _free_gaps(occupied, capacity)
     gaps.reverse()
     out = []
     for i in sorted(items, key=lambda i: (-fp[i], i)):
@@ -207,14 +213,7 @@ def _pack_bottom_up(
     items: Sequence[int], fp: Sequence[Bytes], occupied: Sequence[tuple[Bytes, Bytes]], capacity: Bytes, align: Bytes
 ) -> list[tuple[int, Bytes]] | None:
     """``_pack_top_down``'s mirror: lowest gap first, each item at the bottom of its gap."""
-    gaps: list[list[Bytes]] = []
-    cursor = 0
-    for off, end in sorted(occupied):
-        if off > cursor:
-            gaps.append([cursor, off])
-        cursor = max(cursor, end)
-    if capacity > cursor:
-        gaps.append([cursor, capacity])
+    gaps = _free_gaps(occupied, capacity)
     out = []
     for i in sorted(items, key=lambda i: (-fp[i], i)):
         for g in gaps:
