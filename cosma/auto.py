@@ -17,10 +17,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from cosma.analysis import min_capacity
 from cosma.dnc import DncParams, dnc_search
 from cosma.ir import Problem
-from solvers.base import REGISTRY, RunOptions, SolveResult, Status, load_all, register, run
+from solvers.base import REGISTRY, RunOptions, SolveResult, Status, below_minimum, load_all, register, run
 
 
 @dataclass(frozen=True)
@@ -38,11 +37,9 @@ def solve_auto(problem: Problem, params: AutoParams, options: RunOptions) -> Sol
     started = time.monotonic()
     load_all()
     stats: dict = {}
-    need = min_capacity(problem)
-    if problem.capacity // problem.alignment * problem.alignment < need:
-        return SolveResult(
-            Status.INFEASIBLE, None, message=f"capacity {problem.capacity} is below M_R = {need} bytes (largest operator)"
-        )
+    infeasible = below_minimum(problem)
+    if infeasible is not None:
+        return infeasible
 
     def left() -> float | None:
         return None if options.time_limit is None else max(0.1, options.time_limit - (time.monotonic() - started))

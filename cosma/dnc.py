@@ -46,10 +46,10 @@ from typing import Sequence
 
 from ortools.sat.python import cp_model
 
-from cosma.analysis import is_topological, live_bytes, make_plan, min_capacity, operator_footprint, use_steps
+from cosma.analysis import is_topological, live_bytes, make_plan, operator_footprint, use_steps
 from cosma.errors import UsageError
 from cosma.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
-from solvers.base import RunOptions, SolveResult, Status, register
+from solvers.base import RunOptions, SolveResult, Status, below_minimum, register
 
 
 @dataclass(frozen=True)
@@ -746,11 +746,9 @@ def dnc_search(
 
     if options.schedule is not None and not is_topological(problem, options.schedule):
         raise UsageError("the fixed schedule is not a topological order of the graph's operators")
-    need = min_capacity(problem)
-    if problem.capacity // problem.alignment * problem.alignment < need:
-        return SolveResult(
-            Status.INFEASIBLE, None, message=f"capacity {problem.capacity} is below M_R = {need} bytes (largest operator)"
-        )
+    infeasible = below_minimum(problem)
+    if infeasible is not None:
+        return infeasible
     budget = options.time_limit if options.time_limit is not None else 600.0
     bound_time = min(params.bound_time, 0.05 * budget)
     rng = random.Random(options.seed)

@@ -43,12 +43,12 @@ from typing import Any, Sequence
 
 from ortools.sat.python import cp_model
 
-from cosma.analysis import is_topological, min_capacity
+from cosma.analysis import is_topological
 from cosma.errors import UsageError
 from cosma.exact_model import FixedInstance, build_joint, build_relaxation, mirror
 from cosma.exact_pack import PackStatus, pack_boxes, solve_interruptibly
 from cosma.ir import OpName, Plan, Problem
-from solvers.base import RunOptions, SolveResult, Status, register
+from solvers.base import RunOptions, SolveResult, Status, below_minimum, register
 
 
 @dataclass(frozen=True)
@@ -381,14 +381,9 @@ def solve_exact(problem: Problem, params: ExactParams, options: RunOptions) -> S
     if params.schedule_mode not in SCHEDULE_MODES:
         raise UsageError(f"schedule_mode must be one of {', '.join(SCHEDULE_MODES)}, got {params.schedule_mode!r}")
     clock = _Clock(options.time_limit)
-    m_r = min_capacity(problem)
-    if problem.capacity < m_r:
-        return SolveResult(
-            Status.INFEASIBLE,
-            None,
-            message=f"capacity {problem.capacity} B is below M_R = {m_r} B (the largest operator's operands)",
-            stats={"M_R": m_r},
-        )
+    infeasible = below_minimum(problem)
+    if infeasible is not None:
+        return infeasible
     if options.schedule is not None and not is_topological(problem, options.schedule):
         raise UsageError("the given schedule is not a topological order of the graph's operators")
     if params.schedule_mode == "free" and options.schedule is None:

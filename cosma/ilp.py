@@ -31,11 +31,11 @@ from typing import Any, Sequence
 
 import pulp
 
-from cosma.analysis import is_topological, make_plan, min_capacity
+from cosma.analysis import is_topological, make_plan
 from cosma.errors import UsageError
 from cosma.ir import OpName, Problem, Residency, TensorKind
 from cosma.validator import validate
-from solvers.base import RunOptions, SolveResult, Status, register
+from solvers.base import RunOptions, SolveResult, Status, below_minimum, register
 
 
 @dataclass(frozen=True)
@@ -195,11 +195,9 @@ def solve_ilp(problem: Problem, params: IlpParams, options: RunOptions) -> Solve
     if params.schedule_mode not in ("fixed", "free"):
         raise UsageError(f"schedule_mode must be fixed or free, got {params.schedule_mode!r}")
     start = time.perf_counter()
-    m_r = min_capacity(problem)
-    if problem.capacity < m_r:
-        return SolveResult(
-            Status.INFEASIBLE, None, message=f"capacity {problem.capacity} B is below M_R = {m_r} B", stats={"M_R": m_r}
-        )
+    infeasible = below_minimum(problem)
+    if infeasible is not None:
+        return infeasible
     graph = problem.graph
     schedule: tuple[OpName, ...] | None = None
     fixed_order = params.schedule_mode == "fixed" or options.schedule is not None  # a given schedule is kept

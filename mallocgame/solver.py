@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from cosma.analysis import largest_operator, min_capacity
 from cosma.errors import UsageError
 from cosma.ir import Problem
-from solvers.base import RunOptions, SolveResult, Status, register
+from solvers.base import RunOptions, SolveResult, Status, below_minimum, register
 
 # torch and the agent are imported when the solver runs, not when the registry loads it.
 MODELS = ("learned", "true")  # as mallocgame.agent.policy.MODELS
@@ -47,12 +46,9 @@ def _cached_agent(path: str, mtime: float):
 def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) -> SolveResult:
     if params.model not in MODELS:
         raise UsageError(f"muzero: unknown model {params.model!r}; known: {', '.join(MODELS)}")
-    need = min_capacity(problem)
-    if problem.capacity < need:
-        return SolveResult(
-            Status.INFEASIBLE, None, message=f"capacity {problem.capacity} B is below M_R = {need} B"
-            f" (operator {largest_operator(problem)})",
-        )  # fmt: skip
+    infeasible = below_minimum(problem)
+    if infeasible is not None:
+        return infeasible
     import numpy as np
     import torch
 

@@ -159,6 +159,23 @@ def parse_params(params_type: type, overrides: dict[str, str]) -> Any:
     return replace(params_type(), **values)
 
 
+def below_minimum(problem: Problem) -> SolveResult | None:
+    """The INFEASIBLE result every solver returns when the capacity is below ``M_R``, else None."""
+    from cosma.analysis import largest_operator, min_capacity
+
+    m_r = min_capacity(problem)
+    if problem.capacity >= m_r:
+        return None
+    op = largest_operator(problem)
+    return SolveResult(
+        Status.INFEASIBLE,
+        None,
+        stats={"M_R": m_r},
+        message=f"capacity {problem.capacity} B is below M_R = {m_r} B: operator {op} needs {m_r} B of"
+        f" operands resident at once (operators are never tiled)",
+    )
+
+
 def run(problem: Problem, name: str, params: Any = None, options: RunOptions | None = None) -> SolveResult:
     """Solve with the named solver, then validate and cost its plan.
 
@@ -207,5 +224,6 @@ __all__ = [
     "load_all",
     "parse_params",
     "run",
+    "below_minimum",
     "SolverContractError",
 ]

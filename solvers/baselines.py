@@ -28,11 +28,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from cosma.analysis import is_topological, largest_operator, min_capacity, peak_live_bytes
+from cosma.analysis import is_topological, peak_live_bytes
 from cosma.cost import evaluate
 from cosma.errors import UsageError
 from cosma.ir import OpName, Problem
-from solvers.base import RunOptions, SolveResult, Status, register
+from solvers.base import RunOptions, SolveResult, Status, below_minimum, register
 from solvers.online import ArenaParams, Policy, allocate
 from solvers.schedules import SCHEDULES
 
@@ -62,20 +62,6 @@ class BestGreedyParams:
     lazy_eviction: bool = True
     # Passed to every candidate: see ``solvers.online.ArenaParams``.
     side_aware_fit: bool = True
-
-
-def below_minimum(problem: Problem) -> SolveResult | None:
-    """The INFEASIBLE result when the capacity is below ``M_R``, else None."""
-    m_r = min_capacity(problem)
-    if problem.capacity >= m_r:
-        return None
-    op = largest_operator(problem)
-    return SolveResult(
-        Status.INFEASIBLE,
-        None,
-        message=f"capacity {problem.capacity} B is below M_R = {m_r} B: operator {op} needs {m_r} B of"
-        f" operands resident at once (operators are never tiled)",
-    )
 
 
 def _schedule(problem: Problem, schedule_name: str, options: RunOptions) -> tuple[tuple[OpName, ...], str]:

@@ -46,7 +46,7 @@ from typing import Sequence
 from cosma.analysis import is_topological, min_capacity, use_steps
 from cosma.errors import UsageError
 from cosma.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
-from solvers.base import RunOptions, SolveResult, Status, register
+from solvers.base import RunOptions, SolveResult, Status, below_minimum, register
 
 ORDERS = ("boundedness", "size", "time")
 EVICT = -1  # choice index of the evict decision in ``MsaState.apply``
@@ -436,13 +436,11 @@ def play_greedy(state: MsaState) -> MsaState:
 
 @register("xla-msa", "XLA-style memory space assignment: use segments, best-fit heap, keep or evict", XlaParams)
 def solve_xla(problem: Problem, params: XlaParams, options: RunOptions) -> SolveResult:
+    infeasible = below_minimum(problem)
+    if infeasible is not None:
+        return infeasible
     schedule = options.schedule or default_schedule(problem)
     tables = MsaTables(problem, schedule, params.order)
-    if not tables.feasible:
-        need = min_capacity(problem)
-        return SolveResult(
-            Status.INFEASIBLE, None, message=f"capacity {problem.capacity} below M_R = {need} bytes (largest operator)"
-        )
     state = play_greedy(MsaState(tables, params.more_offsets))
     stats = {
         "decisions": len(tables.decisions),
