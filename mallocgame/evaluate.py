@@ -101,10 +101,17 @@ def summary(rows: list[Row]) -> dict[str, float]:
         "mean_agent_bytes": float(np.mean([r.agent for r in rows])),
         "mean_greedy_bytes": float(np.mean([r.greedy for r in rows])),
     }
+    out["not_worse_rate"] = out["win_rate"] + out["tie_rate"]
     if known:
         out["exact_known"] = len(known)
         out["mean_agent_bytes_where_exact"] = float(np.mean([r.agent for r in known]))
         out["mean_exact_bytes"] = float(np.mean([r.exact for r in known]))
+        # Where best-greedy is already optimal for the schedule nobody can beat it: the win
+        # rate any player of this game can reach is the share of instances where it is not.
+        beatable = [r for r in known if r.greedy > r.exact]
+        out["beatable"] = len(beatable)
+        out["win_rate_where_beatable"] = float(np.mean([r.verdict == "win" for r in beatable])) if beatable else 0.0
+        out["optimal_rate"] = float(np.mean([r.agent == r.exact for r in known]))
     return out
 
 
@@ -121,7 +128,7 @@ def markdown(rows: list[Row], header: str = "") -> str:
     lines += [
         "",
         f"- instances: {s['instances']}; beats best-greedy on {s['win_rate']:.0%}, ties {s['tie_rate']:.0%},"
-        f" loses {s['loss_rate']:.0%}",
+        f" loses {s['loss_rate']:.0%} (not worse on {s['not_worse_rate']:.0%})",
         f"- mean agent / best-greedy ratio: {s['mean_ratio']:.3f} (below 1 is better; the env's"
         " normalization: where best-greedy moves 0 bytes, agent bytes over the largest tensor's size)",
         f"- mean NC bytes: agent {s['mean_agent_bytes']:.0f}, best-greedy {s['mean_greedy_bytes']:.0f}",
@@ -129,7 +136,12 @@ def markdown(rows: list[Row], header: str = "") -> str:
     if "exact_known" in s:
         lines.append(
             f"- where the exact optimum is known ({s['exact_known']}): mean agent {s['mean_agent_bytes_where_exact']:.0f}"
-            f" vs exact {s['mean_exact_bytes']:.0f} bytes"
+            f" vs exact {s['mean_exact_bytes']:.0f} bytes; the agent is optimal on {s['optimal_rate']:.0%}"
+        )
+        lines.append(
+            f"- best-greedy is above the optimum on {s['beatable']} of {s['exact_known']} (the most any player can"
+            f" beat: {s['beatable'] / s['exact_known']:.0%}); the agent beats it on {s['win_rate_where_beatable']:.0%}"
+            " of those"
         )
     return "\n".join(lines) + "\n"
 

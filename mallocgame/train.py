@@ -28,7 +28,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -36,10 +36,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from cosma.errors import UsageError
 from mallocgame.agent.envs import EnvSettings, evaluation_instances, make_problem_env, make_sampler_env
 from mallocgame.agent.learner import muzero_loss
 from mallocgame.agent.networks import MuZeroNet, NetConfig
-from mallocgame.agent.policy import MuZeroPolicy
+from mallocgame.agent.policy import INFERENCE_C_SCALE, MODELS, MuZeroPolicy, make_policy
 from mallocgame.agent.replay import Game, ReplayBuffer
 from mallocgame.agent.rollout import Episode, play_episodes
 from mallocgame.agent.search import SearchParams
@@ -84,6 +85,11 @@ class TrainConfig:
     c_scale: float = 0.02
     """Weight of the (normalized) q-values against the policy prior in the search (the paper:
     0.1; here the learned model's noisy q-values then overrode the prior and self-play drifted)."""
+    selfplay_model: str = "learned"
+    """What self-play searches with: "learned" (MuZero: the dynamics network) or "true" (the env
+    itself, as AlphaZero and expert iteration do: exact rewards and transitions, so the policy
+    targets are better from the first game). Either way the learned model is trained on the
+    games, and evaluation and the muzero solver search with it."""
 
     # Warm start.
     demo_episodes: int = 100
@@ -115,6 +121,9 @@ class TrainConfig:
     """L2 weight decay (AdamW)."""
     value_weight: float = 0.25
     """Weight of the value loss (MuZero uses 0.25 with replayed targets)."""
+    consistency_weight: float = 2.0
+    """Weight of EfficientZero's consistency loss (unrolled latents vs the representation of
+    the observations that followed; EfficientZero uses 2); 0: plain MuZero."""
     grad_clip: float = 5.0
     """Clip the gradient norm at this value."""
     replay_capacity: int = 30_000
@@ -186,13 +195,16 @@ def train(
     progress: bool = True,
 ) -> Path:
     """Run (or continue) one training run; returns the path of its checkpoint."""
+    if cfg.selfplay_model not in MODELS:
+        raise UsageError(f"unknown self-play model {cfg.selfplay_model!r}; known: {', '.join(MODELS)}")
     checkpoint = torch.load(resume, weights_only=False) if resume else None
     if checkpoint is not None:  # the checkpoint's config wins, except the budget and run length
-        saved = TrainConfig(**checkpoint["config"])
+        saved = TrainConfig(**{**asdict(TrainConfig()), **checkpoint["config"]})  # older runs lack newer fields
         cfg = TrainConfig(**{**asdict(saved), "minutes": cfg.minutes, "max_env_steps": cfg.max_env_steps})
     if not cfg.run_name:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        cfg.run_name = f"muzero_s{cfg.seed}_sim{cfg.num_simulations}_{stamp}"
+        model = "" if cfg.selfplay_model == "learned" else f"_{cfg.selfplay_model}"
+        cfg.run_name = f"muzero_s{cfg.seed}_sim{cfg.num_simulations}{model}_{stamp}"
     run_dir = Path(cfg.out_dir) / cfg.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
@@ -218,12 +230,14 @@ def train(
         optimizer.load_state_dict(checkpoint["optimizer"])
         counters = Counters(**checkpoint["counters"])
         rng = np.random.default_rng([cfg.seed, counters.iteration])  # a fresh stream, still seeded
-    policy = MuZeroPolicy(net, cfg.search_params())
+    policy = make_policy(net, cfg.search_params(), cfg.selfplay_model)
+    if hasattr(policy, "bind"):  # the true env as the model: the search steps the games' own envs
+        policy.bind(envs)
     replay = ReplayBuffer(cfg.replay_capacity, cfg.td_steps, cfg.discount)
 
     def learn() -> None:
         batch = replay.sample(cfg.batch_size, cfg.unroll_steps, rng)
-        loss, parts = muzero_loss(net, batch, cfg.value_weight)
+        loss, parts = muzero_loss(net, batch, cfg.value_weight, cfg.consistency_weight)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -231,7 +245,9 @@ def train(
         counters.updates += 1
         recent_losses.append(parts)
 
-    eval_policy = MuZeroPolicy(net, cfg.search_params(cfg.eval_simulations, gumbel_scale=0.0))
+    # Evaluate as `mallocgame eval` and the solver play: no noise, the learned model's c_scale.
+    eval_params = replace(cfg.search_params(cfg.eval_simulations, gumbel_scale=0.0), c_scale=INFERENCE_C_SCALE["learned"])
+    eval_policy = MuZeroPolicy(net, eval_params)
     games = [Game() for _ in envs]
     log = CsvLog(run_dir / "log.csv")
     ckpt_path = run_dir / "checkpoint.pt"
@@ -367,7 +383,7 @@ def summarize(episodes: list[Episode]) -> dict[str, float]:
 
 LOG_FIELDS = (
     "wall_s", "iteration", "env_steps", "episodes", "updates", "replay_size",
-    "episode_return", "loss", "loss_value", "loss_reward", "loss_policy",
+    "episode_return", "loss", "loss_value", "loss_reward", "loss_policy", "loss_consistency",
     "eval_win_rate", "eval_not_worse_rate", "eval_mean_ratio", "eval_mean_nc_bytes",
 )  # fmt: skip
 
@@ -378,7 +394,7 @@ def log_row(counters: Counters, wall_s: float, returns, losses, evaluation, repl
     row["wall_s"] = round(wall_s, 1)
     row["replay_size"] = replay_size
     row["episode_return"] = round(float(np.mean(returns)), 4) if returns else ""
-    for key in ("loss", "loss_value", "loss_reward", "loss_policy"):
+    for key in ("loss", "loss_value", "loss_reward", "loss_policy", "loss_consistency"):
         if losses:
             row[key] = round(float(np.mean([p[key] for p in losses])), 5)
     for key, value in evaluation.items():
@@ -401,8 +417,12 @@ class CsvLog:
 
     def write(self, row: dict[str, Any]) -> None:
         new = not self.path.exists()
+        fields = LOG_FIELDS
+        if not new:  # a resumed run keeps its log's columns (older runs have fewer)
+            with self.path.open() as f:
+                fields = tuple(next(csv.reader(f), LOG_FIELDS))
         with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -449,7 +469,9 @@ def plot_curve(csv_path: Path, png_path: Path) -> None:
     axes[1].set_ylim(-0.05, 1.05)
     axes[1].set_title("held-out evaluation")
     axes[1].legend()
-    for key in ("loss_value", "loss_reward", "loss_policy"):
+    for key in ("loss_value", "loss_reward", "loss_policy", "loss_consistency"):
+        if key not in rows[0]:  # logs of older runs
+            continue
         x, y = series(key)
         axes[2].plot(x, y, label=key)
     axes[2].set_yscale("log")

@@ -244,6 +244,17 @@ def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path):
 # --- the real env: the muzero solver --------------------------------------------------
 
 
+def tiny_real_argv(out, run_name, *extra):
+    """`mallocgame train` flags for a run of a few seconds on the real env."""
+    return [
+        "--out-dir", str(out), "--run-name", run_name, "--instances", "dags", "--max-env-steps", "40",
+        "--num-envs", "2", "--num-simulations", "4", "--latent-dim", "16", "--hidden-dim", "32",
+        "--occupancy-size", "16", "--num-pending", "4", "--batch-size", "8", "--unroll-steps", "2",
+        "--min-replay", "10", "--demo-episodes", "2", "--demo-updates", "2", "--eval-models", "",
+        "--eval-dags", "1", "--eval-instances", "2", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def real_checkpoint(tmp_path_factory):
     """A checkpoint trained for a few seconds on the real env, through the command line."""
@@ -251,15 +262,30 @@ def real_checkpoint(tmp_path_factory):
     from mallocgame.train import main
 
     out = tmp_path_factory.mktemp("real")
-    argv = [
-        "--out-dir", str(out), "--run-name", "cli", "--instances", "dags", "--max-env-steps", "40",
-        "--num-envs", "2", "--num-simulations", "4", "--latent-dim", "16", "--hidden-dim", "32",
-        "--occupancy-size", "16", "--num-pending", "4", "--batch-size", "8", "--unroll-steps", "2",
-        "--min-replay", "10", "--demo-episodes", "2", "--demo-updates", "2", "--eval-models", "",
-        "--eval-dags", "1", "--eval-instances", "2", "--no-progress",
-    ]  # fmt: skip
-    assert main(argv) == 0
+    assert main(tiny_real_argv(out, "cli")) == 0
     return out / "cli" / "checkpoint.pt"
+
+
+def test_self_play_can_search_the_true_env(tmp_path):
+    """--selfplay-model true: self-play plans with the env itself; the learned model is still
+    trained (the losses are logged) and the run's name says which model played."""
+    pytest.importorskip("mallocgame.env")
+    from mallocgame.train import main
+
+    assert main(tiny_real_argv(tmp_path, "", "--selfplay-model", "true")) == 0
+    (run,) = tmp_path.iterdir()
+    assert "_true_" in run.name
+    saved = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert saved["config"]["selfplay_model"] == "true" and saved["counters"]["env_steps"] >= 40
+    assert any(row["loss_reward"] not in ("", "nan") for row in read_log(run / "log.csv"))
+
+
+def test_unknown_self_play_model_is_a_usage_error(tmp_path):
+    from cosma.errors import UsageError
+    from mallocgame.train import train
+
+    with pytest.raises(UsageError, match="self-play model"):
+        train(tiny_config(tmp_path, selfplay_model="oracle"), make_env=toy_envs, make_eval_envs=toy_eval_envs)
 
 
 def test_eval_command_prints_a_row_per_instance(real_checkpoint, tmp_path, capsys):

@@ -2,10 +2,16 @@
 match its rewards, values and policies to the replayed targets.
 
     loss = sum_k  value_weight * (v_k - h(z_k))^2  +  (r_k - h(u_k))^2  +  CE(pi_k, p_k)
+                  + consistency_weight * (1 - cos(s_k, sg(repr(o_{t+k}))))
 
 (``h`` is the squashing of ``networks.transform``: the heads predict in that space)
 
-averaged over the batch; the policy term only where the game had a decision at ``t+k``.
+averaged over the batch; the policy and consistency terms only where the game had a
+decision at ``t+k``. The consistency term is EfficientZero's (Ye et al., NeurIPS 2021):
+rewards and values alone say little about a latent state when games are few, so the
+unrolled latent ``s_k`` is also pulled toward the representation of the observation that
+really followed (a stop-gradient target). Without it the learned model drifts within a few
+steps and a search on it does no better than its prior.
 As in MuZero, each unrolled step's loss is scaled by ``1/K`` and the gradient entering
 the dynamics' latent is halved, so that long unrolls do not swamp the representation.
 """
@@ -24,7 +30,9 @@ def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
     return x * scale + x.detach() * (1 - scale)
 
 
-def muzero_loss(net: MuZeroNet, batch: Batch, value_weight: float = 0.25) -> tuple[torch.Tensor, dict[str, float]]:
+def muzero_loss(
+    net: MuZeroNet, batch: Batch, value_weight: float = 0.25, consistency_weight: float = 0.0
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss (a scalar with a graph) and its parts as floats."""
     obs = {k: torch.from_numpy(v) for k, v in batch.observations.items()}
     actions = torch.from_numpy(batch.actions)  # [B, K]
@@ -33,13 +41,22 @@ def muzero_loss(net: MuZeroNet, batch: Batch, value_weight: float = 0.25) -> tup
     pi = torch.from_numpy(batch.target_policies)  # [B, K+1, A]
     mask = torch.from_numpy(batch.policy_mask)  # [B, K+1]
     K = actions.shape[1]
+    targets = None
+    if consistency_weight > 0 and batch.next_observations is not None:
+        with torch.no_grad():  # [B, K, D]: the representation of o_{t+1} .. o_{t+K}
+            flat = {k: torch.from_numpy(v).flatten(0, 1) for k, v in batch.next_observations.items()}
+            targets = net.representation(flat).view(actions.shape[0], K, -1)
 
     s, logits, value = net.initial_inference(obs)
     value_loss = F.mse_loss(value, z[:, 0], reduction="none")
     reward_loss = torch.zeros_like(value_loss)
     policy_loss = -(pi[:, 0] * F.log_softmax(logits, dim=1)).sum(1) * mask[:, 0]
+    consistency_loss = torch.zeros_like(value_loss)
     for k in range(1, K + 1):
         reward, s, logits, value = net.recurrent_inference(s, actions[:, k - 1])
+        if targets is not None:
+            similarity = F.cosine_similarity(s, targets[:, k - 1], dim=1)
+            consistency_loss = consistency_loss + (1 - similarity) * mask[:, k] / K
         s = scale_gradient(s, 0.5)
         step_scale = 1.0 / K
         value_loss = value_loss + step_scale * F.mse_loss(value, z[:, k], reduction="none")
@@ -47,12 +64,13 @@ def muzero_loss(net: MuZeroNet, batch: Batch, value_weight: float = 0.25) -> tup
         ce = -(pi[:, k] * F.log_softmax(logits, dim=1)).sum(1) * mask[:, k]
         policy_loss = policy_loss + step_scale * ce
 
-    total = (value_weight * value_loss + reward_loss + policy_loss).mean()
+    total = (value_weight * value_loss + reward_loss + policy_loss + consistency_weight * consistency_loss).mean()
     parts = {
         "loss": total.item(),
         "loss_value": value_loss.mean().item(),
         "loss_reward": reward_loss.mean().item(),
         "loss_policy": policy_loss.mean().item(),
+        "loss_consistency": consistency_loss.mean().item(),
     }
     return total, parts
 

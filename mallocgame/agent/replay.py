@@ -11,6 +11,8 @@ A sample is a position ``t`` and the ``K`` decisions after it: the network sees 
 observation at ``t`` only and must predict, from its own latent unroll, the rewards,
 values and policies at ``t, t+1, ..., t+K``. Past the end of the game the state is
 absorbing: zero reward, zero value, and no policy target (masked out of the loss).
+The observations at ``t+1 .. t+K`` come along too, for the consistency loss (the
+unrolled latent should match the representation of what was really observed).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class Batch:
     target_rewards: np.ndarray  # [B, K+1] (index 0 unused: no reward before the root)
     target_policies: np.ndarray  # [B, K+1, A]
     policy_mask: np.ndarray  # [B, K+1] 1 where a policy target exists (inside the game)
+    next_observations: dict[str, np.ndarray] | None = None  # key -> [B, K, *shape] at t+1..t+K (zeros past the end)
 
 
 class ReplayBuffer:
@@ -122,6 +125,7 @@ class ReplayBuffer:
         K = unroll_steps
         num_actions = self.games[0].policies.shape[1]
         obs: dict[str, list[np.ndarray]] = {k: [] for k in self.games[0].observations}
+        nxt = {k: np.zeros((batch_size, K, *v.shape[1:]), np.float32) for k, v in self.games[0].observations.items()}
         actions = rng.integers(0, num_actions, size=(batch_size, K))
         values = np.zeros((batch_size, K + 1), np.float32)
         rewards = np.zeros((batch_size, K + 1), np.float32)
@@ -132,6 +136,8 @@ class ReplayBuffer:
             T = len(game.actions)
             for k, v in obs.items():
                 v.append(game.observations[k][t])
+                later = game.observations[k][t + 1 : t + 1 + K]  # [<= K, *shape]
+                nxt[k][i, : len(later)] = later
             inside = min(K + 1, T - t)  # positions t .. t+inside-1 exist
             values[i, :inside] = game.values[t : t + inside]
             policies[i, :inside] = game.policies[t : t + inside]
@@ -139,7 +145,7 @@ class ReplayBuffer:
             n_act = min(K, T - t)
             actions[i, :n_act] = game.actions[t : t + n_act]
             rewards[i, 1 : n_act + 1] = game.rewards[t : t + n_act]
-        return Batch({k: np.stack(v) for k, v in obs.items()}, actions, values, rewards, policies, mask)
+        return Batch({k: np.stack(v) for k, v in obs.items()}, actions, values, rewards, policies, mask, nxt)
 
 
 __all__ = ["Game", "StoredGame", "Batch", "ReplayBuffer", "n_step_values"]
