@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from cosma.errors import UsageError
-from mallocgame.agent.envs import EnvSettings, evaluation_instances, make_problem_env, make_sampler_env
+from mallocgame.agent.envs import EnvSettings, evaluation_instances, make_problem_env, make_sampler_env, reward_unit
 from mallocgame.agent.learner import muzero_loss
 from mallocgame.agent.networks import MuZeroNet, NetConfig
 from mallocgame.agent.policy import INFERENCE_C_SCALE, MODELS, MuZeroPolicy, make_policy
@@ -248,7 +248,8 @@ def train(
     # Evaluate as `mallocgame eval` and the solver play: no noise, the learned model's c_scale.
     eval_params = replace(cfg.search_params(cfg.eval_simulations, gumbel_scale=0.0), c_scale=INFERENCE_C_SCALE["learned"])
     eval_policy = MuZeroPolicy(net, eval_params)
-    games = [Game() for _ in envs]
+    games = [Game() for _ in envs]  # rewards in the agent's units (``reward_unit``)
+    returns = [0.0 for _ in envs]  # the games' env returns so far
     log = CsvLog(run_dir / "log.csv")
     ckpt_path = run_dir / "checkpoint.pt"
 
@@ -291,13 +292,16 @@ def train(
             # Self-play: one searched decision in every game.
             decision = policy(obs, rng)
             for i, env in enumerate(envs):
+                unit = reward_unit(env)
                 next_obs, reward, terminated, truncated, _ = env.step(int(decision.action[i]))
-                games[i].append(obs[i], decision.action[i], reward, decision.policy[i], decision.root_value[i])
+                games[i].append(obs[i], decision.action[i], reward * unit, decision.policy[i], decision.root_value[i])
+                returns[i] += reward  # the env's normalized return, for the log
                 obs[i] = next_obs
                 counters.env_steps += 1
                 if terminated or truncated:
                     replay.add(games[i])
-                    recent_returns.append(games[i].total_reward)
+                    recent_returns.append(returns[i])
+                    returns[i] = 0.0
                     counters.episodes += 1
                     games[i] = Game()
                     obs[i], _ = env.reset()
@@ -359,8 +363,9 @@ def demonstrations(envs: list, n: int, seed: int, smoothing: float) -> list[Game
             action = greedy_action(env)
             legal = np.asarray(obs["action_mask"], dtype=np.float64)
             target = smoothing * legal / legal.sum() + (1 - smoothing) * np.eye(len(legal))[action]
+            unit = reward_unit(env)
             next_obs, reward, done, truncated, _ = env.step(action)
-            game.append(obs, action, reward, target, 0.0)
+            game.append(obs, action, reward * unit, target, 0.0)
             obs, done = next_obs, done or truncated
         game.root_values = list(np.cumsum(game.rewards[::-1])[::-1])
         out.append(game)

@@ -343,3 +343,29 @@ def test_solver_names_the_same_models_as_the_policies():
     from mallocgame import solver
 
     assert solver.MODELS == MODELS
+
+
+def test_agent_rewards_are_bytes_over_capacity():
+    """The agent learns in bytes over the capacity (what its observation shows), not in the
+    env's baseline-normalized units; the factor is constant over an episode."""
+    pytest.importorskip("mallocgame.env")
+    from cosma.analysis import min_capacity
+    from cosma.hardware import get_hardware
+    from cosma.ir import Problem
+    from cosma.synthetic import random_dag
+    from mallocgame.agent.envs import reward_unit
+    from mallocgame.env import MallocGameEnv, greedy_action
+
+    graph = random_dag(3, 16, size_range=(32, 3072))
+    hw = get_hardware("edge-npu")
+    problem = Problem(graph, min_capacity(Problem(graph, 10**9, hw, True)), hw, True)
+    env = MallocGameEnv(problem=problem)
+    env.reset(seed=0)
+    total, done = 0.0, False
+    while not done:
+        unit = reward_unit(env)
+        _, reward, done, _, info = env.step(greedy_action(env))
+        total += reward * unit
+    assert info["cost"].non_compulsory_bytes > 0
+    assert total == pytest.approx(-info["cost"].non_compulsory_bytes / problem.capacity)
+    assert reward_unit(ToyMallocEnv()) == 1.0

@@ -27,6 +27,22 @@ class EnvSettings:
         }
 
 
+def reward_unit(env) -> float:
+    """Factor from the env's reward to the agent's: the env divides each decision's bytes by
+    the best greedy baseline's bytes on the instance, which no observation shows, so the
+    same position would earn rewards a hundredfold apart from one instance to the next and
+    no network could predict them. The agent learns and plans in bytes over the capacity,
+    the unit its observation is in (the evict cost column of ``candidates``). Within an
+    episode the factor is a constant, so it changes no decision, only what is learnable.
+    Envs without a capacity (test stand-ins) keep their rewards."""
+    env = env.unwrapped
+    tables = getattr(env, "tables", None)
+    scale = getattr(env, "scale", None)
+    if tables is None or not scale:
+        return 1.0
+    return float(scale) / float(tables.capacity)
+
+
 def make_sampler_env(settings: EnvSettings, seed: int):
     """An env that draws a new training instance at every reset (from its own ``np_random``;
     ``seed`` also offsets the sampler's random DAG seeds, so parallel envs differ)."""
@@ -78,6 +94,7 @@ def validation_instances(hardware: str, dag_ops: int = 24) -> list:
 
 __all__ = [
     "EnvSettings",
+    "reward_unit",
     "make_sampler_env",
     "make_problem_env",
     "evaluation_instances",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from mallocgame.agent.envs import reward_unit
 from mallocgame.agent.networks import MuZeroNet, inverse_transform, obs_to_torch
 from mallocgame.agent.search import SearchOutput, SearchParams, search
 
@@ -120,6 +121,7 @@ class TrueModelPolicy:
                     o, r = observations[b], 0.0
                 else:
                     o, r, done, _, _ = envs[b].step(int(a))
+                    r *= reward_unit(envs[b])  # the units the value head learns in
                 obs.append(o)
                 rewards[b] = r
                 done_flags.append(done)
