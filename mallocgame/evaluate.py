@@ -1,10 +1,12 @@
 """Evaluate a trained agent: ``mallocgame eval CHECKPOINT``.
 
 Plays every instance of the held-out evaluation set once with search (no Gumbel noise:
-deterministic; ``--model true`` searches with the true env instead of the learned model) and prints, per instance, the agent's non-compulsory bytes against
-``best-greedy`` (the env's baseline) and, with ``--exact-time-limit``, the exact
-optimum for the same schedule where the exact solver proves it within the limit.
-Every agent plan goes through the validator. ``--out FILE.md`` also writes the table.
+deterministic; ``--model true`` searches with the true env instead of the learned model)
+and prints, per instance, the agent's non-compulsory bytes against ``best-greedy`` (the
+env's baseline) and, with ``--exact-time-limit``, the exact optimum for the same schedule
+where the exact solver proves it within the limit. ``--player greedy`` plays the env's
+greedy rule instead, on the same instances: the reference the agent should improve on.
+Every plan goes through the validator. ``--out FILE.md`` also writes the table.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from cosma.cost import evaluate as cost_of
 from cosma.validator import check
 from mallocgame.agent.checkpoint import load_agent
 from mallocgame.agent.envs import evaluation_instances, make_problem_env, validation_instances
-from mallocgame.agent.policy import INFERENCE_C_SCALE, MODELS, make_policy
+from mallocgame.agent.policy import INFERENCE_C_SCALE, MODELS, Decision, make_policy
 from mallocgame.agent.rollout import play_episodes
 from mallocgame.agent.search import SearchParams
 
@@ -38,6 +40,24 @@ class Row:
     @property
     def verdict(self) -> str:
         return "win" if self.agent < self.greedy else "tie" if self.agent == self.greedy else "loss"
+
+
+PLAYERS = ("agent", "greedy")  # the checkpoint's search, or the env's greedy rule (the reference it learned from)
+
+
+class GreedyPolicy:
+    """The env's greedy rule (XLA's: keep at the best fit when legal, else evict) in the
+    search policies' calling convention, so the same envs and table can show the reference."""
+
+    def bind(self, envs: list) -> "GreedyPolicy":
+        self.envs = envs
+        return self
+
+    def __call__(self, observations, rng, gumbel_scale=None) -> Decision:
+        from mallocgame.env import greedy_action
+
+        actions = np.array([greedy_action(env) for env in self.envs])
+        return Decision(actions, np.zeros((len(actions), 0)), np.zeros(len(actions)))
 
 
 def exact_optimum(problem, schedule, time_limit: float) -> int | None:
@@ -57,7 +77,7 @@ def exact_optimum(problem, schedule, time_limit: float) -> int | None:
 def evaluate_checkpoint(
     checkpoint: str, *, models: str | None = None, dags: int | None = None, simulations: int | None = None,
     exact_time_limit: float = 0.0, seed: int = 0, model: str = "learned", c_scale: float | None = None,
-    validation: bool = False, log=print,
+    validation: bool = False, player: str = "agent", log=print,
 ) -> list[Row]:  # fmt: skip
     agent = load_agent(checkpoint)
     cfg = agent.config
@@ -74,7 +94,7 @@ def evaluate_checkpoint(
         discount=cfg.get("discount", 1.0),
         c_scale=INFERENCE_C_SCALE[model] if c_scale is None else c_scale,
     )
-    policy = make_policy(agent.net, params, model)
+    policy = GreedyPolicy() if player == "greedy" else make_policy(agent.net, params, model)
     envs = [make_problem_env(agent.settings, inst.problem) for inst in instances]
     episodes = play_episodes(policy, envs, np.random.default_rng(seed))
     rows = []
@@ -157,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="search with the learned model (MuZero) or the true env (AlphaZero-style ablation)")
     parser.add_argument("--c-scale", type=float, default=None,
                         help=f"weight of q-values against the prior in the search [per model: {INFERENCE_C_SCALE}]")
+    parser.add_argument("--player", choices=PLAYERS, default="agent",
+                        help="agent: the checkpoint with search; greedy: the env's greedy rule on the same instances")
     parser.add_argument("--validation", action="store_true",
                         help="play the validation set (for choosing search settings) instead")
     parser.add_argument("--seed", type=int, default=0)
@@ -168,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = evaluate_checkpoint(
         args.checkpoint, models=args.models, dags=args.dags, simulations=args.simulations,
         exact_time_limit=args.exact_time_limit, seed=args.seed, model=args.model,
-        c_scale=args.c_scale, validation=args.validation,
+        c_scale=args.c_scale, validation=args.validation, player=args.player,
     )  # fmt: skip
     cmd = "mallocgame eval " + " ".join(argv if argv is not None else sys.argv[1:])
     table = markdown(rows, f"# mallocMuZero evaluation\n\n`{cmd}` ({time.perf_counter() - start:.0f} s)")

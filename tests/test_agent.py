@@ -298,6 +298,19 @@ def test_eval_command_prints_a_row_per_instance(real_checkpoint, tmp_path, capsy
     assert "beats best-greedy" in capsys.readouterr().out
 
 
+def test_eval_of_the_greedy_rule_matches_the_env_greedy_policy(real_checkpoint):
+    from mallocgame.env import MallocGameEnv, greedy_action, play
+    from mallocgame.evaluate import evaluate_checkpoint
+    from mallocgame.instances import evaluation_set
+
+    rows = evaluate_checkpoint(str(real_checkpoint), models="", dags=1, player="greedy", log=lambda *a: None)
+    instances = evaluation_set(models=[], n_dags=1)
+    assert [r.name for r in rows] == [i.name for i in instances]
+    for row, inst in zip(rows, instances):
+        _, info = play(MallocGameEnv(problem=inst.problem, num_pending=4, occupancy_shape=(16, 16)), greedy_action)
+        assert row.agent == info["cost"].non_compulsory_bytes
+
+
 def test_muzero_solver_plan_validates(real_checkpoint):
     from cosma.analysis import min_capacity
     from cosma.hardware import get_hardware
