@@ -44,10 +44,12 @@ class Cell:
     solver: str
     time_limit: float
     max_ops: int = 0  # skip this solver on graphs with more operators (0: never skip)
+    version: str = ""  # what else the result depends on (the agent's checkpoint digest), "" for nothing
 
     @property
     def key(self) -> str:
-        return f"{self.model}|{self.setting}|{self.tier}|{self.solver}|{self.time_limit:g}"
+        key = f"{self.model}|{self.setting}|{self.tier}|{self.solver}|{self.time_limit:g}"
+        return f"{key}|{self.version}" if self.version else key
 
 
 def model_paths(names: list[str] | None) -> list[Path]:
@@ -561,10 +563,11 @@ def main(args) -> int:
             tiers[p.stem] = tiers_for(p)
             tiers_path.write_text(json.dumps(tiers, indent=1))
     agent_max_ops = getattr(args, "agent_max_ops", 0)
+    agent = _checkpoint_digest() if "muzero" in solvers else ""  # a new checkpoint invalidates the agent's cells
     cells = [
         Cell(
             p.stem, str(p), setting, tier, tiers[p.stem][setting][tier], s, args.time_limit,
-            agent_max_ops if s == "muzero" else 0,
+            agent_max_ops if s == "muzero" else 0, agent if s == "muzero" else "",
         )  # fmt: skip
         for p in paths
         for setting, _ in SETTINGS
@@ -605,6 +608,16 @@ def main(args) -> int:
         print(f"compare: FAILED {r['model']} {r['setting']} {r['tier']} {r['solver']}: {r['message']}")
     print("compare: wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _checkpoint_digest() -> str:
+    """The first 12 hex digits of the shipped agent checkpoint's SHA-256 ("" when absent)."""
+    import hashlib
+
+    from mallocgame.solver import DEFAULT_CHECKPOINT
+
+    path = Path(DEFAULT_CHECKPOINT)
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.exists() else ""
 
 
 def _has(pkg: str) -> bool:

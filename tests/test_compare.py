@@ -28,3 +28,18 @@ def test_reduced_compare_writes_tables_and_resumes(tmp_path, capsys):
     # A second run finds every cell in the cache and recomputes nothing.
     assert main(argv) == 0
     assert "24 cached, 0 to run" in capsys.readouterr().out
+
+
+def test_a_new_agent_checkpoint_invalidates_the_agent_cells(tmp_path):
+    """Cells of the muzero agent carry the checkpoint's digest: a cached row of another
+    checkpoint (or of one from before digests were kept) is not reused."""
+    import json
+
+    from cosma.compare import Cell, load_cache
+
+    old = Cell("m", "m.onnx", "weights", "M_R", 1024, "muzero", 30.0, 400)
+    new = Cell("m", "m.onnx", "weights", "M_R", 1024, "muzero", 30.0, 400, "0123456789ab")
+    assert old.key != new.key and new.key.endswith("|0123456789ab")
+    cache = tmp_path / "cells.jsonl"
+    cache.write_text(json.dumps({**old.__dict__, "status": "feasible"}) + "\n")
+    assert new.key not in load_cache(cache) and old.key in load_cache(cache)
