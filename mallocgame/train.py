@@ -85,6 +85,10 @@ class TrainConfig:
     c_scale: float = 0.02
     """Weight of the (normalized) q-values against the policy prior in the search (the paper:
     0.1; here the learned model's noisy q-values then overrode the prior and self-play drifted)."""
+    min_q_range: float = 0.0
+    """Floor of the range the search min-max normalizes q-values by, in return units (bytes over
+    the capacity): below it, q-values that differ by noise are not stretched into a sharp
+    policy target; 0: mctx's normalization."""
     selfplay_model: str = "learned"
     """What self-play searches with: "learned" (MuZero: the dynamics network) or "true" (the env
     itself, as AlphaZero and expert iteration do: exact rewards and transitions, so the policy
@@ -156,6 +160,7 @@ class TrainConfig:
             gumbel_scale=self.gumbel_scale if gumbel_scale is None else gumbel_scale,
             discount=self.discount,
             c_scale=self.c_scale,
+            min_q_range=self.min_q_range,
         )
 
     def env_settings(self) -> EnvSettings:

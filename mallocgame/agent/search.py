@@ -49,6 +49,7 @@ class SearchParams:
     discount: float = 1.0  # per decision; the game is episodic and undiscounted
     c_visit: float = 50.0  # sigma(q) = (c_visit + max visits) * c_scale * q
     c_scale: float = 0.1
+    min_q_range: float = 0.0  # floor of the min-max normalization's range (0: mctx's, any range is stretched to [0, 1])
 
 
 @dataclass
@@ -213,7 +214,8 @@ def _completed_q(tree: Tree, nodes: np.ndarray, params: SearchParams) -> np.ndar
     completed = np.where(at_root, mixed[:, None], completed)
     lo = completed.min(axis=1, keepdims=True)
     hi = completed.max(axis=1, keepdims=True)
-    normalized = (completed - lo) / np.maximum(hi - lo, 1e-8)
+    # A floor on the range keeps q-values that differ by noise from becoming a sharp preference.
+    normalized = (completed - lo) / np.maximum(hi - lo, max(params.min_q_range, 1e-8))
     return (params.c_visit + visits.max(axis=1, keepdims=True)) * params.c_scale * normalized
 
 
