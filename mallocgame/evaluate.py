@@ -24,7 +24,7 @@ from cosma.cost import evaluate as cost_of
 from cosma.validator import check
 from mallocgame.agent.checkpoint import load_agent
 from mallocgame.agent.envs import evaluation_instances, make_problem_env, validation_instances
-from mallocgame.agent.policy import INFERENCE_C_SCALE, MODELS, Decision, make_policy
+from mallocgame.agent.policy import INFERENCE_C_SCALE, INFERENCE_MIN_Q_RANGE, MODELS, Decision, make_policy
 from mallocgame.agent.rollout import play_episodes
 from mallocgame.agent.search import SearchParams
 
@@ -77,7 +77,7 @@ def exact_optimum(problem, schedule, time_limit: float) -> int | None:
 def evaluate_checkpoint(
     checkpoint: str, *, models: str | None = None, dags: int | None = None, simulations: int | None = None,
     exact_time_limit: float = 0.0, seed: int = 0, model: str = "learned", c_scale: float | None = None,
-    validation: bool = False, player: str = "agent", log=print,
+    validation: bool = False, player: str = "agent", min_q_range: float | None = None, log=print,
 ) -> list[Row]:  # fmt: skip
     agent = load_agent(checkpoint)
     cfg = agent.config
@@ -93,6 +93,7 @@ def evaluate_checkpoint(
         gumbel_scale=0.0,
         discount=cfg.get("discount", 1.0),
         c_scale=INFERENCE_C_SCALE[model] if c_scale is None else c_scale,
+        min_q_range=INFERENCE_MIN_Q_RANGE[model] if min_q_range is None else min_q_range,
     )
     policy = GreedyPolicy() if player == "greedy" else make_policy(agent.net, params, model)
     envs = [make_problem_env(agent.settings, inst.problem) for inst in instances]
@@ -177,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="search with the learned model (MuZero) or the true env (AlphaZero-style ablation)")
     parser.add_argument("--c-scale", type=float, default=None,
                         help=f"weight of q-values against the prior in the search [per model: {INFERENCE_C_SCALE}]")
+    parser.add_argument("--min-q-range", type=float, default=None,
+                        help=f"floor of the search's q normalization range [per model: {INFERENCE_MIN_Q_RANGE}]")
     parser.add_argument("--player", choices=PLAYERS, default="agent",
                         help="agent: the checkpoint with search; greedy: the env's greedy rule on the same instances")
     parser.add_argument("--validation", action="store_true",
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = evaluate_checkpoint(
         args.checkpoint, models=args.models, dags=args.dags, simulations=args.simulations,
         exact_time_limit=args.exact_time_limit, seed=args.seed, model=args.model,
-        c_scale=args.c_scale, validation=args.validation, player=args.player,
+        c_scale=args.c_scale, validation=args.validation, player=args.player, min_q_range=args.min_q_range,
     )  # fmt: skip
     cmd = "mallocgame eval " + " ".join(argv if argv is not None else sys.argv[1:])
     table = markdown(rows, f"# mallocMuZero evaluation\n\n`{cmd}` ({time.perf_counter() - start:.0f} s)")

@@ -33,6 +33,7 @@ class MuZeroParams:
     max_considered_actions: int = 8  # actions sequential halving starts with at the root
     model: str = "learned"  # plan with the "learned" dynamics (MuZero) or the "true" env (AlphaZero-style)
     c_scale: float = 0.0  # weight of q-values against the policy prior; 0: the model's, chosen on validation
+    min_q_range: float = -1.0  # floor of the search's q normalization range; negative: the model's, chosen on validation
 
 
 @lru_cache(maxsize=4)
@@ -53,7 +54,7 @@ def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) ->
     import torch
 
     from mallocgame.agent.envs import make_problem_env
-    from mallocgame.agent.policy import INFERENCE_C_SCALE, make_policy
+    from mallocgame.agent.policy import INFERENCE_C_SCALE, INFERENCE_MIN_Q_RANGE, make_policy
     from mallocgame.agent.rollout import play_episodes
     from mallocgame.agent.search import SearchParams
 
@@ -66,6 +67,7 @@ def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) ->
         gumbel_scale=0.0,
         discount=agent.config.get("discount", 1.0),
         c_scale=params.c_scale or INFERENCE_C_SCALE[params.model],
+        min_q_range=params.min_q_range if params.min_q_range >= 0 else INFERENCE_MIN_Q_RANGE[params.model],
     )
     env = make_problem_env(agent.settings, problem, schedule=options.schedule)
     deadline = None if options.time_limit is None else time.perf_counter() + options.time_limit

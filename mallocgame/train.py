@@ -40,7 +40,7 @@ from cosma.errors import UsageError
 from mallocgame.agent.envs import EnvSettings, evaluation_instances, make_problem_env, make_sampler_env, reward_unit
 from mallocgame.agent.learner import muzero_loss
 from mallocgame.agent.networks import MuZeroNet, NetConfig
-from mallocgame.agent.policy import INFERENCE_C_SCALE, MODELS, MuZeroPolicy, make_policy
+from mallocgame.agent.policy import INFERENCE_C_SCALE, INFERENCE_MIN_Q_RANGE, MODELS, MuZeroPolicy, make_policy
 from mallocgame.agent.replay import Game, ReplayBuffer
 from mallocgame.agent.rollout import Episode, play_episodes
 from mallocgame.agent.search import SearchParams
@@ -250,8 +250,11 @@ def train(
         counters.updates += 1
         recent_losses.append(parts)
 
-    # Evaluate as `mallocgame eval` and the solver play: no noise, the learned model's c_scale.
-    eval_params = replace(cfg.search_params(cfg.eval_simulations, gumbel_scale=0.0), c_scale=INFERENCE_C_SCALE["learned"])
+    # Evaluate as `mallocgame eval` and the solver play: no noise, the learned model's settings.
+    eval_params = replace(
+        cfg.search_params(cfg.eval_simulations, gumbel_scale=0.0),
+        c_scale=INFERENCE_C_SCALE["learned"], min_q_range=INFERENCE_MIN_Q_RANGE["learned"],
+    )
     eval_policy = MuZeroPolicy(net, eval_params)
     games = [Game() for _ in envs]  # rewards in the agent's units (``reward_unit``)
     returns = [0.0 for _ in envs]  # the games' env returns so far

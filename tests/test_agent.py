@@ -121,6 +121,21 @@ def test_search_never_plays_or_targets_an_illegal_action():
         assert (noisy.action_weights[invalid] == 0).all()
 
 
+def test_q_range_floor_keeps_noise_level_differences_from_sharpening_the_policy():
+    def tiny_bandit(embeddings, actions):  # arm 2 is best, by a hair
+        return 1e-4 * ARM_MEANS[actions], np.zeros(len(actions)), np.zeros((len(actions), 5)), embeddings
+
+    def weights(floor):
+        out = search(
+            np.zeros((1, 5)), np.zeros(1), np.zeros((1, 2), np.float32), tiny_bandit, np.zeros((1, 5), bool),
+            SearchParams(num_simulations=16, gumbel_scale=0.0, min_q_range=floor), np.random.default_rng(0),
+        )  # fmt: skip
+        return out.action_weights[0]
+
+    assert weights(0.0)[2] > 0.8  # mctx: any range is stretched to [0, 1]
+    assert weights(1.0).max() - weights(1.0).min() < 0.01  # below the floor, the prior (uniform) stays
+
+
 def test_sequential_halving_visit_table():
     # 4 considered actions, 8 simulations: visit each once, then the best 2 twice more... (mctx's schedule)
     assert considered_visit_table(4, 8)[4] == (0, 0, 0, 0, 1, 1, 2, 2)

@@ -24,6 +24,9 @@ MASK_KEY = "action_mask"  # observation key of the legal-action mask, [A] (1 = l
 # they should tilt the policy prior rather than override it; the true env's are exact.
 # Self-play uses TrainConfig.c_scale.
 INFERENCE_C_SCALE = {"learned": 0.01, "true": 0.1}
+# The floor of the q normalization range (``SearchParams.min_q_range``) when playing to win,
+# per model, chosen on the validation set as well.
+INFERENCE_MIN_Q_RANGE = {"learned": 0.0, "true": 0.0}
 
 
 @dataclass
@@ -153,4 +156,4 @@ def make_policy(net: MuZeroNet, params: SearchParams, model: str = "learned"):
     raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
 
 
-__all__ = ["MASK_KEY", "INFERENCE_C_SCALE", "MODELS", "Decision", "MuZeroPolicy", "TrueModelPolicy", "make_policy"]
+__all__ = ["MASK_KEY", "INFERENCE_C_SCALE", "INFERENCE_MIN_Q_RANGE", "MODELS", "Decision", "MuZeroPolicy", "TrueModelPolicy", "make_policy"]
