@@ -26,7 +26,7 @@ MASK_KEY = "action_mask"  # observation key of the legal-action mask, [A] (1 = l
 INFERENCE_C_SCALE = {"learned": 0.01, "true": 0.1}
 # The floor of the q normalization range (``SearchParams.min_q_range``) when playing to win,
 # per model, chosen on the validation set as well.
-INFERENCE_MIN_Q_RANGE = {"learned": 0.0, "true": 0.0}
+INFERENCE_MIN_Q_RANGE = {"learned": 0.0, "true": 0.1}
 
 
 @dataclass
