@@ -10,8 +10,9 @@ averaged over the batch; the policy and consistency terms only where the game ha
 decision at ``t+k``. The consistency term is EfficientZero's (Ye et al., NeurIPS 2021):
 rewards and values alone say little about a latent state when games are few, so the
 unrolled latent ``s_k`` is also pulled toward the representation of the observation that
-really followed (a stop-gradient target). Without it the learned model drifts within a few
-steps and a search on it does no better than its prior.
+really followed (a stop-gradient target), so that the model stays close to the real
+game over the unroll. (Measured here: within a 30-minute run it did not yet make a search
+on the learned model better than its prior; see results/muzero/README.md.)
 As in MuZero, each unrolled step's loss is scaled by ``1/K`` and the gradient entering
 the dynamics' latent is halved, so that long unrolls do not swamp the representation.
 """

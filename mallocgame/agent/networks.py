@@ -17,7 +17,8 @@ Latent states are min-max scaled to ``[0, 1]`` per sample, as in MuZero, so that
 dynamics sees states on the same scale as the representation gives. Value and reward
 heads predict in MuZero's squashed space ``h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps x``:
 returns (bytes moved over the capacity, ``envs.reward_unit``) range from tens for an
-untrained policy to 0, and squashing keeps the regression from being ruled by the worst games; ``inverse_transform`` gives scalars back.
+untrained policy to 0, and squashing keeps the regression from being ruled by the worst
+games; ``inverse_transform`` gives scalars back.
 Shapes at function boundaries: ``B`` batch, ``A`` = K + 1 actions, ``D`` latent size.
 """
 
