@@ -13,7 +13,7 @@ evaluation -> checkpoints), then the command line. One run writes, under
 
 Example (the shipped checkpoint's command is in ``results/muzero/README.md``)::
 
-    mallocgame train --minutes 20 --seed 0 --num-simulations 16
+    mallocgame train --minutes 30 --seed 0
 """
 
 from __future__ import annotations
@@ -70,30 +70,32 @@ class TrainConfig:
     """Side of the square scratchpad-over-time occupancy map in each observation."""
     hardware: str = "edge-npu"
     """Hardware preset of the training instances."""
-    instances: str = "default"
-    """Instance-sampler preset for self-play ("default": the sampler's own mix)."""
+    instances: str = "dags"
+    """Instance-sampler preset for self-play: "dags" (random DAGs: short games, where best-greedy
+    leaves most to win), "default" (the sampler's mix of zoo models and DAGs) or "zoo"."""
 
     # Self-play and search.
     num_envs: int = 8
     """Games played in lockstep; their searches run as one batch."""
-    num_simulations: int = 16
-    """Model calls per searched decision (Gumbel MuZero works with few)."""
+    num_simulations: int = 32
+    """Model calls per searched decision in self-play (Gumbel MuZero works with few)."""
     max_considered_actions: int = 8
     """Actions sequential halving starts with at the root."""
     gumbel_scale: float = 1.0
     """Scale of the Gumbel noise at the root during self-play (0 in evaluation)."""
-    c_scale: float = 0.02
-    """Weight of the (normalized) q-values against the policy prior in the search (the paper:
-    0.1; here the learned model's noisy q-values then overrode the prior and self-play drifted)."""
-    min_q_range: float = 0.0
+    c_scale: float = 0.1
+    """Weight of the (normalized) q-values against the policy prior in the self-play search (the
+    paper's 0.1). With --selfplay-model learned use 0.02: the learned model's noisy q-values
+    then overrode the prior and self-play drifted."""
+    min_q_range: float = 0.1
     """Floor of the range the search min-max normalizes q-values by, in return units (bytes over
     the capacity): below it, q-values that differ by noise are not stretched into a sharp
     policy target; 0: mctx's normalization."""
-    selfplay_model: str = "learned"
-    """What self-play searches with: "learned" (MuZero: the dynamics network) or "true" (the env
-    itself, as AlphaZero and expert iteration do: exact rewards and transitions, so the policy
-    targets are better from the first game). Either way the learned model is trained on the
-    games, and evaluation and the muzero solver search with it."""
+    selfplay_model: str = "true"
+    """What self-play searches with: "true" (the env itself, as AlphaZero and expert iteration
+    do: exact rewards and transitions, so the policy targets are good from the first game) or
+    "learned" (MuZero proper: the dynamics network). Either way the learned model is trained on
+    the games; evaluation searches with it, and the muzero solver unless told model=true."""
 
     # Warm start.
     demo_episodes: int = 100

@@ -191,7 +191,7 @@ def tiny_config(tmp_path, **overrides):
         out_dir=str(tmp_path), run_name="smoke", seed=0, minutes=1.0, max_env_steps=60, num_envs=2,
         num_simulations=4, max_considered_actions=4, latent_dim=16, hidden_dim=32, batch_size=8,
         unroll_steps=2, td_steps=3, min_replay=10, eval_every_s=0.0, log_every_s=0.0, checkpoint_every_s=1e9,
-        occupancy_size=8, demo_episodes=2, demo_updates=3,
+        occupancy_size=8, demo_episodes=2, demo_updates=3, selfplay_model="learned",  # the toy env has no snapshots
     )  # fmt: skip
     base.update(overrides)
     return TrainConfig(**base)
