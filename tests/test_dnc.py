@@ -160,7 +160,9 @@ def test_auto_falls_back_to_dnc_without_an_exact_budget(params: AutoParams) -> N
     assert result.bound is not None and result.bound <= result.objective
     load_all()
     if "best-greedy" in REGISTRY:
-        assert result.objective <= run(problem, "best-greedy").objective
+        greedy = run(problem, "best-greedy").objective
+        assert result.objective <= greedy
+        assert result.stats["best_greedy_bytes"] == greedy  # dnc's warm start, not a second run
 
 
 def test_schedule_reordering_never_raises_the_relaxation() -> None:
