@@ -180,6 +180,10 @@ class Counters:
     wall_s: float = 0.0  # seconds of training so far
 
 
+# Fields added after the first runs, with the values those runs played with: resuming an old
+# checkpoint must not switch it to today's defaults.
+AS_BEFORE_THEY_EXISTED = {"selfplay_model": "learned", "min_q_range": 0.0, "consistency_weight": 0.0}
+
 # (settings, seed) -> a self-play env; (config) -> one env per held-out instance
 SelfPlayEnvFn = Callable[[EnvSettings, int], Any]
 EvalEnvsFn = Callable[["TrainConfig"], list]
@@ -206,7 +210,7 @@ def train(
         raise UsageError(f"unknown self-play model {cfg.selfplay_model!r}; known: {', '.join(MODELS)}")
     checkpoint = torch.load(resume, weights_only=False) if resume else None
     if checkpoint is not None:  # the checkpoint's config wins, except the budget and run length
-        saved = TrainConfig(**{**asdict(TrainConfig()), **checkpoint["config"]})  # older runs lack newer fields
+        saved = TrainConfig(**{**asdict(TrainConfig()), **AS_BEFORE_THEY_EXISTED, **checkpoint["config"]})
         cfg = TrainConfig(**{**asdict(saved), "minutes": cfg.minutes, "max_env_steps": cfg.max_env_steps})
     if not cfg.run_name:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -259,7 +263,6 @@ def train(
     )
     eval_policy = MuZeroPolicy(net, eval_params)
     games = [Game() for _ in envs]  # rewards in the agent's units (``reward_unit``)
-    returns = [0.0 for _ in envs]  # the games' env returns so far
     log = CsvLog(run_dir / "log.csv")
     ckpt_path = run_dir / "checkpoint.pt"
 
@@ -305,13 +308,11 @@ def train(
                 unit = reward_unit(env)
                 next_obs, reward, terminated, truncated, _ = env.step(int(decision.action[i]))
                 games[i].append(obs[i], decision.action[i], reward * unit, decision.policy[i], decision.root_value[i])
-                returns[i] += reward  # the env's normalized return, for the log
                 obs[i] = next_obs
                 counters.env_steps += 1
                 if terminated or truncated:
                     replay.add(games[i])
-                    recent_returns.append(returns[i])
-                    returns[i] = 0.0
+                    recent_returns.append(games[i].total_reward / unit)  # the env's return: unit is per episode
                     counters.episodes += 1
                     games[i] = Game()
                     obs[i], _ = env.reset()
@@ -422,6 +423,10 @@ class CsvLog:
 
     def __init__(self, path: Path):
         self.path = path
+        self.fields = LOG_FIELDS
+        if path.exists():  # a resumed run keeps its log's columns (older runs have fewer)
+            with path.open() as f:
+                self.fields = tuple(next(csv.reader(f), LOG_FIELDS))
         self.tb = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -432,12 +437,8 @@ class CsvLog:
 
     def write(self, row: dict[str, Any]) -> None:
         new = not self.path.exists()
-        fields = LOG_FIELDS
-        if not new:  # a resumed run keeps its log's columns (older runs have fewer)
-            with self.path.open() as f:
-                fields = tuple(next(csv.reader(f), LOG_FIELDS))
         with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)

@@ -236,6 +236,19 @@ def test_training_smoke_run_checkpoints_and_resumes(tmp_path):
     assert len(read_log(ckpt.parent / "log.csv")) > len(rows)
 
 
+def test_resuming_a_run_from_before_a_field_existed_keeps_how_it_played(tmp_path):
+    from mallocgame.train import AS_BEFORE_THEY_EXISTED, train
+
+    ckpt = train(tiny_config(tmp_path), make_env=toy_envs, make_eval_envs=toy_eval_envs, progress=False)
+    saved = torch.load(ckpt, weights_only=False)
+    for key in AS_BEFORE_THEY_EXISTED:
+        del saved["config"][key]
+    torch.save(saved, ckpt)
+    again = train(tiny_config(tmp_path, max_env_steps=90), resume=str(ckpt), make_env=toy_envs,
+                  make_eval_envs=toy_eval_envs, progress=False)  # fmt: skip
+    assert {k: torch.load(again, weights_only=False)["config"][k] for k in AS_BEFORE_THEY_EXISTED} == AS_BEFORE_THEY_EXISTED
+
+
 def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path):
     from mallocgame.train import train
 
