@@ -130,6 +130,10 @@ class TrainConfig:
     consistency_weight: float = 2.0
     """Weight of EfficientZero's consistency loss (unrolled latents vs the representation of
     the observations that followed; EfficientZero uses 2); 0: plain MuZero."""
+    sibling_weight: float = 1.0
+    """Weight of the sibling loss (``learner.muzero_loss``): the learned model's reward and
+    value one step after every root action the self-play search tried, fitted to what the
+    search found; only with ``selfplay_model`` "true", whose findings are the real game's; 0: off."""
     grad_clip: float = 5.0
     """Clip the gradient norm at this value."""
     replay_capacity: int = 30_000
@@ -182,7 +186,7 @@ class Counters:
 
 # Fields added after the first runs, with the values those runs played with: resuming an old
 # checkpoint must not switch it to today's defaults.
-AS_BEFORE_THEY_EXISTED = {"selfplay_model": "learned", "min_q_range": 0.0, "consistency_weight": 0.0}
+AS_BEFORE_THEY_EXISTED = {"selfplay_model": "learned", "min_q_range": 0.0, "consistency_weight": 0.0, "sibling_weight": 0.0}
 
 # (settings, seed) -> a self-play env; (config) -> one env per held-out instance
 SelfPlayEnvFn = Callable[[EnvSettings, int], Any]
@@ -248,7 +252,7 @@ def train(
 
     def learn() -> None:
         batch = replay.sample(cfg.batch_size, cfg.unroll_steps, rng)
-        loss, parts = muzero_loss(net, batch, cfg.value_weight, cfg.consistency_weight)
+        loss, parts = muzero_loss(net, batch, cfg.value_weight, cfg.consistency_weight, cfg.sibling_weight)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -263,6 +267,7 @@ def train(
     )
     eval_policy = MuZeroPolicy(net, eval_params)
     games = [Game() for _ in envs]  # rewards in the agent's units (``reward_unit``)
+    real_siblings = cfg.selfplay_model == "true" and cfg.sibling_weight > 0
     log = CsvLog(run_dir / "log.csv")
     ckpt_path = run_dir / "checkpoint.pt"
 
@@ -307,7 +312,12 @@ def train(
             for i, env in enumerate(envs):
                 unit = reward_unit(env)
                 next_obs, reward, terminated, truncated, _ = env.step(int(decision.action[i]))
-                games[i].append(obs[i], decision.action[i], reward * unit, decision.policy[i], decision.root_value[i])
+                siblings = {}
+                if real_siblings:  # what the true env's search found for every root action it tried
+                    siblings = dict(child_rewards=decision.child_rewards[i], child_values=decision.child_values[i],
+                                    child_tried=decision.child_tried[i])  # fmt: skip
+                games[i].append(obs[i], decision.action[i], reward * unit, decision.policy[i], decision.root_value[i],
+                                **siblings)  # fmt: skip
                 obs[i] = next_obs
                 counters.env_steps += 1
                 if terminated or truncated:
@@ -400,7 +410,7 @@ def summarize(episodes: list[Episode]) -> dict[str, float]:
 LOG_FIELDS = (
     "wall_s", "iteration", "env_steps", "episodes", "updates", "replay_size",
     "episode_return", "loss", "loss_value", "loss_reward", "loss_policy", "loss_consistency",
-    "eval_win_rate", "eval_not_worse_rate", "eval_mean_ratio", "eval_mean_nc_bytes",
+    "loss_sibling", "eval_win_rate", "eval_not_worse_rate", "eval_mean_ratio", "eval_mean_nc_bytes",
 )  # fmt: skip
 
 
@@ -410,7 +420,7 @@ def log_row(counters: Counters, wall_s: float, returns, losses, evaluation, repl
     row["wall_s"] = round(wall_s, 1)
     row["replay_size"] = replay_size
     row["episode_return"] = round(float(np.mean(returns)), 4) if returns else ""
-    for key in ("loss", "loss_value", "loss_reward", "loss_policy", "loss_consistency"):
+    for key in ("loss", "loss_value", "loss_reward", "loss_policy", "loss_consistency", "loss_sibling"):
         if losses:
             row[key] = round(float(np.mean([p[key] for p in losses])), 5)
     for key, value in evaluation.items():
@@ -485,7 +495,7 @@ def plot_curve(csv_path: Path, png_path: Path) -> None:
     axes[1].set_ylim(-0.05, 1.05)
     axes[1].set_title("held-out evaluation")
     axes[1].legend()
-    for key in ("loss_value", "loss_reward", "loss_policy", "loss_consistency"):
+    for key in ("loss_value", "loss_reward", "loss_policy", "loss_consistency", "loss_sibling"):
         if key not in rows[0]:  # logs of older runs
             continue
         x, y = series(key)

@@ -15,7 +15,7 @@ import torch
 
 from mallocgame.agent.envs import reward_unit
 from mallocgame.agent.networks import MuZeroNet, inverse_transform, obs_to_torch
-from mallocgame.agent.search import SearchOutput, SearchParams, search
+from mallocgame.agent.search import ROOT_INDEX, SearchOutput, SearchParams, search
 
 MASK_KEY = "action_mask"  # observation key of the legal-action mask, [A] (1 = legal)
 
@@ -34,6 +34,18 @@ class Decision:
     action: np.ndarray  # [B] int: actions to play
     policy: np.ndarray  # [B, A] improved policy: the policy head's training target
     root_value: np.ndarray  # [B] searched value of the root: bootstraps n-step targets
+    # The root's statistics (None from a policy without a search):
+    child_rewards: np.ndarray | None = None  # [B, A] reward of each root action the search tried
+    child_values: np.ndarray | None = None  # [B, A] backed-up value of the state each tried root action led to
+    child_tried: np.ndarray | None = None  # [B, A] bool: the root actions the search expanded
+
+
+def decision_from(out: SearchOutput) -> Decision:
+    """The decision a search made, with its root's statistics."""
+    tree = out.tree
+    tried = tree.children_visits[:, ROOT_INDEX] > 0
+    return Decision(out.action, out.action_weights, out.root_value,
+                    tree.children_rewards[:, ROOT_INDEX].copy(), tree.children_values[:, ROOT_INDEX].copy(), tried)  # fmt: skip
 
 
 class MuZeroPolicy:
@@ -68,7 +80,7 @@ class MuZeroPolicy:
             self.recurrent_fn, invalid, params, rng,
         )  # fmt: skip
         self.net.train(was_training)
-        return Decision(out.action, out.action_weights, out.root_value)
+        return decision_from(out)
 
 
 class TrueModelPolicy:
@@ -140,7 +152,7 @@ class TrueModelPolicy:
         out = search(logits, values, root_ids, recurrent_fn, invalid, params, rng)
         for env, root in zip(envs, roots):
             env.restore_state(root)
-        return Decision(out.action, out.action_weights, out.root_value)
+        return decision_from(out)
 
 
 

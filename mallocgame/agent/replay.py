@@ -12,7 +12,9 @@ observation at ``t`` only and must predict, from its own latent unroll, the rewa
 values and policies at ``t, t+1, ..., t+K``. Past the end of the game the state is
 absorbing: zero reward, zero value, and no policy target (masked out of the loss).
 The observations at ``t+1 .. t+K`` come along too, for the consistency loss (the
-unrolled latent should match the representation of what was really observed).
+unrolled latent should match the representation of what was really observed), and so do
+the search's statistics of every root action it tried at ``t`` (the reward and the
+backed-up value each led to), for the sibling loss (``learner.muzero_loss``).
 """
 
 from __future__ import annotations
@@ -32,13 +34,24 @@ class Game:
     rewards: list[float] = field(default_factory=list)  # reward after each action
     policies: list[np.ndarray] = field(default_factory=list)  # [A] improved policy per decision
     root_values: list[float] = field(default_factory=list)  # searched value per decision
+    # Per decision, [A] each: the search's reward and value of every root action, and which it tried.
+    child_rewards: list[np.ndarray] = field(default_factory=list)
+    child_values: list[np.ndarray] = field(default_factory=list)
+    child_tried: list[np.ndarray] = field(default_factory=list)
 
-    def append(self, obs: dict[str, np.ndarray], action: int, reward: float, policy: np.ndarray, value: float):
+    def append(self, obs: dict[str, np.ndarray], action: int, reward: float, policy: np.ndarray, value: float,
+               child_rewards=None, child_values=None, child_tried=None):  # fmt: skip
+        """One decision; the ``child_*`` arrays [A] are the search's root statistics (none: nothing tried)."""
+        num_actions = len(policy)
         self.observations.append(obs)
         self.actions.append(int(action))
         self.rewards.append(float(reward))
         self.policies.append(np.asarray(policy, dtype=np.float32))
         self.root_values.append(float(value))
+        tried = np.zeros(num_actions, bool) if child_tried is None else np.asarray(child_tried, bool)
+        self.child_tried.append(tried)
+        self.child_rewards.append(np.zeros(num_actions, np.float32) if child_rewards is None else np.asarray(child_rewards, np.float32))
+        self.child_values.append(np.zeros(num_actions, np.float32) if child_values is None else np.asarray(child_values, np.float32))
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -70,6 +83,9 @@ class StoredGame:
     rewards: np.ndarray  # [T] float32
     policies: np.ndarray  # [T, A] float32
     values: np.ndarray  # [T] float32 n-step value targets
+    child_rewards: np.ndarray  # [T, A] float32
+    child_values: np.ndarray  # [T, A] float32
+    child_tried: np.ndarray  # [T, A] float32, 1 where the search tried the root action
 
 
 @dataclass
@@ -83,6 +99,9 @@ class Batch:
     target_policies: np.ndarray  # [B, K+1, A]
     policy_mask: np.ndarray  # [B, K+1] 1 where a policy target exists (inside the game)
     next_observations: dict[str, np.ndarray] | None = None  # key -> [B, K, *shape] at t+1..t+K (zeros past the end)
+    child_rewards: np.ndarray | None = None  # [B, A] the search's reward of each root action at t
+    child_values: np.ndarray | None = None  # [B, A] the search's value of the state each led to
+    child_tried: np.ndarray | None = None  # [B, A] 1 where the search tried it (0: no target)
 
 
 class ReplayBuffer:
@@ -106,6 +125,9 @@ class ReplayBuffer:
             rewards=rewards,
             policies=np.stack(game.policies).astype(np.float32),
             values=n_step_values(rewards, np.asarray(game.root_values), self.td_steps, self.discount),
+            child_rewards=np.stack(game.child_rewards).astype(np.float32),
+            child_values=np.stack(game.child_values).astype(np.float32),
+            child_tried=np.stack(game.child_tried).astype(np.float32),
         )  # fmt: skip
         self.games.append(stored)
         self.num_positions += len(stored.actions)
@@ -145,7 +167,13 @@ class ReplayBuffer:
             n_act = min(K, T - t)
             actions[i, :n_act] = game.actions[t : t + n_act]
             rewards[i, 1 : n_act + 1] = game.rewards[t : t + n_act]
-        return Batch({k: np.stack(v) for k, v in obs.items()}, actions, values, rewards, policies, mask, nxt)
+        picked = [(self.games[g], t) for g, t in zip(game_of, starts)]
+        return Batch(
+            {k: np.stack(v) for k, v in obs.items()}, actions, values, rewards, policies, mask, nxt,
+            child_rewards=np.stack([g.child_rewards[t] for g, t in picked]),
+            child_values=np.stack([g.child_values[t] for g, t in picked]),
+            child_tried=np.stack([g.child_tried[t] for g, t in picked]),
+        )  # fmt: skip
 
 
 __all__ = ["Game", "StoredGame", "Batch", "ReplayBuffer", "n_step_values"]
