@@ -549,11 +549,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def ship(run_dir: Path, dest: Path) -> None:
-    """Copy a run's checkpoint, config, log and curve next to each other in ``dest``."""
+    """Copy a run's checkpoint, config, log and curve next to each other in ``dest``.
+    The shipped config names the run's folder relative to the working directory when it
+    lies inside it, so that it does not carry one machine's absolute paths."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("checkpoint.pt", "config.json", "log.csv", "curve.png"):
+    for name in ("checkpoint.pt", "log.csv", "curve.png"):
         if (run_dir / name).exists():
             shutil.copy2(run_dir / name, dest / name)
+    if (run_dir / "config.json").exists():
+        config = json.loads((run_dir / "config.json").read_text())
+        out_dir = Path(config.get("out_dir", ""))
+        if out_dir.is_absolute() and out_dir.resolve().is_relative_to(Path.cwd().resolve()):
+            config["out_dir"] = str(out_dir.resolve().relative_to(Path.cwd().resolve()))
+        (dest / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
 if __name__ == "__main__":

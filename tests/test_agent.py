@@ -102,6 +102,17 @@ def test_search_finds_best_arm_of_bandit():
     assert np.allclose(out.action_weights.sum(1), 1.0)
 
 
+def test_search_reports_what_each_tried_root_action_earned():
+    from mallocgame.agent.policy import decision_from
+
+    invalid = np.zeros((2, 5), bool)
+    invalid[1, 2] = True
+    decision = decision_from(run_bandit(invalid, gumbel_scale=0.0))
+    assert decision.child_tried[0].all()  # 16 simulations try all 5 arms
+    assert not decision.child_tried[1, 2]  # never an illegal one
+    np.testing.assert_allclose(decision.child_rewards[decision.child_tried], np.tile(ARM_MEANS, 2)[decision.child_tried.ravel()])
+
+
 def test_search_with_gumbel_noise_improves_policy_toward_best_arm():
     out = run_bandit(np.zeros((16, 5), bool), gumbel_scale=1.0, seed=3)
     # The played action is a sample; the improved policy is not: it always ranks the best arm first.
@@ -179,6 +190,47 @@ def test_replay_sample_pads_past_the_end():
         assert 1 <= inside <= 3
         assert (batch.target_values[i, inside:] == 0).all()
         assert (batch.target_rewards[i, inside + 1 :] == 0).all()  # the last reward leads into the end
+
+
+def test_sibling_loss_teaches_the_model_the_actions_not_played():
+    """Only action 0 is ever played; the search's rewards for actions 1-3 reach the
+    model through the sibling loss alone, and without it the model knows nothing of them."""
+    from mallocgame.agent.learner import muzero_loss
+    from mallocgame.agent.networks import inverse_transform
+
+    env = ToyMallocEnv()
+    obs, _ = env.reset(seed=0)
+    found = np.array([-0.1, -2.0, -0.5, -1.0], np.float32)  # what the search found per action
+    game = Game()
+    for _ in range(4):
+        game.append(obs, 0, float(found[0]), np.full(4, 0.25), 0.0,
+                    child_rewards=found, child_values=np.zeros(4), child_tried=np.ones(4, bool))  # fmt: skip
+    buffer = ReplayBuffer(capacity=100, td_steps=2, discount=1.0)
+    buffer.add(game)
+
+    def predicted_rewards(sibling_weight):
+        torch.manual_seed(0)
+        net = MuZeroNet(NetConfig.from_space(env.observation_space, 4, latent_dim=16, hidden_dim=32))
+        opt = torch.optim.Adam(net.parameters(), lr=2e-2)
+        rng = np.random.default_rng(0)
+        for _ in range(60):
+            batch = buffer.sample(8, unroll_steps=1, rng=rng)
+            batch.actions[:] = 0  # past the end too: no action but 0 is ever unrolled
+            loss, parts = muzero_loss(net, batch, sibling_weight=sibling_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            s, _, _ = net.initial_inference(obs_to_torch(obs, sorted(net.cfg.obs_shapes)))
+            reward, _ = net.dynamics(s.repeat(4, 1), torch.arange(4))
+        return inverse_transform(reward).numpy(), parts
+
+    taught, parts = predicted_rewards(1.0)
+    assert parts["loss_sibling"] > 0
+    np.testing.assert_allclose(taught, found, atol=0.15)
+    untaught, parts = predicted_rewards(0.0)
+    assert parts["loss_sibling"] == 0
+    assert np.abs(untaught[1:] - found[1:]).max() > 0.5
 
 
 # --- training: smoke run, resume, Ctrl-C ----------------------------------------------
@@ -300,12 +352,15 @@ def test_self_play_can_search_the_true_env(tmp_path):
     pytest.importorskip("mallocgame.env")
     from mallocgame.train import main
 
-    assert main(tiny_real_argv(tmp_path, "", "--selfplay-model", "true")) == 0
+    # 100 decisions: self-play games finish and reach the replay (the sibling loss needs them)
+    assert main(tiny_real_argv(tmp_path, "", "--selfplay-model", "true", "--max-env-steps", "100")) == 0
     (run,) = tmp_path.iterdir()
     assert "_true_" in run.name
     saved = torch.load(run / "checkpoint.pt", weights_only=False)
     assert saved["config"]["selfplay_model"] == "true" and saved["counters"]["env_steps"] >= 40
-    assert any(row["loss_reward"] not in ("", "nan") for row in read_log(run / "log.csv"))
+    rows = read_log(run / "log.csv")
+    assert any(row["loss_reward"] not in ("", "nan") for row in rows)
+    assert any(row["loss_sibling"] not in ("", "nan") and float(row["loss_sibling"]) > 0 for row in rows)
 
 
 def test_unknown_self_play_model_is_a_usage_error(tmp_path):
@@ -410,3 +465,18 @@ def test_agent_rewards_are_bytes_over_capacity():
     assert info["cost"].non_compulsory_bytes > 0
     assert total == pytest.approx(-info["cost"].non_compulsory_bytes / problem.capacity)
     assert reward_unit(ToyMallocEnv()) == 1.0
+
+
+def test_shipped_config_names_the_run_folder_relative_to_the_working_directory(tmp_path, monkeypatch):
+    import json
+
+    from mallocgame.train import ship
+
+    run = tmp_path / "runs" / "muzero" / "r"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"out_dir": str(tmp_path / "runs" / "muzero"), "seed": 3}))
+    (run / "log.csv").write_text("wall_s\n1\n")
+    monkeypatch.chdir(tmp_path)
+    ship(run, tmp_path / "results")
+    assert json.loads((tmp_path / "results" / "config.json").read_text()) == {"out_dir": "runs/muzero", "seed": 3}
+    assert (tmp_path / "results" / "log.csv").read_text() == "wall_s\n1\n"
