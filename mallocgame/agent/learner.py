@@ -4,6 +4,7 @@ match its rewards, values and policies to the replayed targets.
     loss = sum_k  value_weight * (v_k - h(z_k))^2  +  (r_k - h(u_k))^2  +  CE(pi_k, p_k)
                   + consistency_weight * (1 - cos(s_k, sg(repr(o_{t+k}))))
            + sibling_weight * mean_{a tried}  (r(s_0, a) - h(r_a))^2 + value_weight * (v(g(s_0, a)) - h(v_a))^2
+                                              + huber(q(s_0, a) - mean q(s_0, .), q_a - mean q_.)
 
 (``h`` is the squashing of ``networks.transform``: the heads predict in that space)
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from mallocgame.agent.networks import MuZeroNet, transform
+from mallocgame.agent.networks import MuZeroNet, inverse_transform, transform
 from mallocgame.agent.replay import Batch
 
 
@@ -101,10 +102,22 @@ def _sibling_loss(net: MuZeroNet, s0: torch.Tensor, batch: Batch, value_weight: 
     every = torch.arange(A).repeat(B)  # [B * A]: each action from each root
     reward, s1 = net.dynamics(s0.repeat_interleave(A, dim=0), every)
     _, value = net.prediction(s1)
-    reward_err = (reward.view(B, A) - transform(torch.from_numpy(batch.child_rewards))) ** 2
-    value_err = (value.view(B, A) - transform(torch.from_numpy(batch.child_values))) ** 2
-    per_action = (reward_err + value_weight * value_err) * tried
-    return per_action.sum(1) / tried.sum(1).clamp_min(1)
+    target_r = torch.from_numpy(batch.child_rewards)
+    target_v = torch.from_numpy(batch.child_values)
+    reward, value = reward.view(B, A), value.view(B, A)
+    reward_err = (reward - transform(target_r)) ** 2
+    value_err = (value - transform(target_v)) ** 2
+    # The search compares q = r + v across actions, and a value's error shared by every
+    # action cancels there: the differences between the tried actions' q get a term of
+    # their own, in bytes over the capacity (Huber: large gaps rank right without being exact).
+    count = tried.sum(1, keepdim=True).clamp_min(1)
+    q = inverse_transform(reward) + inverse_transform(value)
+    target_q = target_r + target_v
+    gap = q - (q * tried).sum(1, keepdim=True) / count
+    target_gap = target_q - (target_q * tried).sum(1, keepdim=True) / count
+    gap_err = F.smooth_l1_loss(gap, target_gap, reduction="none")
+    per_action = (reward_err + value_weight * value_err + gap_err) * tried
+    return per_action.sum(1) / count.squeeze(1)
 
 
 __all__ = ["muzero_loss", "scale_gradient"]
