@@ -1,10 +1,11 @@
 """The ``mallocgame`` command: play an ONNX model's memory mapping as a game, time the env,
-train the MuZero-style agent or evaluate a checkpoint.
+train the MuZero-style agent, evaluate a checkpoint or probe its action values.
 
     mallocgame play MODEL.onnx --scratchpad M_R --policy greedy -o plan.json
     mallocgame bench --steps 20000
     mallocgame train --minutes 20
     mallocgame eval results/muzero/checkpoint.pt
+    mallocgame probe results/muzero/checkpoint.pt
 
 Bad input gets one line on stderr and exit status 2 (as ``cosma``).
 """
@@ -120,10 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     # train and eval own their (long) option lists: `mallocgame train --help` shows them.
     sub.add_parser("train", help="train the MuZero-style agent by self-play (see `mallocgame train --help`)", add_help=False)
     sub.add_parser("eval", help="evaluate a checkpoint against best-greedy (see `mallocgame eval --help`)", add_help=False)
+    sub.add_parser("probe", help="how well a checkpoint's q-values rank actions (see `mallocgame probe --help`)",
+                   add_help=False)  # fmt: skip
     return parser
 
 
-_FORWARDED = {"train": "mallocgame.train", "eval": "mallocgame.evaluate"}
+_FORWARDED = {"train": "mallocgame.train", "eval": "mallocgame.evaluate", "probe": "mallocgame.probe"}
 
 
 def main(argv: list[str] | None = None) -> int:

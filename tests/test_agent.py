@@ -381,6 +381,25 @@ def test_eval_command_prints_a_row_per_instance(real_checkpoint, tmp_path, capsy
     assert "beats best-greedy" in capsys.readouterr().out
 
 
+def test_probe_tallies_picks_and_regret_against_monte_carlo():
+    from mallocgame.probe import Tally
+
+    tally = Tally()
+    tally.add(np.array([-1.0, -0.5, -2.0]), {"prior": 1, "learned q": 0, "one-step q": 2})
+    tally.add(np.array([-0.25, -0.75]), {"prior": 0, "learned q": 0, "one-step q": 1})
+    assert tally.rows() == [("prior", 1.0, 0.0), ("learned q", 0.5, 0.25), ("one-step q", 0.0, 1.0)]
+
+
+def test_probe_command_scores_a_checkpoint(real_checkpoint, capsys):
+    from mallocgame.cli import main
+
+    assert main(["probe", str(real_checkpoint), "--every", "48"]) == 0  # one validation instance
+    out = capsys.readouterr().out
+    assert "| learned q |" in out and "| one-step q |" in out
+    decisions = int(out.split("\n\n")[1].split()[0])
+    assert decisions > 0
+
+
 def test_eval_of_the_greedy_rule_matches_the_env_greedy_policy(real_checkpoint):
     from mallocgame.env import MallocGameEnv, greedy_action, play
     from mallocgame.evaluate import evaluate_checkpoint
