@@ -130,7 +130,7 @@ class TrainConfig:
     consistency_weight: float = 2.0
     """Weight of EfficientZero's consistency loss (unrolled latents vs the representation of
     the observations that followed; EfficientZero uses 2); 0: plain MuZero."""
-    sibling_weight: float = 1.0
+    sibling_weight: float = 10.0
     """Weight of the sibling loss (``learner.muzero_loss``): the learned model's reward and
     value one step after every root action the self-play search tried, fitted to what the
     search found; only with ``selfplay_model`` "true", whose findings are the real game's; 0: off."""
