@@ -23,8 +23,10 @@ import torch
 from cosma.cost import evaluate as cost_of
 from cosma.validator import check
 from mallocgame.agent.checkpoint import load_agent
-from mallocgame.agent.envs import evaluation_instances, make_problem_env, validation_instances
-from mallocgame.agent.policy import INFERENCE_C_SCALE, INFERENCE_MIN_Q_RANGE, MODELS, Decision, make_policy
+from mallocgame.agent.envs import VALIDATION_DAGS, evaluation_instances, make_problem_env, validation_instances
+from mallocgame.agent.policy import (
+    INFERENCE_C_SCALE, INFERENCE_MIN_Q_RANGE, INFERENCE_SIMULATIONS, MODELS, Decision, make_policy,
+)  # fmt: skip
 from mallocgame.agent.rollout import play_episodes
 from mallocgame.agent.search import SearchParams
 
@@ -82,13 +84,12 @@ def evaluate_checkpoint(
     agent = load_agent(checkpoint)
     cfg = agent.config
     models = cfg.get("eval_models", "resnet18") if models is None else models
-    dags = cfg.get("eval_dags", 8) if dags is None else dags
     if validation:
-        instances = validation_instances(agent.settings.hardware)
+        instances = validation_instances(agent.settings.hardware, n_dags=dags or VALIDATION_DAGS)
     else:
-        instances = evaluation_instances(models, dags, agent.settings.hardware)
+        instances = evaluation_instances(models, cfg.get("eval_dags", 8) if dags is None else dags, agent.settings.hardware)
     params = SearchParams(
-        num_simulations=simulations or cfg.get("eval_simulations", 16),
+        num_simulations=simulations or INFERENCE_SIMULATIONS[model],
         max_num_considered_actions=cfg.get("max_considered_actions", 8),
         gumbel_scale=0.0,
         discount=cfg.get("discount", 1.0),
@@ -171,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mallocgame eval", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a checkpoint written by `mallocgame train`")
     parser.add_argument("--models", default=None, help="zoo models (comma-separated stems, 'all'); default: the run's")
-    parser.add_argument("--dags", type=int, default=None, help="random DAGs in the set; default: the run's")
-    parser.add_argument("--simulations", type=int, default=None, help="simulations per decision; default: the run's")
+    parser.add_argument("--dags", type=int, default=None,
+                        help=f"random DAGs in the set; default: the run's (validation: {VALIDATION_DAGS})")  # fmt: skip
+    parser.add_argument("--simulations", type=int, default=None,
+                        help=f"simulations per decision [per model: {INFERENCE_SIMULATIONS}]")  # fmt: skip
     parser.add_argument("--exact-time-limit", type=float, default=0.0, help="seconds per exact solve (0: skip)")
     parser.add_argument("--model", choices=MODELS, default="learned",
                         help="search with the learned model (MuZero) or the true env (AlphaZero-style ablation)")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from mallocgame.agent.checkpoint import LoadedAgent, load_agent
-from mallocgame.agent.envs import evaluation_instances, make_problem_env, reward_unit, validation_instances
+from mallocgame.agent.envs import VALIDATION_DAGS, evaluation_instances, make_problem_env, reward_unit, validation_instances
 from mallocgame.agent.networks import inverse_transform, obs_to_torch
 from mallocgame.agent.policy import MASK_KEY
 
@@ -130,7 +130,7 @@ def probe_checkpoint(checkpoint: str, *, validation: bool = True, models: str | 
     evaluation set, ``validation=False``)."""
     agent = load_agent(checkpoint)
     if validation:
-        instances = validation_instances(agent.settings.hardware)
+        instances = validation_instances(agent.settings.hardware, n_dags=dags or VALIDATION_DAGS)
     else:
         cfg = agent.config
         instances = evaluation_instances(
@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", help="a checkpoint written by `mallocgame train`")
     parser.add_argument("--evaluation", action="store_true",
                         help="probe the held-out evaluation set instead of the validation set")  # fmt: skip
+    parser.add_argument("--dags", type=int, default=None,
+                        help=f"random DAGs in the set; default: the run's (validation: {VALIDATION_DAGS})")
     parser.add_argument("--every", type=int, default=1, help="probe every n-th instance only (faster)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--every must be at least 1")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    tally = probe_checkpoint(args.checkpoint, validation=not args.evaluation, every=args.every,
+    tally = probe_checkpoint(args.checkpoint, validation=not args.evaluation, dags=args.dags, every=args.every,
                              log=lambda m: print(m, file=sys.stderr))  # fmt: skip
     cmd = "mallocgame probe " + " ".join(argv if argv is not None else sys.argv[1:])
     print(markdown(tally, f"`{cmd}` ({time.perf_counter() - start:.0f} s)"))

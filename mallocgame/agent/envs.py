@@ -70,19 +70,20 @@ def evaluation_instances(models: str, n_dags: int, hardware: str) -> list:
     return evaluation_set(hardware=hardware, models=names, n_dags=n_dags)
 
 
-VALIDATION_SEEDS = range(5000, 5008)  # random DAGs for choosing search settings: disjoint from the
-# evaluation set's (1000, 1001, ...) and, with overwhelming odds, from the sampler's 2^31 draws
+VALIDATION_SEED0 = 5000  # random DAGs for choosing search settings: seeds 5000, 5001, ..., disjoint
+# from the evaluation set's (1000, 1001, ...) and, with overwhelming odds, from the sampler's 2^31 draws
+VALIDATION_DAGS = 8  # the default size: 8 DAGs x 3 tiers x 2 weights settings = 48 instances
 
 
-def validation_instances(hardware: str, dag_ops: int = 24) -> list:
+def validation_instances(hardware: str, dag_ops: int = 24, n_dags: int = VALIDATION_DAGS) -> list:
     """A validation set for choosing search settings without touching the evaluation set:
-    8 random DAGs of the evaluation set's size, at every tier and weights setting."""
+    ``n_dags`` random DAGs of the evaluation set's size, at every tier and weights setting."""
     from cosma.hardware import get_hardware
     from mallocgame.instances import TIERS, Instance, dag_graph, tier_capacities
 
     hw = get_hardware(hardware)
     out = []
-    for seed in VALIDATION_SEEDS:
+    for seed in range(VALIDATION_SEED0, VALIDATION_SEED0 + n_dags):
         graph = dag_graph(seed, dag_ops, hw.alignment)
         for weights in (True, False):
             caps = tier_capacities(graph, hw, weights)
@@ -99,5 +100,6 @@ __all__ = [
     "make_problem_env",
     "evaluation_instances",
     "validation_instances",
-    "VALIDATION_SEEDS",
+    "VALIDATION_SEED0",
+    "VALIDATION_DAGS",
 ]

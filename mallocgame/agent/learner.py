@@ -3,8 +3,8 @@ match its rewards, values and policies to the replayed targets.
 
     loss = sum_k  value_weight * (v_k - h(z_k))^2  +  (r_k - h(u_k))^2  +  CE(pi_k, p_k)
                   + consistency_weight * (1 - cos(s_k, sg(repr(o_{t+k}))))
-           + sibling_weight * mean_{a tried}  (r(s_0, a) - h(r_a))^2 + value_weight * (v(g(s_0, a)) - h(v_a))^2
-                                              + huber(q(s_0, a) - mean q(s_0, .), q_a - mean q_.)
+           + sibling_weight * mean_{a tried at t+k}  (r(s_k, a) - h(r_a))^2 + value_weight * (v(g(s_k, a)) - h(v_a))^2
+                                                    + huber(q(s_k, a) - mean q(s_k, .), q_a - mean q_.)
 
 (``h`` is the squashing of ``networks.transform``: the heads predict in that space)
 
@@ -21,7 +21,8 @@ root's actions: a model that never saw the consequences of the actions not taken
 has no reason to rank them right (measured: with the learned model, 16 simulations did
 worse than the policy prior alone). When self-play searches the true env, the search
 already stepped the real game with every root action it tried, and backed up a value for
-each; those rewards and values are the targets here, one step from ``s_0``.
+each; those rewards and values are the targets here, one step from ``s_0`` and from every
+unrolled ``s_k`` (with the search made at ``t+k``), since a deeper search plans from those.
 As in MuZero, each unrolled step's loss is scaled by ``1/K`` and the gradient entering
 the dynamics' latent is halved, so that long unrolls do not swamp the representation.
 """
@@ -59,15 +60,16 @@ def muzero_loss(
             targets = net.representation(flat).view(actions.shape[0], K, -1)
 
     s, logits, value = net.initial_inference(obs)
-    sibling_loss = torch.zeros(actions.shape[0])
-    if sibling_weight > 0 and batch.child_tried is not None and batch.child_tried.any():
-        sibling_loss = _sibling_loss(net, s, batch, value_weight)
+    siblings = sibling_weight > 0 and batch.child_tried is not None and bool(batch.child_tried.any())
+    sibling_loss = _sibling_loss(net, s, batch, 0, value_weight) if siblings else torch.zeros(actions.shape[0])
     value_loss = F.mse_loss(value, z[:, 0], reduction="none")
     reward_loss = torch.zeros_like(value_loss)
     policy_loss = -(pi[:, 0] * F.log_softmax(logits, dim=1)).sum(1) * mask[:, 0]
     consistency_loss = torch.zeros_like(value_loss)
     for k in range(1, K + 1):
         reward, s, logits, value = net.recurrent_inference(s, actions[:, k - 1])
+        if siblings:  # the unrolled latent must rank the actions tried at t+k as well
+            sibling_loss = sibling_loss + _sibling_loss(net, s, batch, k, value_weight) / K
         if targets is not None:
             similarity = F.cosine_similarity(s, targets[:, k - 1], dim=1)
             consistency_loss = consistency_loss + (1 - similarity) * mask[:, k] / K
@@ -93,17 +95,18 @@ def muzero_loss(
     return total, parts
 
 
-def _sibling_loss(net: MuZeroNet, s0: torch.Tensor, batch: Batch, value_weight: float) -> torch.Tensor:
-    """[B] the model's reward and value one step after each tried root action, against the
-    search's (mean over the tried actions). s0 [B, D] is the root's latent state."""
+def _sibling_loss(net: MuZeroNet, s0: torch.Tensor, batch: Batch, k: int, value_weight: float) -> torch.Tensor:
+    """[B] the model's reward and value one step after each action the search tried at
+    ``t+k``, against the search's (mean over the tried actions). s0 [B, D] is the latent
+    state for ``t+k``: the representation (k = 0) or the model's own unroll."""
     B, D = s0.shape
-    A = batch.child_tried.shape[1]
-    tried = torch.from_numpy(batch.child_tried)  # [B, A]
+    A = batch.child_tried.shape[2]
+    tried = torch.from_numpy(batch.child_tried[:, k])  # [B, A]
     every = torch.arange(A).repeat(B)  # [B * A]: each action from each root
     reward, s1 = net.dynamics(s0.repeat_interleave(A, dim=0), every)
     _, value = net.prediction(s1)
-    target_r = torch.from_numpy(batch.child_rewards)
-    target_v = torch.from_numpy(batch.child_values)
+    target_r = torch.from_numpy(batch.child_rewards[:, k])
+    target_v = torch.from_numpy(batch.child_values[:, k])
     reward, value = reward.view(B, A), value.view(B, A)
     reward_err = (reward - transform(target_r)) ** 2
     value_err = (value - transform(target_v)) ** 2

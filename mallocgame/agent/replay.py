@@ -13,7 +13,7 @@ values and policies at ``t, t+1, ..., t+K``. Past the end of the game the state 
 absorbing: zero reward, zero value, and no policy target (masked out of the loss).
 The observations at ``t+1 .. t+K`` come along too, for the consistency loss (the
 unrolled latent should match the representation of what was really observed), and so do
-the search's statistics of every root action it tried at ``t`` (the reward and the
+the search's statistics of every root action it tried at ``t .. t+K`` (the reward and the
 backed-up value each led to), for the sibling loss (``learner.muzero_loss``).
 """
 
@@ -99,9 +99,9 @@ class Batch:
     target_policies: np.ndarray  # [B, K+1, A]
     policy_mask: np.ndarray  # [B, K+1] 1 where a policy target exists (inside the game)
     next_observations: dict[str, np.ndarray] | None = None  # key -> [B, K, *shape] at t+1..t+K (zeros past the end)
-    child_rewards: np.ndarray | None = None  # [B, A] the search's reward of each root action at t
-    child_values: np.ndarray | None = None  # [B, A] the search's value of the state each led to
-    child_tried: np.ndarray | None = None  # [B, A] 1 where the search tried it (0: no target)
+    child_rewards: np.ndarray | None = None  # [B, K+1, A] the search's reward of each root action at t+k
+    child_values: np.ndarray | None = None  # [B, K+1, A] the search's value of the state each led to
+    child_tried: np.ndarray | None = None  # [B, K+1, A] 1 where the search tried it (0: no target, past the end)
 
 
 class ReplayBuffer:
@@ -167,13 +167,14 @@ class ReplayBuffer:
             n_act = min(K, T - t)
             actions[i, :n_act] = game.actions[t : t + n_act]
             rewards[i, 1 : n_act + 1] = game.rewards[t : t + n_act]
-        picked = [(self.games[g], t) for g, t in zip(game_of, starts)]
-        return Batch(
-            {k: np.stack(v) for k, v in obs.items()}, actions, values, rewards, policies, mask, nxt,
-            child_rewards=np.stack([g.child_rewards[t] for g, t in picked]),
-            child_values=np.stack([g.child_values[t] for g, t in picked]),
-            child_tried=np.stack([g.child_tried[t] for g, t in picked]),
-        )  # fmt: skip
+        siblings = {name: np.zeros((batch_size, K + 1, num_actions), np.float32)
+                    for name in ("child_rewards", "child_values", "child_tried")}  # fmt: skip
+        for i, (g, t) in enumerate(zip(game_of, starts)):
+            game = self.games[g]
+            for name, out in siblings.items():
+                later = getattr(game, name)[t : t + K + 1]  # [<= K+1, A]
+                out[i, : len(later)] = later
+        return Batch({k: np.stack(v) for k, v in obs.items()}, actions, values, rewards, policies, mask, nxt, **siblings)
 
 
 __all__ = ["Game", "StoredGame", "Batch", "ReplayBuffer", "n_step_values"]
