@@ -381,6 +381,15 @@ def test_eval_command_prints_a_row_per_instance(real_checkpoint, tmp_path, capsy
     assert "beats best-greedy" in capsys.readouterr().out
 
 
+def test_eval_on_a_validation_set_of_chosen_size(real_checkpoint, tmp_path):
+    from mallocgame.evaluate import main
+
+    table = tmp_path / "val.md"
+    assert main([str(real_checkpoint), "--validation", "--dags", "2", "--simulations", "2", "--out", str(table)]) == 0
+    text = table.read_text()
+    assert text.count("| dag5000x24/") == 6 and text.count("| dag5001x24/") == 6 and "dag1000" not in text
+
+
 def test_probe_tallies_picks_and_regret_against_monte_carlo():
     from mallocgame.probe import Tally
 
