@@ -23,9 +23,19 @@ import torch
 from cosma.cost import evaluate as cost_of
 from cosma.validator import check
 from mallocgame.agent.checkpoint import load_agent
-from mallocgame.agent.envs import VALIDATION_DAGS, evaluation_instances, make_problem_env, validation_instances
+from mallocgame.agent.envs import (
+    VALIDATION_DAGS,
+    evaluation_instances,
+    make_problem_env,
+    validation_instances,
+)
 from mallocgame.agent.policy import (
-    INFERENCE_C_SCALE, INFERENCE_MIN_Q_RANGE, INFERENCE_SIMULATIONS, MODELS, Decision, make_policy,
+    INFERENCE_C_SCALE,
+    INFERENCE_MIN_Q_RANGE,
+    INFERENCE_SIMULATIONS,
+    MODELS,
+    Decision,
+    make_policy,
 )  # fmt: skip
 from mallocgame.agent.rollout import play_episodes
 from mallocgame.agent.search import SearchParams

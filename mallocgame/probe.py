@@ -31,7 +31,13 @@ import numpy as np
 import torch
 
 from mallocgame.agent.checkpoint import LoadedAgent, load_agent
-from mallocgame.agent.envs import VALIDATION_DAGS, evaluation_instances, make_problem_env, reward_unit, validation_instances
+from mallocgame.agent.envs import (
+    VALIDATION_DAGS,
+    evaluation_instances,
+    make_problem_env,
+    reward_unit,
+    validation_instances,
+)
 from mallocgame.agent.networks import inverse_transform, obs_to_torch
 from mallocgame.agent.policy import MASK_KEY
 

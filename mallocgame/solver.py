@@ -29,7 +29,7 @@ class MuZeroParams:
     """Settings of the muzero solver."""
 
     checkpoint: str = DEFAULT_CHECKPOINT  # a checkpoint written by `mallocgame train` (default: the shipped one)
-    num_simulations: int = 16  # model calls per decision; more searches deeper and runs slower
+    num_simulations: int = 0  # model calls per decision (more searches deeper, runs slower); 0: the model's, chosen on validation
     max_considered_actions: int = 8  # actions sequential halving starts with at the root
     model: str = "learned"  # plan with the "learned" dynamics (MuZero) or the "true" env (AlphaZero-style)
     c_scale: float = 0.0  # weight of q-values against the policy prior; 0: the model's, chosen on validation
@@ -54,7 +54,12 @@ def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) ->
     import torch
 
     from mallocgame.agent.envs import make_problem_env
-    from mallocgame.agent.policy import INFERENCE_C_SCALE, INFERENCE_MIN_Q_RANGE, make_policy
+    from mallocgame.agent.policy import (
+        INFERENCE_C_SCALE,
+        INFERENCE_MIN_Q_RANGE,
+        INFERENCE_SIMULATIONS,
+        make_policy,
+    )
     from mallocgame.agent.rollout import play_episodes
     from mallocgame.agent.search import SearchParams
 
@@ -62,7 +67,7 @@ def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) ->
     agent = _cached_agent(path, Path(path).stat().st_mtime if Path(path).exists() else 0.0)
     torch.set_num_threads(max(1, options.threads))
     search = SearchParams(
-        num_simulations=params.num_simulations,
+        num_simulations=params.num_simulations or INFERENCE_SIMULATIONS[params.model],
         max_num_considered_actions=params.max_considered_actions,
         gumbel_scale=0.0,
         discount=agent.config.get("discount", 1.0),
@@ -84,7 +89,7 @@ def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) ->
         "episode_return": episode.episode_return,
         "baseline_bytes": episode.baseline_bytes,
         "checkpoint": path,
-        "num_simulations": params.num_simulations,
+        "num_simulations": search.num_simulations,
         "model": params.model,
     }
     message = ""

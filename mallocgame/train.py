@@ -314,8 +314,8 @@ def train(
                 next_obs, reward, terminated, truncated, _ = env.step(int(decision.action[i]))
                 siblings = {}
                 if real_siblings:  # what the true env's search found for every root action it tried
-                    siblings = dict(child_rewards=decision.child_rewards[i], child_values=decision.child_values[i],
-                                    child_tried=decision.child_tried[i])  # fmt: skip
+                    siblings = {"child_rewards": decision.child_rewards[i], "child_values": decision.child_values[i],
+                                "child_tried": decision.child_tried[i]}  # fmt: skip
                 games[i].append(obs[i], decision.action[i], reward * unit, decision.policy[i], decision.root_value[i],
                                 **siblings)  # fmt: skip
                 obs[i] = next_obs

@@ -99,8 +99,7 @@ def _sibling_loss(net: MuZeroNet, s0: torch.Tensor, batch: Batch, k: int, value_
     """[B] the model's reward and value one step after each action the search tried at
     ``t+k``, against the search's (mean over the tried actions). s0 [B, D] is the latent
     state for ``t+k``: the representation (k = 0) or the model's own unroll."""
-    B, D = s0.shape
-    A = batch.child_tried.shape[2]
+    B, A = s0.shape[0], batch.child_tried.shape[2]
     tried = torch.from_numpy(batch.child_tried[:, k])  # [B, A]
     every = torch.arange(A).repeat(B)  # [B * A]: each action from each root
     reward, s1 = net.dynamics(s0.repeat_interleave(A, dim=0), every)

@@ -19,14 +19,13 @@ from mallocgame.agent.search import ROOT_INDEX, SearchOutput, SearchParams, sear
 
 MASK_KEY = "action_mask"  # observation key of the legal-action mask, [A] (1 = legal)
 
-# c_scale of the search when playing to win (evaluation, the solver), per model, chosen on the
-# validation set (``envs.validation_instances``): the learned model's q-values are noisy, so
-# they should tilt the policy prior rather than override it; the true env's are exact.
-# Self-play uses TrainConfig.c_scale.
-INFERENCE_C_SCALE = {"learned": 0.01, "true": 0.1}
-# The floor of the q normalization range (``SearchParams.min_q_range``) when playing to win,
-# per model, chosen on the validation set as well.
-INFERENCE_MIN_Q_RANGE = {"learned": 0.0, "true": 0.1}
+# How the search plays to win (evaluation, the solver), per model, chosen on the validation
+# set (``envs.validation_instances``, results/muzero/README.md): simulations per decision,
+# c_scale (the weight of q-values against the prior) and the floor of the q normalization
+# range (``SearchParams.min_q_range``). Self-play uses TrainConfig's own.
+INFERENCE_SIMULATIONS = {"learned": 32, "true": 64}
+INFERENCE_C_SCALE = {"learned": 0.1, "true": 0.1}
+INFERENCE_MIN_Q_RANGE = {"learned": 0.1, "true": 0.1}
 
 
 @dataclass
@@ -168,4 +167,4 @@ def make_policy(net: MuZeroNet, params: SearchParams, model: str = "learned"):
     raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
 
 
-__all__ = ["MASK_KEY", "INFERENCE_C_SCALE", "INFERENCE_MIN_Q_RANGE", "MODELS", "Decision", "MuZeroPolicy", "TrueModelPolicy", "make_policy"]
+__all__ = ["MASK_KEY", "INFERENCE_SIMULATIONS", "INFERENCE_C_SCALE", "INFERENCE_MIN_Q_RANGE", "MODELS", "Decision", "MuZeroPolicy", "TrueModelPolicy", "make_policy"]
