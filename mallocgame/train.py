@@ -130,10 +130,12 @@ class TrainConfig:
     consistency_weight: float = 2.0
     """Weight of EfficientZero's consistency loss (unrolled latents vs the representation of
     the observations that followed; EfficientZero uses 2); 0: plain MuZero."""
-    sibling_weight: float = 10.0
+    sibling_weight: float = 0.0
     """Weight of the sibling loss (``learner.muzero_loss``): the learned model's reward and
     value one step after every root action the self-play search tried, fitted to what the
-    search found; only with ``selfplay_model`` "true", whose findings are the real game's; 0: off."""
+    search found; only with ``selfplay_model`` "true", whose findings are the real game's.
+    0 (off) in the shipped run; 10 makes the learned q-values rank actions as well as the
+    true env's one step ahead (``mallocgame probe``), without better plans yet."""
     grad_clip: float = 5.0
     """Clip the gradient norm at this value."""
     replay_capacity: int = 30_000

@@ -20,12 +20,14 @@ from mallocgame.agent.search import ROOT_INDEX, SearchOutput, SearchParams, sear
 MASK_KEY = "action_mask"  # observation key of the legal-action mask, [A] (1 = legal)
 
 # How the search plays to win (evaluation, the solver), per model, chosen on the validation
-# set (``envs.validation_instances``, results/muzero/README.md): simulations per decision,
-# c_scale (the weight of q-values against the prior) and the floor of the q normalization
-# range (``SearchParams.min_q_range``). Self-play uses TrainConfig's own.
-INFERENCE_SIMULATIONS = {"learned": 32, "true": 64}
-INFERENCE_C_SCALE = {"learned": 0.1, "true": 0.1}
-INFERENCE_MIN_Q_RANGE = {"learned": 0.1, "true": 0.1}
+# set (``envs.validation_instances``) for the shipped checkpoint (results/muzero/README.md):
+# simulations per decision, c_scale (the weight of q-values against the prior) and the floor
+# of the q normalization range (``SearchParams.min_q_range``). The learned model's q-values
+# rank actions worse than its prior (``mallocgame probe``), so they only tilt it; the true
+# env's are exact. Self-play uses TrainConfig's own.
+INFERENCE_SIMULATIONS = {"learned": 16, "true": 64}
+INFERENCE_C_SCALE = {"learned": 0.01, "true": 0.1}
+INFERENCE_MIN_Q_RANGE = {"learned": 0.0, "true": 0.1}
 
 
 @dataclass
