@@ -353,7 +353,8 @@ def test_self_play_can_search_the_true_env(tmp_path):
     from mallocgame.train import main
 
     # 100 decisions: self-play games finish and reach the replay (the sibling loss needs them)
-    assert main(tiny_real_argv(tmp_path, "", "--selfplay-model", "true", "--max-env-steps", "100")) == 0
+    argv = tiny_real_argv(tmp_path, "", "--selfplay-model", "true", "--max-env-steps", "100", "--sibling-weight", "10")
+    assert main(argv) == 0
     (run,) = tmp_path.iterdir()
     assert "_true_" in run.name
     saved = torch.load(run / "checkpoint.pt", weights_only=False)
