@@ -131,9 +131,9 @@ def probe_instance(prober: Prober, env, tally: Tally) -> None:
 
 
 def probe_checkpoint(checkpoint: str, *, validation: bool = True, models: str | None = None,
-                     dags: int | None = None, every: int = 1, log=print) -> Tally:  # fmt: skip
+                     dags: int | None = None, every: int = 1, log=print, tally: Tally | None = None) -> Tally:  # fmt: skip
     """Probe the checkpoint on every ``every``-th instance of the validation set (or of the
-    evaluation set, ``validation=False``)."""
+    evaluation set, ``validation=False``), adding to ``tally`` (a new one if None)."""
     agent = load_agent(checkpoint)
     if validation:
         instances = validation_instances(agent.settings.hardware, n_dags=dags or VALIDATION_DAGS)
@@ -144,7 +144,7 @@ def probe_checkpoint(checkpoint: str, *, validation: bool = True, models: str | 
             cfg.get("eval_dags", 8) if dags is None else dags, agent.settings.hardware,
         )  # fmt: skip
     prober = Prober(agent)
-    tally = Tally()
+    tally = Tally() if tally is None else tally
     for inst in instances[::every]:
         probe_instance(prober, make_problem_env(agent.settings, inst.problem), tally)
         log(f"{inst.name}: {tally.decisions} decisions so far")
@@ -172,10 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--every must be at least 1")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    tally = probe_checkpoint(args.checkpoint, validation=not args.evaluation, dags=args.dags, every=args.every,
-                             log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+    tally, note = Tally(), ""
+    try:
+        probe_checkpoint(args.checkpoint, validation=not args.evaluation, dags=args.dags, every=args.every,
+                         log=lambda m: print(m, file=sys.stderr), tally=tally)  # fmt: skip
+    except KeyboardInterrupt:  # keep what was measured
+        note = ", interrupted: the instances probed so far"
     cmd = "mallocgame probe " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(markdown(tally, f"`{cmd}` ({time.perf_counter() - start:.0f} s)"))
+    print(markdown(tally, f"`{cmd}` ({time.perf_counter() - start:.0f} s{note})"))
     return 0
 
 
