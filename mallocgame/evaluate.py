@@ -22,7 +22,7 @@ import torch
 
 from cosma.cost import evaluate as cost_of
 from cosma.validator import check
-from mallocgame.agent.checkpoint import load_agent
+from mallocgame.agent.checkpoint import LoadedAgent, load_agent
 from mallocgame.agent.envs import (
     VALIDATION_DAGS,
     evaluation_instances,
@@ -86,6 +86,19 @@ def exact_optimum(problem, schedule, time_limit: float) -> int | None:
     return result.objective if result.status is Status.OPTIMAL else None
 
 
+def checkpoint_instances(agent: LoadedAgent, *, validation: bool = False, models: str | None = None,
+                         dags: int | None = None) -> list:  # fmt: skip
+    """The instances a checkpoint is judged on: the held-out evaluation set its run named
+    (``models``, ``dags`` override it), or the validation set of ``dags`` DAGs."""
+    if validation:
+        return validation_instances(agent.settings.hardware, n_dags=dags or VALIDATION_DAGS)
+    cfg = agent.config
+    return evaluation_instances(
+        cfg.get("eval_models", "resnet18") if models is None else models,
+        cfg.get("eval_dags", 8) if dags is None else dags, agent.settings.hardware,
+    )  # fmt: skip
+
+
 def evaluate_checkpoint(
     checkpoint: str, *, models: str | None = None, dags: int | None = None, simulations: int | None = None,
     exact_time_limit: float = 0.0, seed: int = 0, model: str = "learned", c_scale: float | None = None,
@@ -93,11 +106,7 @@ def evaluate_checkpoint(
 ) -> list[Row]:  # fmt: skip
     agent = load_agent(checkpoint)
     cfg = agent.config
-    models = cfg.get("eval_models", "resnet18") if models is None else models
-    if validation:
-        instances = validation_instances(agent.settings.hardware, n_dags=dags or VALIDATION_DAGS)
-    else:
-        instances = evaluation_instances(models, cfg.get("eval_dags", 8) if dags is None else dags, agent.settings.hardware)
+    instances = checkpoint_instances(agent, validation=validation, models=models, dags=dags)
     params = SearchParams(
         num_simulations=simulations or INFERENCE_SIMULATIONS[model],
         max_num_considered_actions=cfg.get("max_considered_actions", 8),

@@ -31,15 +31,10 @@ import numpy as np
 import torch
 
 from mallocgame.agent.checkpoint import LoadedAgent, load_agent
-from mallocgame.agent.envs import (
-    VALIDATION_DAGS,
-    evaluation_instances,
-    make_problem_env,
-    reward_unit,
-    validation_instances,
-)
+from mallocgame.agent.envs import VALIDATION_DAGS, make_problem_env, reward_unit
 from mallocgame.agent.networks import inverse_transform, obs_to_torch
 from mallocgame.agent.policy import MASK_KEY
+from mallocgame.evaluate import checkpoint_instances
 
 RANKERS = ("prior", "learned q", "one-step q")
 
@@ -135,14 +130,7 @@ def probe_checkpoint(checkpoint: str, *, validation: bool = True, models: str | 
     """Probe the checkpoint on every ``every``-th instance of the validation set (or of the
     evaluation set, ``validation=False``), adding to ``tally`` (a new one if None)."""
     agent = load_agent(checkpoint)
-    if validation:
-        instances = validation_instances(agent.settings.hardware, n_dags=dags or VALIDATION_DAGS)
-    else:
-        cfg = agent.config
-        instances = evaluation_instances(
-            cfg.get("eval_models", "resnet18") if models is None else models,
-            cfg.get("eval_dags", 8) if dags is None else dags, agent.settings.hardware,
-        )  # fmt: skip
+    instances = checkpoint_instances(agent, validation=validation, models=models, dags=dags)
     prober = Prober(agent)
     tally = Tally() if tally is None else tally
     for inst in instances[::every]:

@@ -409,10 +409,10 @@ def summarize(episodes: list[Episode]) -> dict[str, float]:
     }
 
 
+LOSS_FIELDS = ("loss", "loss_value", "loss_reward", "loss_policy", "loss_consistency", "loss_sibling")  # muzero_loss's parts
 LOG_FIELDS = (
-    "wall_s", "iteration", "env_steps", "episodes", "updates", "replay_size",
-    "episode_return", "loss", "loss_value", "loss_reward", "loss_policy", "loss_consistency",
-    "loss_sibling", "eval_win_rate", "eval_not_worse_rate", "eval_mean_ratio", "eval_mean_nc_bytes",
+    "wall_s", "iteration", "env_steps", "episodes", "updates", "replay_size", "episode_return", *LOSS_FIELDS,
+    "eval_win_rate", "eval_not_worse_rate", "eval_mean_ratio", "eval_mean_nc_bytes",
 )  # fmt: skip
 
 
@@ -422,7 +422,7 @@ def log_row(counters: Counters, wall_s: float, returns, losses, evaluation, repl
     row["wall_s"] = round(wall_s, 1)
     row["replay_size"] = replay_size
     row["episode_return"] = round(float(np.mean(returns)), 4) if returns else ""
-    for key in ("loss", "loss_value", "loss_reward", "loss_policy", "loss_consistency", "loss_sibling"):
+    for key in LOSS_FIELDS:
         if losses:
             row[key] = round(float(np.mean([p[key] for p in losses])), 5)
     for key, value in evaluation.items():
@@ -497,7 +497,7 @@ def plot_curve(csv_path: Path, png_path: Path) -> None:
     axes[1].set_ylim(-0.05, 1.05)
     axes[1].set_title("held-out evaluation")
     axes[1].legend()
-    for key in ("loss_value", "loss_reward", "loss_policy", "loss_consistency", "loss_sibling"):
+    for key in LOSS_FIELDS[1:]:  # the parts, not their weighted sum
         if key not in rows[0]:  # logs of older runs
             continue
         x, y = series(key)

@@ -74,6 +74,9 @@ def n_step_values(rewards: np.ndarray, root_values: np.ndarray, td_steps: int, d
     return out
 
 
+SIBLING_FIELDS = ("child_rewards", "child_values", "child_tried")  # the search's root statistics, [A] per decision
+
+
 @dataclass
 class StoredGame:
     """A game frozen into arrays for fast sampling."""
@@ -125,9 +128,7 @@ class ReplayBuffer:
             rewards=rewards,
             policies=np.stack(game.policies).astype(np.float32),
             values=n_step_values(rewards, np.asarray(game.root_values), self.td_steps, self.discount),
-            child_rewards=np.stack(game.child_rewards).astype(np.float32),
-            child_values=np.stack(game.child_values).astype(np.float32),
-            child_tried=np.stack(game.child_tried).astype(np.float32),
+            **{name: np.stack(getattr(game, name)).astype(np.float32) for name in SIBLING_FIELDS},
         )  # fmt: skip
         self.games.append(stored)
         self.num_positions += len(stored.actions)
@@ -153,6 +154,7 @@ class ReplayBuffer:
         rewards = np.zeros((batch_size, K + 1), np.float32)
         policies = np.full((batch_size, K + 1, num_actions), 1.0 / num_actions, np.float32)
         mask = np.zeros((batch_size, K + 1), np.float32)
+        siblings = {name: np.zeros((batch_size, K + 1, num_actions), np.float32) for name in SIBLING_FIELDS}
         for i, (g, t) in enumerate(zip(game_of, starts)):
             game = self.games[g]
             T = len(game.actions)
@@ -164,16 +166,11 @@ class ReplayBuffer:
             values[i, :inside] = game.values[t : t + inside]
             policies[i, :inside] = game.policies[t : t + inside]
             mask[i, :inside] = 1.0
+            for name, out in siblings.items():
+                out[i, :inside] = getattr(game, name)[t : t + inside]
             n_act = min(K, T - t)
             actions[i, :n_act] = game.actions[t : t + n_act]
             rewards[i, 1 : n_act + 1] = game.rewards[t : t + n_act]
-        siblings = {name: np.zeros((batch_size, K + 1, num_actions), np.float32)
-                    for name in ("child_rewards", "child_values", "child_tried")}  # fmt: skip
-        for i, (g, t) in enumerate(zip(game_of, starts)):
-            game = self.games[g]
-            for name, out in siblings.items():
-                later = getattr(game, name)[t : t + K + 1]  # [<= K+1, A]
-                out[i, : len(later)] = later
         return Batch({k: np.stack(v) for k, v in obs.items()}, actions, values, rewards, policies, mask, nxt, **siblings)
 
 
