@@ -91,6 +91,10 @@ class TrainConfig:
     """Floor of the range the search min-max normalizes q-values by, in return units (bytes over
     the capacity): below it, q-values that differ by noise are not stretched into a sharp
     policy target; 0: mctx's normalization."""
+    policy_target_scale: float = 1.0
+    """Multiplies sigma(q) in the policy target only (the self-play search still chooses with
+    c_scale): above 1, the target moves further from the prior toward the actions the search
+    found better, for a prior that starts at the greedy rule and moves off it slowly."""
     selfplay_model: str = "true"
     """What self-play searches with: "true" (the env itself, as AlphaZero and expert iteration
     do: exact rewards and transitions, so the policy targets are good from the first game) or
@@ -169,6 +173,7 @@ class TrainConfig:
             discount=self.discount,
             c_scale=self.c_scale,
             min_q_range=self.min_q_range,
+            target_scale=self.policy_target_scale,
         )
 
     def env_settings(self) -> EnvSettings:
@@ -188,7 +193,8 @@ class Counters:
 
 # Fields added after the first runs, with the values those runs played with: resuming an old
 # checkpoint must not switch it to today's defaults.
-AS_BEFORE_THEY_EXISTED = {"selfplay_model": "learned", "min_q_range": 0.0, "consistency_weight": 0.0, "sibling_weight": 0.0}
+AS_BEFORE_THEY_EXISTED = {"selfplay_model": "learned", "min_q_range": 0.0, "consistency_weight": 0.0, "sibling_weight": 0.0,
+                         "policy_target_scale": 1.0}
 
 # (settings, seed) -> a self-play env; (config) -> one env per held-out instance
 SelfPlayEnvFn = Callable[[EnvSettings, int], Any]

@@ -50,6 +50,7 @@ class SearchParams:
     c_visit: float = 50.0  # sigma(q) = (c_visit + max visits) * c_scale * q
     c_scale: float = 0.1
     min_q_range: float = 0.0  # floor of the min-max normalization's range (0: mctx's, any range is stretched to [0, 1])
+    target_scale: float = 1.0  # sigma(q) is multiplied by this in the root's improved policy (the training target) only
 
 
 @dataclass
@@ -140,7 +141,7 @@ def search(
         _backup(tree, new, values, params.discount)
 
     root = np.full(batch, ROOT_INDEX)
-    weights = _improved_policy(tree, root, params)
+    weights = _improved_policy(tree, root, params, params.target_scale)
     # The action to play: the best considered action among the most visited ones.
     most = np.where(invalid_actions, -1, tree.children_visits[:, ROOT_INDEX]).max(axis=1)
     chosen = _root_action(tree, gumbel, most, params)
@@ -238,10 +239,10 @@ def _interior_action(tree: Tree, nodes: np.ndarray, params: SearchParams) -> np.
     return np.argmax(policy - visits / (1 + visits.sum(axis=1, keepdims=True)), axis=1)
 
 
-def _improved_policy(tree: Tree, nodes: np.ndarray, params: SearchParams) -> np.ndarray:
-    """[B, A] softmax(logits + sigma(completed q)); zero on illegal root actions."""
+def _improved_policy(tree: Tree, nodes: np.ndarray, params: SearchParams, scale: float = 1.0) -> np.ndarray:
+    """[B, A] softmax(logits + scale * sigma(completed q)); zero on illegal root actions."""
     rows = np.arange(len(nodes))
-    logits = tree.children_prior_logits[rows, nodes] + _completed_q(tree, nodes, params)
+    logits = tree.children_prior_logits[rows, nodes] + scale * _completed_q(tree, nodes, params)
     at_root = (nodes == ROOT_INDEX)[:, None] & tree.root_invalid
     return _softmax(np.where(at_root, -np.inf, logits))
 
