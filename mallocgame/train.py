@@ -44,6 +44,7 @@ from mallocgame.agent.policy import INFERENCE_C_SCALE, INFERENCE_MIN_Q_RANGE, MO
 from mallocgame.agent.replay import Game, ReplayBuffer
 from mallocgame.agent.rollout import Episode, play_episodes
 from mallocgame.agent.search import SearchParams
+from mallocgame.agent.selfplay import ActorPool, SelfPlay
 
 
 @dataclass
@@ -76,7 +77,10 @@ class TrainConfig:
 
     # Self-play and search.
     num_envs: int = 8
-    """Games played in lockstep; their searches run as one batch."""
+    """Games played in lockstep; their searches run as one batch (in each actor, with --actors)."""
+    actors: int = 0
+    """Self-play processes beside the learner, on the learner's weights in shared memory; 0: self-play
+    and learning take turns in one process. On 2 cores, 1 keeps one core playing all the time."""
     num_simulations: int = 32
     """Model calls per searched decision in self-play (Gumbel MuZero works with few)."""
     max_considered_actions: int = 8
@@ -253,9 +257,6 @@ def train(
         optimizer.load_state_dict(checkpoint["optimizer"])
         counters = Counters(**checkpoint["counters"])
         rng = np.random.default_rng([cfg.seed, counters.iteration])  # a fresh stream, still seeded
-    policy = make_policy(net, cfg.search_params(), cfg.selfplay_model)
-    if hasattr(policy, "bind"):  # the true env as the model: the search steps the games' own envs
-        policy.bind(envs)
     replay = ReplayBuffer(cfg.replay_capacity, cfg.td_steps, cfg.discount)
 
     def learn() -> None:
@@ -274,7 +275,6 @@ def train(
         c_scale=INFERENCE_C_SCALE["learned"], min_q_range=INFERENCE_MIN_Q_RANGE["learned"],
     )
     eval_policy = MuZeroPolicy(net, eval_params)
-    games = [Game() for _ in envs]  # rewards in the agent's units (``reward_unit``)
     real_siblings = cfg.selfplay_model == "true" and cfg.sibling_weight > 0
     log = CsvLog(run_dir / "log.csv")
     ckpt_path = run_dir / "checkpoint.pt"
@@ -301,6 +301,7 @@ def train(
     start = time.perf_counter() - counters.wall_s  # the clock runs across --resume
     recent_losses: list[dict[str, float]] = []
     interrupted = False
+    actors: ActorPool | None = None
     try:
         if cfg.demo_episodes and counters.iteration == 0:  # a warm start, only at the start of a run
             for game in demonstrations(envs, cfg.demo_episodes, cfg.seed, cfg.demo_smoothing):
@@ -308,37 +309,43 @@ def train(
             for _ in range(cfg.demo_updates):
                 learn()
             print(f"warm start: {cfg.demo_episodes} greedy games, {cfg.demo_updates} updates", file=sys.stderr)
-        obs = [env.reset(seed=cfg.seed * 1000 + i)[0] for i, env in enumerate(envs)]
+        seeds = [cfg.seed * 1000 + i for i in range(cfg.num_envs)]
+        if cfg.actors > 0:  # self-play in processes of its own; this one learns
+            actors = ActorPool(cfg.actors, net, cfg.search_params(), cfg.selfplay_model, make_env, settings,
+                               cfg.seed, cfg.num_envs, real_siblings)  # fmt: skip
+        else:
+            selfplay = SelfPlay(make_policy(net, cfg.search_params(), cfg.selfplay_model), envs, seeds, real_siblings)
+        steps_at_start, updates_at_start = counters.env_steps, counters.updates
 
         while True:
             counters.wall_s = time.perf_counter() - start
             if counters.wall_s >= budget_s or (cfg.max_env_steps and counters.env_steps >= cfg.max_env_steps):
                 break
 
-            # Self-play: one searched decision in every game.
-            decision = policy(obs, rng)
-            for i, env in enumerate(envs):
-                unit = reward_unit(env)
-                next_obs, reward, terminated, truncated, _ = env.step(int(decision.action[i]))
-                siblings = {}
-                if real_siblings:  # what the true env's search found for every root action it tried
-                    siblings = {"child_rewards": decision.child_rewards[i], "child_values": decision.child_values[i],
-                                "child_tried": decision.child_tried[i]}  # fmt: skip
-                games[i].append(obs[i], decision.action[i], reward * unit, decision.policy[i], decision.root_value[i],
-                                **siblings)  # fmt: skip
-                obs[i] = next_obs
-                counters.env_steps += 1
-                if terminated or truncated:
-                    replay.add(games[i])
-                    recent_returns.append(games[i].total_reward / unit)  # the env's return: unit is per episode
-                    counters.episodes += 1
-                    games[i] = Game()
-                    obs[i], _ = env.reset()
-            counters.iteration += 1
+            # Self-play: one searched decision in every game, or the games the actors finished.
+            if actors is None:
+                finished = selfplay.step(rng)
+                counters.env_steps += len(envs)
+                counters.iteration += 1
+            else:
+                # The learner keeps the one-process ratio of gradient steps to decisions
+                # (updates_per_iteration per num_envs decisions); ahead of it, it waits for games.
+                due = (counters.env_steps - steps_at_start) / cfg.num_envs * cfg.updates_per_iteration
+                ahead = len(replay) < cfg.min_replay or counters.updates - updates_at_start >= due
+                finished = actors.collect(wait_s=0.1 if ahead else 0.0)
+                counters.env_steps += sum(len(game) for game, _ in finished)
+                counters.iteration = counters.env_steps // cfg.num_envs
+            for game, env_return in finished:
+                replay.add(game)
+                recent_returns.append(env_return)
+                counters.episodes += 1
 
             # Learning.
             if len(replay) >= cfg.min_replay:
-                for _ in range(cfg.updates_per_iteration):
+                if actors is None:
+                    for _ in range(cfg.updates_per_iteration):
+                        learn()
+                elif counters.updates - updates_at_start < due:
                     learn()
 
             now = time.perf_counter() - start
@@ -362,6 +369,9 @@ def train(
         save()  # keep what was learned, then let the error through
         print(f"error: checkpoint saved to {ckpt_path}", file=sys.stderr)
         raise
+    finally:
+        if actors is not None:
+            actors.close()
 
     counters.wall_s = time.perf_counter() - start
     if not interrupted and eval_envs:  # a final evaluation, so the log ends on the model saved

@@ -364,6 +364,52 @@ def test_self_play_can_search_the_true_env(tmp_path):
     assert any(row["loss_sibling"] not in ("", "nan") and float(row["loss_sibling"]) > 0 for row in rows)
 
 
+def test_actor_processes_play_while_the_learner_learns(tmp_path):
+    """--actors 1: self-play runs in a process of its own on the learner's shared weights; its
+    games reach the replay, the learner keeps the one-process ratio of gradient steps to
+    decisions, and no actor outlives the run."""
+    pytest.importorskip("mallocgame.env")
+    import multiprocessing
+
+    from mallocgame.train import main
+
+    argv = tiny_real_argv(tmp_path, "actors", "--actors", "1", "--selfplay-model", "true", "--max-env-steps", "100",
+                          "--sibling-weight", "10")  # fmt: skip
+    assert main(argv) == 0
+    saved = torch.load(tmp_path / "actors" / "checkpoint.pt", weights_only=False)
+    counters = saved["counters"]
+    assert counters["env_steps"] >= 100 and counters["episodes"] > 0
+    demo_updates = 2
+    assert demo_updates < counters["updates"] <= demo_updates + counters["env_steps"] / 2 + 1  # num_envs 2
+    rows = read_log(tmp_path / "actors" / "log.csv")
+    assert any(row["loss_sibling"] not in ("", "nan") and float(row["loss_sibling"]) > 0 for row in rows)
+    assert not multiprocessing.active_children()
+
+
+def env_that_fails_in_actors(settings, seed):
+    """A self-play env that the learner's process can build and an actor process cannot."""
+    import os
+
+    from mallocgame.agent.envs import make_sampler_env
+
+    if str(os.getpid()) != os.environ["MALLOCGAME_TEST_LEARNER_PID"]:
+        raise RuntimeError("no env in this process")
+    return make_sampler_env(settings, seed)
+
+
+def test_an_actor_failure_stops_the_run_with_its_traceback_and_a_checkpoint(tmp_path, monkeypatch):
+    pytest.importorskip("mallocgame.env")
+    import os
+
+    from mallocgame.train import train
+
+    monkeypatch.setenv("MALLOCGAME_TEST_LEARNER_PID", str(os.getpid()))
+    cfg = tiny_config(tmp_path, actors=1, selfplay_model="true", instances="dags", occupancy_size=16, num_pending=4)
+    with pytest.raises(RuntimeError, match="no env in this process"):
+        train(cfg, make_env=env_that_fails_in_actors, make_eval_envs=lambda cfg: [], progress=False)
+    assert (tmp_path / "smoke" / "checkpoint.pt").exists()
+
+
 def test_unknown_self_play_model_is_a_usage_error(tmp_path):
     from cosma.errors import UsageError
     from mallocgame.train import train
