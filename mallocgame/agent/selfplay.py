@@ -18,7 +18,8 @@ import os
 import queue as queue_module
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -146,4 +147,4 @@ class ActorPool:
         self.games.cancel_join_thread()
 
 
-__all__ = ["SelfPlay", "ActorPool", "Finished"]
+__all__ = ["ActorPool", "Finished", "SelfPlay"]
