@@ -147,6 +147,20 @@ def test_q_range_floor_keeps_noise_level_differences_from_sharpening_the_policy(
     assert weights(1.0).max() - weights(1.0).min() < 0.01  # below the floor, the prior (uniform) stays
 
 
+def test_policy_target_scale_sharpens_the_target_and_not_the_choice():
+    def run(scale):
+        return search(
+            np.zeros((1, 5)), np.zeros(1), np.zeros((1, 2), np.float32), bandit_model, np.zeros((1, 5), bool),
+            SearchParams(num_simulations=16, gumbel_scale=0.0, c_scale=0.01, target_scale=scale),
+            np.random.default_rng(0),
+        )  # fmt: skip
+
+    plain, sharp = run(1.0), run(4.0)
+    assert plain.action_weights[0, 2] < sharp.action_weights[0, 2]  # more weight on the best arm
+    assert plain.action[0] == sharp.action[0]
+    np.testing.assert_array_equal(plain.tree.children_visits, sharp.tree.children_visits)  # the same search
+
+
 def test_sequential_halving_visit_table():
     # 4 considered actions, 8 simulations: visit each once, then the best 2 twice more... (mctx's schedule)
     assert considered_visit_table(4, 8)[4] == (0, 0, 0, 0, 1, 1, 2, 2)
