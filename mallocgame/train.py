@@ -150,6 +150,11 @@ class TrainConfig:
     """Decisions kept in the replay buffer (oldest games dropped first)."""
     min_replay: int = 500
     """Decisions in the buffer before learning starts."""
+    surprise_share: float = 0.0
+    """Share of each batch drawn in proportion to the decision's surprise: how far the self-play
+    search moved the policy from its prior there (total variation distance). The search overrules
+    the greedy habit at few decisions (about 6%), and those are the ones the prior must learn;
+    0: every position uniformly, as MuZero without prioritized replay."""
     updates_per_iteration: int = 1
     """Gradient steps per lockstep decision of all num_envs games."""
 
@@ -198,7 +203,7 @@ class Counters:
 # Fields added after the first runs, with the values those runs played with: resuming an old
 # checkpoint must not switch it to today's defaults.
 AS_BEFORE_THEY_EXISTED = {"selfplay_model": "learned", "min_q_range": 0.0, "consistency_weight": 0.0, "sibling_weight": 0.0,
-                         "policy_target_scale": 1.0}
+                         "policy_target_scale": 1.0, "surprise_share": 0.0}
 
 # (settings, seed) -> a self-play env; (config) -> one env per held-out instance
 SelfPlayEnvFn = Callable[[EnvSettings, int], Any]
@@ -260,7 +265,7 @@ def train(
     replay = ReplayBuffer(cfg.replay_capacity, cfg.td_steps, cfg.discount)
 
     def learn() -> None:
-        batch = replay.sample(cfg.batch_size, cfg.unroll_steps, rng)
+        batch = replay.sample(cfg.batch_size, cfg.unroll_steps, rng, cfg.surprise_share)
         loss, parts = muzero_loss(net, batch, cfg.value_weight, cfg.consistency_weight, cfg.sibling_weight)
         optimizer.zero_grad()
         loss.backward()

@@ -111,6 +111,9 @@ def test_search_reports_what_each_tried_root_action_earned():
     assert decision.child_tried[0].all()  # 16 simulations try all 5 arms
     assert not decision.child_tried[1, 2]  # never an illegal one
     np.testing.assert_allclose(decision.child_rewards[decision.child_tried], np.tile(ARM_MEANS, 2)[decision.child_tried.ravel()])
+    # The improved policy left the uniform prior for the best arm: a surprise in (0, 1].
+    expected = 0.5 * np.abs(decision.policy[0] - 0.2).sum()
+    assert 0 < decision.surprise[0] <= 1 and np.isclose(decision.surprise[0], expected)
 
 
 def test_search_with_gumbel_noise_improves_policy_toward_best_arm():
@@ -204,6 +207,21 @@ def test_replay_sample_pads_past_the_end():
         assert 1 <= inside <= 3
         assert (batch.target_values[i, inside:] == 0).all()
         assert (batch.target_rewards[i, inside + 1 :] == 0).all()  # the last reward leads into the end
+
+
+def test_replay_draws_its_surprise_share_from_the_decisions_the_search_overruled():
+    game = Game()
+    for t in range(50):  # only decision 7 surprised the search
+        obs = {"t": np.array([t], np.float32), "action_mask": np.ones(4, np.int8)}
+        game.append(obs, 0, 0.0, np.full(4, 0.25), 0.0, surprise=0.6 if t == 7 else 0.0)
+    replay = ReplayBuffer(capacity=100, td_steps=2, discount=1.0)
+    replay.add(game)
+    rng = np.random.default_rng(0)
+    drawn = lambda batch: batch.observations["t"][:, 0]  # noqa: E731
+    assert (drawn(replay.sample(16, 1, rng, surprise_share=1.0)) == 7).all()
+    half = drawn(replay.sample(64, 1, rng, surprise_share=0.5))
+    assert (half[:32] == 7).all() and (half[32:] != 7).sum() > 25  # the other half: uniform
+    assert (drawn(replay.sample(64, 1, rng)) != 7).sum() > 55
 
 
 def test_sibling_loss_teaches_the_model_the_actions_not_played():

@@ -39,14 +39,21 @@ class Decision:
     child_rewards: np.ndarray | None = None  # [B, A] reward of each root action the search tried
     child_values: np.ndarray | None = None  # [B, A] backed-up value of the state each tried root action led to
     child_tried: np.ndarray | None = None  # [B, A] bool: the root actions the search expanded
+    surprise: np.ndarray | None = None  # [B] total variation distance between the improved policy and the prior
 
 
 def decision_from(out: SearchOutput) -> Decision:
     """The decision a search made, with its root's statistics."""
     tree = out.tree
     tried = tree.children_visits[:, ROOT_INDEX] > 0
+    logits = tree.children_prior_logits[:, ROOT_INDEX]
+    prior = np.exp(logits - logits.max(axis=1, keepdims=True))
+    prior = np.where(tree.root_invalid, 0.0, prior)
+    prior /= prior.sum(axis=1, keepdims=True)
+    surprise = 0.5 * np.abs(out.action_weights - prior).sum(axis=1)
     return Decision(out.action, out.action_weights, out.root_value,
-                    tree.children_rewards[:, ROOT_INDEX].copy(), tree.children_values[:, ROOT_INDEX].copy(), tried)  # fmt: skip
+                    tree.children_rewards[:, ROOT_INDEX].copy(), tree.children_values[:, ROOT_INDEX].copy(), tried,
+                    surprise)  # fmt: skip
 
 
 class MuZeroPolicy:

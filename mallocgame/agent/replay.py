@@ -38,10 +38,13 @@ class Game:
     child_rewards: list[np.ndarray] = field(default_factory=list)
     child_values: list[np.ndarray] = field(default_factory=list)
     child_tried: list[np.ndarray] = field(default_factory=list)
+    surprises: list[float] = field(default_factory=list)  # how far the search moved the policy from its prior
 
     def append(self, obs: dict[str, np.ndarray], action: int, reward: float, policy: np.ndarray, value: float,
-               child_rewards=None, child_values=None, child_tried=None):  # fmt: skip
-        """One decision; the ``child_*`` arrays [A] are the search's root statistics (none: nothing tried)."""
+               child_rewards=None, child_values=None, child_tried=None, surprise: float = 0.0):  # fmt: skip
+        """One decision; the ``child_*`` arrays [A] are the search's root statistics (none: nothing
+        tried); ``surprise`` in [0, 1] the total variation distance from the prior to ``policy``."""
+        self.surprises.append(float(surprise))
         num_actions = len(policy)
         self.observations.append(obs)
         self.actions.append(int(action))
@@ -89,6 +92,7 @@ class StoredGame:
     child_rewards: np.ndarray  # [T, A] float32
     child_values: np.ndarray  # [T, A] float32
     child_tried: np.ndarray  # [T, A] float32, 1 where the search tried the root action
+    surprises: np.ndarray  # [T] float64, how far the search moved the policy from its prior
 
 
 @dataclass
@@ -129,6 +133,7 @@ class ReplayBuffer:
             policies=np.stack(game.policies).astype(np.float32),
             values=n_step_values(rewards, np.asarray(game.root_values), self.td_steps, self.discount),
             **{name: np.stack(getattr(game, name)).astype(np.float32) for name in SIBLING_FIELDS},
+            surprises=np.asarray(game.surprises, dtype=np.float64),
         )  # fmt: skip
         self.games.append(stored)
         self.num_positions += len(stored.actions)
@@ -138,10 +143,16 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.num_positions
 
-    def sample(self, batch_size: int, unroll_steps: int, rng: np.random.Generator) -> Batch:
-        """``batch_size`` positions, uniform over every stored decision."""
+    def sample(self, batch_size: int, unroll_steps: int, rng: np.random.Generator, surprise_share: float = 0.0) -> Batch:
+        """``batch_size`` positions: a ``surprise_share`` of them drawn in proportion to their
+        surprise, the rest uniformly over every stored decision."""
         lengths = np.array([len(g.actions) for g in self.games])
         flat = rng.integers(0, lengths.sum(), size=batch_size)
+        focused = round(surprise_share * batch_size)
+        if focused:
+            surprises = np.concatenate([g.surprises for g in self.games])
+            if surprises.sum() > 0:
+                flat[:focused] = rng.choice(len(surprises), size=focused, p=surprises / surprises.sum())
         game_of = np.searchsorted(np.cumsum(lengths), flat, side="right")
         starts = flat - (np.cumsum(lengths) - lengths)[game_of]
 

@@ -56,9 +56,10 @@ class SelfPlay:
             if self.sibling_targets:
                 siblings = {"child_rewards": decision.child_rewards[i], "child_values": decision.child_values[i],
                             "child_tried": decision.child_tried[i]}  # fmt: skip
+            surprise = 0.0 if decision.surprise is None else float(decision.surprise[i])
             game = self.games[i]
             game.append(self.obs[i], decision.action[i], reward * unit, decision.policy[i], decision.root_value[i],
-                        **siblings)  # fmt: skip
+                        **siblings, surprise=surprise)  # fmt: skip
             self.obs[i] = next_obs
             if terminated or truncated:
                 finished.append((game, game.total_reward / unit))  # the env's return: unit is per episode
