@@ -18,6 +18,10 @@ and its mean regret: the Monte Carlo return given up by following it, in bytes o
 capacity (the agent's reward unit, ``envs.reward_unit``). Only decisions where the actions'
 Monte Carlo returns differ count. The Monte Carlo reference is policy improvement's own
 yardstick: an action that beats the prior's by this measure is a real improvement on it.
+
+``--deviations`` asks a second question (``deviations_checkpoint``): where the true-env
+search departs from the env's greedy rule, does the prior depart with it, and where the
+prior departs on its own, does the search agree?
 """
 
 from __future__ import annotations
@@ -139,6 +143,71 @@ def probe_checkpoint(checkpoint: str, *, validation: bool = True, models: str | 
     return tally
 
 
+@dataclass
+class Deviations:
+    """Where the true-env search and the policy prior depart from the env's greedy rule."""
+
+    decisions: int = 0  # decisions with two or more legal actions
+    search: int = 0  # ... where the search's action is not the greedy rule's
+    search_and_prior: int = 0  # ... and the prior's argmax is the search's action
+    prior: int = 0  # decisions where the prior's argmax is not the greedy rule's
+    prior_and_search: int = 0  # ... and the search plays it too
+
+    def markdown(self, title: str) -> str:
+        share = lambda a, b: f"{a / b:.1%}" if b else "-"  # noqa: E731
+        return "\n".join([
+            title, "", "| | decisions | share |", "|---|---:|---:|",
+            f"| with a choice | {self.decisions} | |",
+            f"| the search departs from the greedy rule | {self.search} | {share(self.search, self.decisions)} |",
+            f"| ... and the prior departs with it | {self.search_and_prior} | {share(self.search_and_prior, self.search)} |",
+            f"| the prior departs from the greedy rule | {self.prior} | {share(self.prior, self.decisions)} |",
+            f"| ... and the search plays the same action | {self.prior_and_search} | {share(self.prior_and_search, self.prior)} |",
+        ]) + "\n"  # fmt: skip
+
+
+def deviations_checkpoint(checkpoint: str, *, validation: bool = True, models: str | None = None,
+                          dags: int | None = None, simulations: int = 64, log=print) -> Deviations:  # fmt: skip
+    """Play every instance with the search on the true env (as ``mallocgame eval --model
+    true``) and count, at each decision, whether the search and the prior's argmax depart
+    from the env's greedy rule (XLA's), and whether they agree when they do. A prior that
+    learned from the search follows its departures; one whose own departures the search
+    does not share plays worse than the greedy rule it departs from."""
+    from mallocgame.agent.policy import INFERENCE_C_SCALE, INFERENCE_MIN_Q_RANGE, TrueModelPolicy
+    from mallocgame.agent.search import SearchParams
+    from mallocgame.env import greedy_action
+
+    agent = load_agent(checkpoint)
+    instances = checkpoint_instances(agent, validation=validation, models=models, dags=dags)
+    params = SearchParams(num_simulations=simulations, gumbel_scale=0.0, c_scale=INFERENCE_C_SCALE["true"],
+                          min_q_range=INFERENCE_MIN_Q_RANGE["true"])  # fmt: skip
+    policy = TrueModelPolicy(agent.net, params)
+    envs = [make_problem_env(agent.settings, inst.problem) for inst in instances]
+    obs = [env.reset()[0] for env in envs]
+    rng = np.random.default_rng(0)
+    out = Deviations()
+    active = list(range(len(envs)))
+    while active:  # all unfinished games searched as one batch
+        policy.bind([envs[i] for i in active])
+        decision = policy([obs[i] for i in active], rng, gumbel_scale=0.0)
+        logits, _ = policy._evaluate([obs[i] for i in active])
+        still = []
+        for j, i in enumerate(active):
+            if int(np.asarray(obs[i][MASK_KEY]).sum()) > 1:
+                greedy, searched, prior = greedy_action(envs[i]), int(decision.action[j]), int(np.argmax(logits[j]))
+                out.decisions += 1
+                out.search += searched != greedy
+                out.search_and_prior += searched != greedy and prior == searched
+                out.prior += prior != greedy
+                out.prior_and_search += prior != greedy and prior == searched
+            obs[i], _, terminated, truncated, _ = envs[i].step(int(decision.action[j]))
+            if terminated or truncated:
+                log(f"{instances[i].name}: done")
+            else:
+                still.append(i)
+        active = still
+    return out
+
+
 def markdown(tally: Tally, title: str) -> str:
     lines = [title, "", f"{tally.decisions} decisions where the legal actions' Monte Carlo returns differ.", "",
              "| ranker | picks a Monte-Carlo-best action | mean regret (bytes / capacity) |", "|---|---:|---:|"]  # fmt: skip
@@ -155,18 +224,27 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"random DAGs in the set; default: the run's (validation: {VALIDATION_DAGS})")
     parser.add_argument("--every", type=int, default=1, help="probe every n-th instance only (faster)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--deviations", action="store_true",
+                        help="instead: play with the true-env search and count where it and the prior depart from "
+                             "the env's greedy rule, and whether they agree when they do")  # fmt: skip
+    parser.add_argument("--simulations", type=int, default=64, help="the true-env search's simulations (--deviations)")
     args = parser.parse_args(argv)
     if args.every < 1:
         parser.error("--every must be at least 1")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    cmd = "mallocgame probe " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.deviations:
+        found = deviations_checkpoint(args.checkpoint, validation=not args.evaluation, dags=args.dags,
+                                      simulations=args.simulations, log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+        print(found.markdown(f"`{cmd}` ({time.perf_counter() - start:.0f} s)"))
+        return 0
     tally, note = Tally(), ""
     try:
         probe_checkpoint(args.checkpoint, validation=not args.evaluation, dags=args.dags, every=args.every,
                          log=lambda m: print(m, file=sys.stderr), tally=tally)  # fmt: skip
     except KeyboardInterrupt:  # keep what was measured
         note = ", interrupted: the instances probed so far"
-    cmd = "mallocgame probe " + " ".join(argv if argv is not None else sys.argv[1:])
     print(markdown(tally, f"`{cmd}` ({time.perf_counter() - start:.0f} s{note})"))
     return 0
 

@@ -488,6 +488,17 @@ def test_probe_command_scores_a_checkpoint(real_checkpoint, capsys):
     assert decisions > 0
 
 
+def test_probe_counts_where_search_and_prior_depart_from_the_greedy_rule(real_checkpoint):
+    from mallocgame.probe import deviations_checkpoint
+
+    found = deviations_checkpoint(str(real_checkpoint), dags=1, simulations=4, log=lambda m: None)
+    assert found.decisions > 0
+    assert found.search_and_prior <= found.search <= found.decisions
+    assert found.prior_and_search <= found.prior <= found.decisions
+    assert found.search_and_prior == found.prior_and_search  # both count the departures they share
+    assert "| the search departs from the greedy rule |" in found.markdown("title")
+
+
 def test_eval_of_the_greedy_rule_matches_the_env_greedy_policy(real_checkpoint):
     from mallocgame.env import MallocGameEnv, greedy_action, play
     from mallocgame.evaluate import evaluate_checkpoint
