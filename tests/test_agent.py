@@ -442,6 +442,16 @@ def test_an_actor_failure_stops_the_run_with_its_traceback_and_a_checkpoint(tmp_
     assert (tmp_path / "smoke" / "checkpoint.pt").exists()
 
 
+def test_train_help_shows_every_flag():
+    from dataclasses import fields
+
+    from mallocgame.train import TrainConfig, build_parser
+
+    text = build_parser().format_help()  # a "%" in a field's docstring once broke this
+    assert "--actors" in text and "--surprise-share" in text and "(about 6%)" in " ".join(text.split())
+    assert text.count("\n  --") >= len(fields(TrainConfig))
+
+
 def test_unknown_self_play_model_is_a_usage_error(tmp_path):
     from cosma.errors import UsageError
     from mallocgame.train import train
