@@ -4,8 +4,9 @@
 back the games that finished. ``train`` either calls it between gradient steps (one
 process: self-play and learning take turns on one core), or starts an ``ActorPool``: each
 actor process runs its own ``SelfPlay`` on the learner's networks, read from shared
-memory, and sends its finished games back. On a 2-core machine one actor keeps one core
-playing all the time while the other learns and evaluates.
+memory, and sends its finished games back. The learner keeps the one-process ratio of
+gradient steps to decisions, which takes little CPU: on a 2-core machine, 2 actors play
+twice the games of one process in the same wall-clock budget (results/muzero/README.md).
 
 An actor reads the weights while the learner writes them, without a lock: a search may
 see a half-applied gradient step. That is A3C's "Hogwild" bargain (Mnih et al., 2016),
