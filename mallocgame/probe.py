@@ -189,11 +189,10 @@ def deviations_checkpoint(checkpoint: str, *, validation: bool = True, models: s
     while active:  # all unfinished games searched as one batch
         policy.bind([envs[i] for i in active])
         decision = policy([obs[i] for i in active], rng, gumbel_scale=0.0)
-        logits, _ = policy._evaluate([obs[i] for i in active])
         still = []
         for j, i in enumerate(active):
             if int(np.asarray(obs[i][MASK_KEY]).sum()) > 1:
-                greedy, searched, prior = greedy_action(envs[i]), int(decision.action[j]), int(np.argmax(logits[j]))
+                greedy, searched, prior = greedy_action(envs[i]), int(decision.action[j]), int(np.argmax(decision.prior[j]))
                 out.decisions += 1
                 out.search += searched != greedy
                 out.search_and_prior += searched != greedy and prior == searched

@@ -39,7 +39,12 @@ class Decision:
     child_rewards: np.ndarray | None = None  # [B, A] reward of each root action the search tried
     child_values: np.ndarray | None = None  # [B, A] backed-up value of the state each tried root action led to
     child_tried: np.ndarray | None = None  # [B, A] bool: the root actions the search expanded
-    surprise: np.ndarray | None = None  # [B] total variation distance between the improved policy and the prior
+    prior: np.ndarray | None = None  # [B, A] the policy head's prior at the root (zero on illegal actions)
+
+    @property
+    def surprise(self) -> np.ndarray | None:
+        """[B] how far the search moved the policy from its prior: total variation distance."""
+        return None if self.prior is None else 0.5 * np.abs(self.policy - self.prior).sum(axis=1)
 
 
 def decision_from(out: SearchOutput) -> Decision:
@@ -50,10 +55,9 @@ def decision_from(out: SearchOutput) -> Decision:
     prior = np.exp(logits - logits.max(axis=1, keepdims=True))
     prior = np.where(tree.root_invalid, 0.0, prior)
     prior /= prior.sum(axis=1, keepdims=True)
-    surprise = 0.5 * np.abs(out.action_weights - prior).sum(axis=1)
     return Decision(out.action, out.action_weights, out.root_value,
                     tree.children_rewards[:, ROOT_INDEX].copy(), tree.children_values[:, ROOT_INDEX].copy(), tried,
-                    surprise)  # fmt: skip
+                    prior)  # fmt: skip
 
 
 class MuZeroPolicy:

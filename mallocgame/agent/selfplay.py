@@ -49,6 +49,7 @@ class SelfPlay:
         """One searched decision in every game; returns the games this step finished (the
         envs are reset and their next games begun)."""
         decision = self.policy(self.obs, rng)
+        surprises = decision.surprise  # [B], or None from a policy without a search
         finished = []
         for i, env in enumerate(self.envs):
             unit = reward_unit(env)
@@ -57,7 +58,7 @@ class SelfPlay:
             if self.sibling_targets:
                 siblings = {"child_rewards": decision.child_rewards[i], "child_values": decision.child_values[i],
                             "child_tried": decision.child_tried[i]}  # fmt: skip
-            surprise = 0.0 if decision.surprise is None else float(decision.surprise[i])
+            surprise = 0.0 if surprises is None else float(surprises[i])
             game = self.games[i]
             game.append(self.obs[i], decision.action[i], reward * unit, decision.policy[i], decision.root_value[i],
                         **siblings, surprise=surprise)  # fmt: skip
@@ -79,12 +80,16 @@ def _actor(
     torch.manual_seed(seeds[0])
     rng = np.random.default_rng(seeds)
     learner = os.getppid()
+
+    def running() -> bool:  # a learner killed outright sets no event: its actors notice they were orphaned
+        return not stop.is_set() and os.getppid() == learner
+
     try:
         envs = [make_env(settings, seed) for seed in seeds]
         play = SelfPlay(make_policy(net, params, model), envs, seeds, sibling_targets)
-        while not stop.is_set() and os.getppid() == learner:  # a learner killed outright sets no event
+        while running():
             for item in play.step(rng):
-                while not stop.is_set():  # a bounded queue: wait while the learner is behind
+                while running():  # a bounded queue: wait while the learner is behind
                     try:
                         games.put(item, timeout=0.5)
                         break
@@ -126,7 +131,7 @@ class ActorPool:
                 item = self.games.get(timeout=wait_s) if wait_s > 0 and not out else self.games.get_nowait()
             except queue_module.Empty:
                 break
-            if item[0] == "error":
+            if isinstance(item[0], str):  # ("error", traceback); a finished game is (Game, return)
                 raise RuntimeError(f"a self-play actor failed: {item[1]}")
             out.append(item)
         if not out and not any(p.is_alive() for p in self.processes):
