@@ -27,7 +27,7 @@ from cosma.hardware import get_hardware
 from cosma.ir import Bytes, OpName, Plan, Problem, TensorKind
 from mallocgame.instances import Instance, InstanceSampler, load_zoo_graph, make_problem
 from solvers.base import RunOptions, load_all, run
-from solvers.xla import EVICT, MsaState, MsaTables
+from solvers.xla import EVICT, MsaState, MsaTables, play_greedy
 
 ENV_ID = "mallocgame/MallocGame-v0"
 
@@ -60,6 +60,12 @@ CANDIDATE_FEATURES = (
     "tightness",  # footprint / free gap it takes (1 for an already resident tensor)
     "repacked",  # steps whose reservations move / steps of the segment
     "cost",  # non-compulsory bytes the action adds / (2 * capacity): 0 for keeps
+)
+LOOKAHEAD_FEATURES = (
+    "legal",  # 1 when the action is legal
+    "best",  # 1 when its greedy completion is the cheapest of the legal actions'
+    "regret",  # (its completion's bytes - the cheapest's) / capacity, clipped to 1
+    "completion",  # c / (1 + c), c = its completion's bytes / capacity: squashed, never clipped
 )
 # Keys of ``info``: every step, and added on the terminal step. The docstring lists the same.
 STEP_INFO_KEYS = ("action_mask", "instance", "decision", "tensor", "segment", "illegal_action", "nc_bytes")
@@ -127,7 +133,11 @@ class MallocGameEnv(gym.Env):
       (time bins over the schedule x address bins over the capacity) held by kept segments;
     - "demand": ``Box(H,)``: bytes reserved for still-uncovered operands per time bin / capacity;
     - "candidates": ``Box(K + 1, C)``, per action (``CANDIDATE_FEATURES``);
-    - "action_mask": ``MultiBinary(K + 1)``, 1 = legal.
+    - "action_mask": ``MultiBinary(K + 1)``, 1 = legal;
+    - "lookahead" (only with ``lookahead=True``): ``Box(K + 1, L)``, per action
+      (``LOOKAHEAD_FEATURES``): the bytes of its *greedy completion*, the action followed by
+      XLA's rule to the end of the episode (``greedy_action``). One lookahead step of the
+      greedy rule is itself a strong policy (``lookahead_action``); the agent learns on top.
 
     ## Starting State
     Nothing kept; every operand reserved at its step. With a ``sampler`` every reset draws
@@ -173,7 +183,9 @@ class MallocGameEnv(gym.Env):
       sampler: the best greedy baseline's schedule);
     - sampler: an ``InstanceSampler`` drawing a new instance each reset;
     - num_candidates: K; num_pending: N; occupancy_shape: (H, W);
-    - order: decision order, "boundedness" (XLA), "size" or "time" (see ``solvers.xla``).
+    - order: decision order, "boundedness" (XLA), "size" or "time" (see ``solvers.xla``);
+    - lookahead: add the "lookahead" key to the observation (costs one greedy completion
+      per legal action and decision).
 
     ## Version History
     - v0: initial version.
@@ -195,6 +207,7 @@ class MallocGameEnv(gym.Env):
         num_pending: int = 16,
         occupancy_shape: tuple[int, int] = (32, 32),
         order: str = "boundedness",
+        lookahead: bool = False,
         render_mode: str | None = None,
     ):
         if sum(x is not None for x in (problem, model_path, sampler)) != 1:
@@ -205,6 +218,7 @@ class MallocGameEnv(gym.Env):
         self.K, self.N = int(num_candidates), int(num_pending)
         self.H, self.W = (int(x) for x in occupancy_shape)
         self.order = order
+        self.lookahead = bool(lookahead)
         self.sampler = sampler
         self._schedule_arg = tuple(schedule) if schedule is not None else None
         self._cache: dict[str, tuple] = {}  # sampler instances seen: name -> (tables, baseline, statics)
@@ -220,16 +234,17 @@ class MallocGameEnv(gym.Env):
 
         F, C = len(SEGMENT_FEATURES), len(CANDIDATE_FEATURES)
         box = lambda *shape: spaces.Box(0.0, 1.0, shape=shape, dtype=np.float32)  # noqa: E731
-        self.observation_space = spaces.Dict(
-            {
-                "segment": box(F),
-                "pending": box(self.N, F),
-                "occupancy": box(self.H, self.W),
-                "demand": box(self.H),
-                "candidates": box(self.K + 1, C),
-                "action_mask": spaces.MultiBinary(self.K + 1),
-            }
-        )
+        keys = {
+            "segment": box(F),
+            "pending": box(self.N, F),
+            "occupancy": box(self.H, self.W),
+            "demand": box(self.H),
+            "candidates": box(self.K + 1, C),
+            "action_mask": spaces.MultiBinary(self.K + 1),
+        }
+        if self.lookahead:
+            keys["lookahead"] = box(self.K + 1, len(LOOKAHEAD_FEATURES))
+        self.observation_space = spaces.Dict(keys)
         self.action_space = spaces.Discrete(self.K + 1)
         self.state: MsaState | None = None
         if self._fixed is not None:
@@ -356,7 +371,7 @@ class MallocGameEnv(gym.Env):
         return cost
 
     def _prepare(self) -> None:
-        """Legal actions of the current decision."""
+        """Legal actions of the current decision (and their greedy completions)."""
         self._mask = np.zeros(self.K + 1, dtype=np.int8)
         self._mask[0] = 1
         if self.tables.decisions:
@@ -364,6 +379,20 @@ class MallocGameEnv(gym.Env):
             self._mask[1 : 1 + len(self._cands)] = 1
         else:
             self._cands = []
+        self._completion = self._completions() if self.lookahead else None
+
+    def _completions(self) -> np.ndarray:
+        """Bytes each legal action adds when XLA's rule plays the rest of the episode after
+        it; -1 for illegal actions. ``[K + 1]`` int64."""
+        out = np.full(self.K + 1, -1, dtype=np.int64)
+        if not self.tables.decisions:
+            out[0] = 0
+            return out
+        for action in np.flatnonzero(self._mask):
+            state = self.state.clone()
+            state.apply(EVICT if action == 0 else int(action) - 1)
+            out[action] = play_greedy(state).nc_bytes - self.state.nc_bytes
+        return out
 
     def _observation(self) -> dict[str, np.ndarray]:
         st, t = self.state, self.tables
@@ -390,7 +419,7 @@ class MallocGameEnv(gym.Env):
                     0.0,
                 )
             cands[0, 5] = st.evict_cost() / (2 * cap)
-        return {
+        obs = {
             "segment": segment,
             "pending": self._static[k + 1 : k + 1 + self.N].copy(),
             "occupancy": self.occupancy.copy(),
@@ -398,6 +427,22 @@ class MallocGameEnv(gym.Env):
             "candidates": cands,
             "action_mask": self._mask.copy(),
         }
+        if self.lookahead:
+            obs["lookahead"] = self._lookahead_features()
+        return obs
+
+    def _lookahead_features(self) -> np.ndarray:
+        """The "lookahead" rows (``LOOKAHEAD_FEATURES``) from the greedy completions."""
+        rows = np.zeros((self.K + 1, len(LOOKAHEAD_FEATURES)), dtype=np.float32)
+        if self.terminated:
+            return rows
+        legal = self._completion >= 0
+        cost = self._completion[legal] / self.tables.capacity
+        rows[legal, 0] = 1.0
+        rows[legal, 1] = cost == cost.min()
+        rows[legal, 2] = np.minimum(cost - cost.min(), 1.0)
+        rows[legal, 3] = cost / (1.0 + cost)
+        return rows
 
     def _info(self) -> dict[str, Any]:
         st, t = self.state, self.tables
@@ -457,12 +502,13 @@ class MallocGameEnv(gym.Env):
             self.reserved_bytes.copy(),
             self._mask.copy(),
             list(self._cands),
+            self._completion,
             self.terminated,
         )
 
     def restore_state(self, snapshot: tuple) -> None:
         """Return to a ``clone_state`` snapshot (which stays reusable)."""
-        state, occupancy, reserved_bytes, mask, cands, self.terminated = snapshot
+        state, occupancy, reserved_bytes, mask, cands, self._completion, self.terminated = snapshot
         self.state = state.clone()
         self.occupancy, self.reserved_bytes = occupancy.copy(), reserved_bytes.copy()
         self._mask, self._cands = mask.copy(), list(cands)
@@ -478,6 +524,19 @@ def greedy_action(env: gym.Env) -> int:
     Played through the env it gives exactly the ``xla-msa`` solver's bytes."""
     mask = env.unwrapped._mask
     return 1 if len(mask) > 1 and mask[1] else 0
+
+
+def lookahead_action(env: gym.Env) -> int:
+    """One step of lookahead over XLA's rule (a rollout policy): the legal action whose
+    greedy completion adds the fewest bytes, the greedy action on ties. Never worse than
+    ``greedy_action`` over a whole episode, since the greedy action's completion is always
+    one of those compared."""
+    env = env.unwrapped
+    completion = env._completion if env.lookahead else env._completions()
+    greedy = greedy_action(env)
+    legal = np.flatnonzero(completion >= 0)
+    best = completion[legal].min()
+    return greedy if completion[greedy] == best else int(legal[np.argmax(completion[legal] == best)])
 
 
 def random_action(env: gym.Env, rng: np.random.Generator) -> int:
@@ -509,7 +568,9 @@ __all__ = [
     "Baseline",
     "best_greedy_baseline",
     "MallocGameEnv",
+    "LOOKAHEAD_FEATURES",
     "greedy_action",
+    "lookahead_action",
     "random_action",
     "play",
 ]

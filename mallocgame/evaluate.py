@@ -5,7 +5,8 @@ deterministic; ``--model true`` searches with the true env instead of the learne
 and prints, per instance, the agent's non-compulsory bytes against ``best-greedy`` (the
 env's baseline) and, with ``--exact-time-limit``, the exact optimum for the same schedule
 where the exact solver proves it within the limit. ``--player greedy`` plays the env's
-greedy rule instead, on the same instances: the reference the agent should improve on.
+greedy rule instead, on the same instances: the reference the agent should improve on;
+``--player lookahead`` plays its one-step lookahead (``mallocgame.env.lookahead_action``).
 Every plan goes through the validator. ``--out FILE.md`` also writes the table.
 """
 
@@ -54,21 +55,28 @@ class Row:
         return "win" if self.agent < self.greedy else "tie" if self.agent == self.greedy else "loss"
 
 
-PLAYERS = ("agent", "greedy")  # the checkpoint's search, or the env's greedy rule (the reference it learned from)
+# The checkpoint's search, or a hand-made policy on the same instances: the env's greedy
+# rule (the reference the agent learned from) or its one-step lookahead.
+PLAYERS = ("agent", "greedy", "lookahead")
 
 
-class GreedyPolicy:
-    """The env's greedy rule (XLA's: keep at the best fit when legal, else evict) in the
-    search policies' calling convention, so the same envs and table can show the reference."""
+class RulePolicy:
+    """A hand-made policy of ``mallocgame.env`` (``greedy_action``: XLA's rule, keep at the
+    best fit when legal, else evict; ``lookahead_action``: the legal action with the
+    cheapest greedy completion) in the search policies' calling convention, so the same
+    envs and table can show the references."""
 
-    def bind(self, envs: list) -> "GreedyPolicy":
+    def __init__(self, rule: str = "greedy"):
+        from mallocgame.env import greedy_action, lookahead_action
+
+        self.choose = {"greedy": greedy_action, "lookahead": lookahead_action}[rule]
+
+    def bind(self, envs: list) -> "RulePolicy":
         self.envs = envs
         return self
 
     def __call__(self, observations, rng, gumbel_scale=None) -> Decision:
-        from mallocgame.env import greedy_action
-
-        actions = np.array([greedy_action(env) for env in self.envs])
+        actions = np.array([self.choose(env) for env in self.envs])
         return Decision(actions, np.zeros((len(actions), 0)), np.zeros(len(actions)))
 
 
@@ -115,7 +123,7 @@ def evaluate_checkpoint(
         c_scale=INFERENCE_C_SCALE[model] if c_scale is None else c_scale,
         min_q_range=INFERENCE_MIN_Q_RANGE[model] if min_q_range is None else min_q_range,
     )
-    policy = GreedyPolicy() if player == "greedy" else make_policy(agent.net, params, model)
+    policy = make_policy(agent.net, params, model) if player == "agent" else RulePolicy(player)
     envs = [make_problem_env(agent.settings, inst.problem) for inst in instances]
     episodes = play_episodes(policy, envs, np.random.default_rng(seed))
     rows = []
@@ -203,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-q-range", type=float, default=None,
                         help=f"floor of the search's q normalization range [per model: {INFERENCE_MIN_Q_RANGE}]")
     parser.add_argument("--player", choices=PLAYERS, default="agent",
-                        help="agent: the checkpoint with search; greedy: the env's greedy rule on the same instances")
+                        help="agent: the checkpoint with search; greedy: the env's greedy rule on the same instances;"
+                        " lookahead: the one-step lookahead of the greedy rule (the cheapest greedy completion)")
     parser.add_argument("--validation", action="store_true",
                         help="play the validation set (for choosing search settings) instead")
     parser.add_argument("--seed", type=int, default=0)

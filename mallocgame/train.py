@@ -74,6 +74,10 @@ class TrainConfig:
     instances: str = "dags"
     """Instance-sampler preset for self-play: "dags" (random DAGs: short games, where best-greedy
     leaves most to win), "default" (the sampler's mix of zoo models and DAGs) or "zoo"."""
+    lookahead: bool = False
+    """Show the networks each action's greedy completion (the env's "lookahead" key: the
+    bytes of the action followed by XLA's rule to the end), and warm-start from the policy
+    that picks the cheapest (``lookahead_action``) instead of XLA's rule."""
 
     # Self-play and search.
     num_envs: int = 8
@@ -109,9 +113,9 @@ class TrainConfig:
 
     # Warm start.
     demo_episodes: int = 100
-    """Games of the env's greedy policy (XLA's rule) stored in the replay before self-play,
-    with one-hot policy targets and Monte Carlo values: the search starts from greedy play
-    instead of random play; 0: none."""
+    """Games of the env's greedy policy (XLA's rule; with --lookahead, its one-step lookahead)
+    stored in the replay before self-play, with one-hot policy targets and Monte Carlo values:
+    the search starts from greedy play instead of random play; 0: none."""
     demo_updates: int = 300
     """Gradient steps on the demonstrations alone, before self-play starts."""
     demo_smoothing: float = 0.3
@@ -189,7 +193,8 @@ class TrainConfig:
         )
 
     def env_settings(self) -> EnvSettings:
-        return EnvSettings(self.num_candidates, self.num_pending, self.occupancy_size, self.hardware, self.instances)
+        return EnvSettings(self.num_candidates, self.num_pending, self.occupancy_size, self.hardware, self.instances,
+                           self.lookahead)  # fmt: skip
 
 
 @dataclass
@@ -312,11 +317,12 @@ def train(
     actors: ActorPool | None = None
     try:
         if cfg.demo_episodes and counters.iteration == 0:  # a warm start, only at the start of a run
-            for game in demonstrations(envs, cfg.demo_episodes, cfg.seed, cfg.demo_smoothing):
+            demonstrator = "lookahead" if cfg.lookahead else "greedy"
+            for game in demonstrations(envs, cfg.demo_episodes, cfg.seed, cfg.demo_smoothing, demonstrator):
                 replay.add(game)
             for _ in range(cfg.demo_updates):
                 learn()
-            print(f"warm start: {cfg.demo_episodes} greedy games, {cfg.demo_updates} updates", file=sys.stderr)
+            print(f"warm start: {cfg.demo_episodes} {demonstrator} games, {cfg.demo_updates} updates", file=sys.stderr)
         seeds = [cfg.seed * 1000 + i for i in range(cfg.num_envs)]
         if cfg.actors > 0:  # self-play in processes of its own; this one learns
             actors = ActorPool(cfg.actors, net, cfg.search_params(), cfg.selfplay_model, make_env, settings,
@@ -395,11 +401,14 @@ def train(
     return ckpt_path
 
 
-def demonstrations(envs: list, n: int, seed: int, smoothing: float) -> list[Game]:
-    """``n`` games of the env's greedy policy, cycling over ``envs``: policy targets on the
-    greedy action (``smoothing`` spread over the legal ones), and root values set to the
-    Monte Carlo return-to-go, so every n-step value target is the greedy policy's return."""
-    from mallocgame.env import greedy_action
+def demonstrations(envs: list, n: int, seed: int, smoothing: float, player: str = "greedy") -> list[Game]:
+    """``n`` games of a hand-made policy, cycling over ``envs``: the env's greedy rule or its
+    one-step lookahead (``player``: "greedy" or "lookahead"). Policy targets on its action
+    (``smoothing`` spread over the legal ones), and root values set to the Monte Carlo
+    return-to-go, so every n-step value target is that policy's return."""
+    from mallocgame.env import greedy_action, lookahead_action
+
+    choose = {"greedy": greedy_action, "lookahead": lookahead_action}[player]
 
     out = []
     for k in range(n):
@@ -407,7 +416,7 @@ def demonstrations(envs: list, n: int, seed: int, smoothing: float) -> list[Game
         obs, _ = env.reset(seed=seed * 1_000_003 + k)
         game, done = Game(), False
         while not done:
-            action = greedy_action(env)
+            action = choose(env)
             legal = np.asarray(obs["action_mask"], dtype=np.float64)
             target = smoothing * legal / legal.sum() + (1 - smoothing) * np.eye(len(legal))[action]
             unit = reward_unit(env)
@@ -558,7 +567,10 @@ def build_parser(cls=TrainConfig, **kwargs) -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         default = f.default
         text = f"{docs.get(f.name, '')} [{default}]".replace("%", "%%")  # argparse formats help with %
-        parser.add_argument(flag, type=type(default), default=default, help=text)
+        if isinstance(default, bool):  # bool("False") is True: a switch, --flag / --no-flag
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=text)
     return parser
 
 

@@ -18,12 +18,14 @@ class EnvSettings:
     occupancy_size: int = 32  # the occupancy map is occupancy_size x occupancy_size
     hardware: str = "edge-npu"  # hardware preset of sampled instances
     instances: str = "default"  # sampler preset for training: "default" (zoo + random DAGs), "dags" or "zoo"
+    lookahead: bool = False  # the observation's per-action greedy completions (False in checkpoints before it)
 
     def env_kwargs(self) -> dict:
         return {
             "num_candidates": self.num_candidates,
             "num_pending": self.num_pending,
             "occupancy_shape": (self.occupancy_size, self.occupancy_size),
+            "lookahead": self.lookahead,
         }
 
 
