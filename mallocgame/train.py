@@ -211,7 +211,7 @@ class Counters:
 # Fields added after the first runs, with the values those runs played with: resuming an old
 # checkpoint must not switch it to today's defaults.
 AS_BEFORE_THEY_EXISTED = {"selfplay_model": "learned", "min_q_range": 0.0, "consistency_weight": 0.0, "sibling_weight": 0.0,
-                         "policy_target_scale": 1.0, "surprise_share": 0.0}
+                         "policy_target_scale": 1.0, "surprise_share": 0.0, "lookahead": False}
 
 # (settings, seed) -> a self-play env; (config) -> one env per held-out instance
 SelfPlayEnvFn = Callable[[EnvSettings, int], Any]
@@ -244,7 +244,8 @@ def train(
     if not cfg.run_name:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         model = "" if cfg.selfplay_model == "learned" else f"_{cfg.selfplay_model}"
-        cfg.run_name = f"muzero_s{cfg.seed}_sim{cfg.num_simulations}{model}_{stamp}"
+        lookahead = "_lookahead" if cfg.lookahead else ""
+        cfg.run_name = f"muzero_s{cfg.seed}_sim{cfg.num_simulations}{model}{lookahead}_{stamp}"
     run_dir = Path(cfg.out_dir) / cfg.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")

@@ -522,6 +522,53 @@ def test_eval_of_the_greedy_rule_matches_the_env_greedy_policy(real_checkpoint):
         assert row.agent == info["cost"].non_compulsory_bytes
 
 
+def test_a_lookahead_run_sees_the_greedy_completions_in_training_eval_and_the_solver(tmp_path):
+    """--lookahead: the checkpoint's env settings carry it, its networks encode the env's
+    "lookahead" key, and eval and the solver build envs that show it."""
+    pytest.importorskip("mallocgame.env")
+    from cosma.analysis import min_capacity
+    from cosma.hardware import get_hardware
+    from cosma.ir import Problem
+    from cosma.synthetic import random_dag
+    from mallocgame.agent.checkpoint import load_agent
+    from mallocgame.evaluate import evaluate_checkpoint
+    from mallocgame.solver import MuZeroParams
+    from mallocgame.train import main
+    from solvers.base import RunOptions, Status, run
+
+    assert main(tiny_real_argv(tmp_path, "la", "--lookahead")) == 0
+    checkpoint = tmp_path / "la" / "checkpoint.pt"
+    agent = load_agent(str(checkpoint))
+    assert agent.settings.lookahead and "lookahead" in agent.net.representation.row_keys
+    rows = evaluate_checkpoint(str(checkpoint), models="", dags=1, log=lambda *a: None)
+    assert rows and all(r.agent >= 0 for r in rows)  # evaluate_checkpoint validates every plan
+    graph = random_dag(7, 12, size_range=(32, 3072))
+    hw = get_hardware("edge-npu")
+    problem = Problem(graph, min_capacity(Problem(graph, 10**9, hw, True)), hw, True)
+    result = run(problem, "muzero", MuZeroParams(checkpoint=str(checkpoint), num_simulations=4), RunOptions(seed=0))
+    assert result.status in (Status.FEASIBLE, Status.OPTIMAL)
+
+
+def test_eval_of_the_lookahead_rule_is_never_worse_than_the_greedy_rule(real_checkpoint):
+    from mallocgame.evaluate import evaluate_checkpoint
+
+    kwargs = dict(models="", dags=2, log=lambda *a: None)
+    greedy = evaluate_checkpoint(str(real_checkpoint), player="greedy", **kwargs)
+    lookahead = evaluate_checkpoint(str(real_checkpoint), player="lookahead", **kwargs)
+    assert [r.name for r in greedy] == [r.name for r in lookahead]
+    assert all(la.agent <= g.agent for la, g in zip(lookahead, greedy))
+    assert sum(la.agent for la in lookahead) < sum(g.agent for g in greedy)
+
+
+def test_boolean_config_fields_are_switches():
+    from mallocgame.train import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args([]).lookahead is False
+    assert parser.parse_args(["--lookahead"]).lookahead is True
+    assert parser.parse_args(["--lookahead", "--no-lookahead"]).lookahead is False
+
+
 def test_muzero_solver_plan_validates(real_checkpoint):
     from cosma.analysis import min_capacity
     from cosma.hardware import get_hardware
