@@ -219,6 +219,7 @@ class MallocGameEnv(gym.Env):
         self.H, self.W = (int(x) for x in occupancy_shape)
         self.order = order
         self.lookahead = bool(lookahead)
+        self._lookahead_live = True  # False after stop_lookahead(), until the next reset
         self.sampler = sampler
         self._schedule_arg = tuple(schedule) if schedule is not None else None
         self._cache: dict[str, tuple] = {}  # sampler instances seen: name -> (tables, baseline, statics)
@@ -321,6 +322,7 @@ class MallocGameEnv(gym.Env):
         self.reserved_bytes = reserved0.copy()
         self.illegal = False
         self.terminated = False
+        self._lookahead_live = True
         self._prepare()
         return self._observation(), self._info()
 
@@ -379,7 +381,7 @@ class MallocGameEnv(gym.Env):
             self._mask[1 : 1 + len(self._cands)] = 1
         else:
             self._cands = []
-        self._completion = self._completions() if self.lookahead else None
+        self._completion = self._completions() if self.lookahead and self._lookahead_live else None
 
     def _completions(self) -> np.ndarray:
         """Bytes each legal action adds when XLA's rule plays the rest of the episode after
@@ -434,7 +436,7 @@ class MallocGameEnv(gym.Env):
     def _lookahead_features(self) -> np.ndarray:
         """The "lookahead" rows (``LOOKAHEAD_FEATURES``) from the greedy completions."""
         rows = np.zeros((self.K + 1, len(LOOKAHEAD_FEATURES)), dtype=np.float32)
-        if self.terminated:
+        if self.terminated or self._completion is None:
             return rows
         legal = self._completion >= 0
         cost = self._completion[legal] / self.tables.capacity
@@ -514,6 +516,12 @@ class MallocGameEnv(gym.Env):
         self._mask, self._cands = mask.copy(), list(cands)
         self.illegal = False
 
+    def stop_lookahead(self) -> None:
+        """Stop paying for the "lookahead" rows (one greedy completion per legal action and
+        decision) until the next reset; they read 0 from the next decision on. For a
+        fallback that finishes an episode past a deadline without looking at them."""
+        self._lookahead_live = False
+
     def final_plan(self) -> Plan:
         """The plan of a finished episode."""
         return self.state.plan()
@@ -532,7 +540,7 @@ def lookahead_action(env: gym.Env) -> int:
     ``greedy_action`` over a whole episode, since the greedy action's completion is always
     one of those compared."""
     env = env.unwrapped
-    completion = env._completion if env.lookahead else env._completions()
+    completion = env._completion if env._completion is not None else env._completions()
     greedy = greedy_action(env)
     legal = np.flatnonzero(completion >= 0)
     best = completion[legal].min()

@@ -547,6 +547,8 @@ def test_a_lookahead_run_sees_the_greedy_completions_in_training_eval_and_the_so
     problem = Problem(graph, min_capacity(Problem(graph, 10**9, hw, True)), hw, True)
     result = run(problem, "muzero", MuZeroParams(checkpoint=str(checkpoint), num_simulations=4), RunOptions(seed=0))
     assert result.status in (Status.FEASIBLE, Status.OPTIMAL)
+    late = run(problem, "muzero", MuZeroParams(checkpoint=str(checkpoint)), RunOptions(time_limit=0.0))
+    assert late.plan is not None and late.stats["searched_decisions"] <= 1
 
 
 def test_eval_of_the_lookahead_rule_is_never_worse_than_the_greedy_rule(real_checkpoint):

@@ -228,6 +228,18 @@ def test_lookahead_rows_are_the_greedy_completions(seed):
     assert checked > 0
 
 
+def test_stop_lookahead_zeroes_the_rows_until_the_next_reset():
+    env = MallocGameEnv(problem=dag_problem(1, "M_R", n_ops=20), lookahead=True, **SMALL)
+    obs, _ = env.reset(seed=0)
+    assert obs["lookahead"][:, 0].sum() >= 1
+    env.stop_lookahead()
+    obs, *_ = env.step(greedy_action(env))
+    assert not obs["lookahead"].any()
+    lookahead_action(env)  # still works: it computes the completions it needs
+    obs, _ = env.reset(seed=0)
+    assert obs["lookahead"][:, 0].sum() >= 1
+
+
 def play_from(env: MallocGameEnv, action: int):
     """Play ``action``, then the greedy rule to the end."""
     obs, _, terminated, _, info = env.step(action)

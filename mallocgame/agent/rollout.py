@@ -67,6 +67,8 @@ def play_episodes(
     while active:
         late = fallback is not None and deadline is not None and time.perf_counter() > deadline
         if late:
+            for i in active:  # the fallback does not read the observation: stop paying for its lookahead
+                getattr(envs[i].unwrapped, "stop_lookahead", lambda: None)()
             actions = [int(fallback(envs[i])) for i in active]
         else:
             if hasattr(policy, "bind"):  # a search on the true env needs the envs themselves
