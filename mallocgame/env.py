@@ -117,6 +117,8 @@ class MallocGameEnv(gym.Env):
     - k in 1..K: keep it at the k-th candidate offset. For a tensor not yet resident the
       candidates are free gaps, best fit first (smallest gap, then lowest address): first
       gaps free over the tensor's whole remaining lifetime, then gaps free over the segment;
+      one offset per gap (its lowest address, else its top, else the tensor's own reserved
+      offset in it, whichever fits first), or with ``all_offsets`` each of those that fits;
       for a tensor kept over the previous segment the only candidate (k = 1) is its current
       offset, since a resident tensor cannot move.
     A keep is legal when its block is free at every step of the segment and every step's
@@ -185,7 +187,9 @@ class MallocGameEnv(gym.Env):
     - num_candidates: K; num_pending: N; occupancy_shape: (H, W);
     - order: decision order, "boundedness" (XLA), "size" or "time" (see ``solvers.xla``);
     - lookahead: add the "lookahead" key to the observation (costs one greedy completion
-      per legal action and decision).
+      per legal action and decision);
+    - all_offsets: offer every offset of a gap that fits (see Action Space), not only the
+      first; XLA's rule plays the same either way.
 
     ## Version History
     - v0: initial version.
@@ -208,6 +212,7 @@ class MallocGameEnv(gym.Env):
         occupancy_shape: tuple[int, int] = (32, 32),
         order: str = "boundedness",
         lookahead: bool = False,
+        all_offsets: bool = False,
         render_mode: str | None = None,
     ):
         if sum(x is not None for x in (problem, model_path, sampler)) != 1:
@@ -219,6 +224,7 @@ class MallocGameEnv(gym.Env):
         self.H, self.W = (int(x) for x in occupancy_shape)
         self.order = order
         self.lookahead = bool(lookahead)
+        self.all_offsets = bool(all_offsets)
         self._lookahead_live = True  # False after stop_lookahead(), until the next reset
         self.sampler = sampler
         self._schedule_arg = tuple(schedule) if schedule is not None else None
@@ -316,7 +322,7 @@ class MallocGameEnv(gym.Env):
         super().reset(seed=seed)
         if self.sampler is not None:
             self._load(self.sampler.sample(self.np_random))
-        self.state = MsaState(self.tables)
+        self.state = MsaState(self.tables, all_offsets=self.all_offsets)
         self.occupancy = np.zeros((self.H, self.W), dtype=np.float32)
         self._per_step, reserved0 = self._demand0
         self.reserved_bytes = reserved0.copy()

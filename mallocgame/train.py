@@ -78,6 +78,10 @@ class TrainConfig:
     """Show the networks each action's greedy completion (the env's "lookahead" key: the
     bytes of the action followed by XLA's rule to the end), and warm-start from the policy
     that picks the cheapest (``lookahead_action``) instead of XLA's rule."""
+    all_offsets: bool = False
+    """Offer every offset of a free gap that fits as a candidate of its own (both ends, the
+    tensor's reserved offset), not only the first: more to choose from for a player that
+    looks ahead (the greedy rule plays the same)."""
 
     # Self-play and search.
     num_envs: int = 8
@@ -194,7 +198,7 @@ class TrainConfig:
 
     def env_settings(self) -> EnvSettings:
         return EnvSettings(self.num_candidates, self.num_pending, self.occupancy_size, self.hardware, self.instances,
-                           self.lookahead)  # fmt: skip
+                           self.lookahead, self.all_offsets)  # fmt: skip
 
 
 @dataclass
@@ -211,7 +215,8 @@ class Counters:
 # Fields added after the first runs, with the values those runs played with: resuming an old
 # checkpoint must not switch it to today's defaults.
 AS_BEFORE_THEY_EXISTED = {"selfplay_model": "learned", "min_q_range": 0.0, "consistency_weight": 0.0, "sibling_weight": 0.0,
-                         "policy_target_scale": 1.0, "surprise_share": 0.0, "lookahead": False}
+                         "policy_target_scale": 1.0, "surprise_share": 0.0, "lookahead": False,
+                         "all_offsets": False}
 
 # (settings, seed) -> a self-play env; (config) -> one env per held-out instance
 SelfPlayEnvFn = Callable[[EnvSettings, int], Any]
@@ -244,7 +249,7 @@ def train(
     if not cfg.run_name:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         model = "" if cfg.selfplay_model == "learned" else f"_{cfg.selfplay_model}"
-        lookahead = "_lookahead" if cfg.lookahead else ""
+        lookahead = ("_lookahead" if cfg.lookahead else "") + ("_alloffsets" if cfg.all_offsets else "")
         cfg.run_name = f"muzero_s{cfg.seed}_sim{cfg.num_simulations}{model}{lookahead}_{stamp}"
     run_dir = Path(cfg.out_dir) / cfg.run_name
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -232,13 +232,19 @@ class MsaState:
 
     __slots__ = (
         "tables", "blocks", "reserved", "res", "cur", "evictions", "nc_bytes", "k", "_options", "_limit", "more_offsets",
+        "all_offsets",
     )  # fmt: skip
 
-    def __init__(self, tables: MsaTables, more_offsets: bool = True):
+    def __init__(self, tables: MsaTables, more_offsets: bool = True, all_offsets: bool = False):
+        """``more_offsets``: besides a gap's lowest address, try its top and the tensor's own
+        reserved offsets when the lowest does not fit. ``all_offsets``: offer every one of
+        those that fits as a candidate of its own, not only the first (XLA's rule plays the
+        first candidate either way; a player that looks ahead gains from the choice)."""
         if not tables.feasible:
             raise UsageError("capacity below M_R: no plan exists")
         self.tables = tables
         self.more_offsets = more_offsets
+        self.all_offsets = all_offsets
         n = tables.n_steps
         self.blocks: list[list[tuple[Bytes, Bytes, int]]] = [[] for _ in range(n)]  # (offset, end, tensor)
         self.reserved: list[dict[int, Bytes]] = [dict(r) for r in tables.initial_reserved]
@@ -255,6 +261,7 @@ class MsaState:
         other = object.__new__(MsaState)
         other.tables = self.tables
         other.more_offsets = self.more_offsets
+        other.all_offsets = self.all_offsets
         other.blocks = [list(b) for b in self.blocks]
         other.reserved = [dict(r) for r in self.reserved]
         other.res = [list(r) for r in self.res]
@@ -329,10 +336,11 @@ class MsaState:
                 repacks = self._fits(i, off, a, b)
                 if repacks is not None:
                     out.append(Candidate(off, end - start, repacks))
-                    break
+                    if not self.all_offsets:
+                        break
             if len(out) >= limit:
                 break
-        return out
+        return out[:limit]
 
     def _gaps(self, lo: Step, hi: Step, fp: Bytes) -> list[tuple[Bytes, Bytes]]:
         """Gaps free of committed blocks at every step lo..hi that hold ``fp`` bytes,

@@ -256,13 +256,35 @@ def test_lookahead_policy_is_never_worse_than_greedy():
     for seed in range(6):
         for tier in ("M_R", "M_H"):
             problem = dag_problem(seed, tier, weights=seed % 2 == 1, n_ops=24)
-            env = MallocGameEnv(problem=problem, **SMALL)
-            greedy_return, _ = play(env, greedy_action, seed=0)
-            lookahead_return, info = play(env, lookahead_action, seed=0)
-            check_terminal(env, lookahead_return, info)
-            assert lookahead_return >= greedy_return
-            better += lookahead_return > greedy_return
-    assert better >= 6
+            for all_offsets in (False, True):
+                env = MallocGameEnv(problem=problem, all_offsets=all_offsets, **SMALL)
+                greedy_return, _ = play(env, greedy_action, seed=0)
+                lookahead_return, info = play(env, lookahead_action, seed=0)
+                check_terminal(env, lookahead_return, info)
+                assert lookahead_return >= greedy_return
+                better += lookahead_return > greedy_return
+    assert better >= 12
+
+
+def test_all_offsets_offers_more_keeps_and_the_same_greedy_game():
+    """Every offset of a gap that fits becomes a candidate: more legal keeps somewhere, and
+    XLA's rule (which plays the first) gives the same plan."""
+    more = 0
+    for seed in range(4):
+        problem = dag_problem(seed, "M_H", n_ops=24)
+        legal = {}
+        for all_offsets in (False, True):
+            env = MallocGameEnv(problem=problem, all_offsets=all_offsets, num_candidates=8)
+            obs, _ = env.reset(seed=0)
+            counts, terminated = [], False
+            while not terminated:
+                counts.append(int(obs["action_mask"].sum()))
+                obs, _, terminated, _, info = env.step(greedy_action(env))
+            legal[all_offsets] = (counts, info["cost"])
+        (few, cost), (many, same_cost) = legal[False], legal[True]
+        assert cost == same_cost and all(m >= f for f, m in zip(few, many))
+        more += sum(m > f for f, m in zip(few, many))
+    assert more > 0
 
 
 def test_instances_are_deterministic():

@@ -100,6 +100,29 @@ def test_engine_plan_follows_make_plan_and_evict_all_is_valid():
     assert evaluate(problem, plan).non_compulsory_bytes == state.nc_bytes == expected
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), slack=st.floats(0.0, 1.0), pick=st.integers(0, 7))
+def test_all_offsets_adds_choices_and_keeps_the_first(seed, slack, pick):
+    """With ``all_offsets`` every decision offers the default candidates' offsets and maybe
+    more, the best fit first as before (so XLA's rule is unchanged); any candidate played
+    leads to a valid plan."""
+    graph = random_dag(seed, 14, size_range=(1, 200))
+    tiers = tier_capacities(graph, EDGE, True)
+    problem = Problem(graph, tiers["M_R"] + int(slack * (tiers["M_P"] - tiers["M_R"])), EDGE, True)
+    tables = MsaTables(problem, tuple(op.name for op in problem.graph.operators))
+    state = MsaState(tables, all_offsets=True)
+    while not state.done:
+        default = state.clone()
+        default.all_offsets, default._options = False, None
+        first = [c.offset for c in default.options(8)]
+        every = [c.offset for c in state.options(64)]
+        assert set(first) <= set(every) and first[:1] == every[:1]
+        state.apply(EVICT if not every else (pick + state.k) % (len(every) + 1) - 1)
+    plan = state.plan()
+    assert validate(problem, plan) == []
+    assert evaluate(problem, plan).non_compulsory_bytes == state.nc_bytes
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 10_000),
