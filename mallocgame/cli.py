@@ -26,7 +26,7 @@ EXIT_INTERRUPTED = 130
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    from mallocgame.env import MallocGameEnv, greedy_action, play, random_action
+    from mallocgame.env import MallocGameEnv, greedy_action, lookahead_action, play, random_action
 
     if not Path(args.model).is_file():
         from cosma.errors import UsageError
@@ -39,9 +39,10 @@ def cmd_play(args: argparse.Namespace) -> int:
         weights_counted=args.weights,
         dtype_bytes=args.dtype_bytes,
         order=args.order,
+        all_offsets=args.all_offsets,
     )
     rng = np.random.default_rng(args.seed)
-    policy = greedy_action if args.policy == "greedy" else (lambda e: random_action(e, rng))
+    policy = {"greedy": greedy_action, "lookahead": lookahead_action, "random": lambda e: random_action(e, rng)}[args.policy]
     episode_return, info = play(env, policy, seed=args.seed)
     cost, problem = info["cost"], env.problem
     print(f"instance          {env.instance.name} ({'weights counted' if args.weights else 'activations only'})")
@@ -97,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("play", help="play one episode on an ONNX model with a fixed policy")
     p.add_argument("model", help="ONNX file")
     p.add_argument("--scratchpad", required=True, help="bytes, a size (384KiB) or a tier (M_R, M_H, M_P)")
-    p.add_argument("--policy", choices=("random", "greedy"), default="greedy", help="greedy = XLA's rule")
+    p.add_argument("--policy", choices=("random", "greedy", "lookahead"), default="greedy",
+                   help="greedy = XLA's rule; lookahead = the legal action whose greedy completion is cheapest")
+    p.add_argument("--all-offsets", action="store_true",
+                   help="every offset of a free gap that fits is a candidate, not only the first")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hardware", default="edge-npu", help="hardware preset")
     p.add_argument(

@@ -322,9 +322,10 @@ def test_cli_play_and_bench(tmp_path, capsys):
     model = tmp_path / "tiny.onnx"
     tiny_onnx(model)
     out = tmp_path / "plan.json"
-    for policy in ("greedy", "random"):
+    for policy in ("greedy", "random", "lookahead"):
         assert main(["play", str(model), "--scratchpad", "M_R", "--policy", policy, "-o", str(out)]) == 0
         assert out.exists()
+    assert main(["play", str(model), "--scratchpad", "M_R", "--policy", "lookahead", "--all-offsets"]) == 0
     assert "return" in capsys.readouterr().out
     assert main(["play", str(model), "--scratchpad", "16", "--policy", "greedy"]) == 2  # below M_R
     assert main(["bench", "--steps", "50", "--model", str(model)]) == 0
