@@ -74,11 +74,11 @@ class TrainConfig:
     instances: str = "dags"
     """Instance-sampler preset for self-play: "dags" (random DAGs: short games, where best-greedy
     leaves most to win), "default" (the sampler's mix of zoo models and DAGs) or "zoo"."""
-    lookahead: bool = False
+    lookahead: bool = True
     """Show the networks each action's greedy completion (the env's "lookahead" key: the
     bytes of the action followed by XLA's rule to the end), and warm-start from the policy
     that picks the cheapest (``lookahead_action``) instead of XLA's rule."""
-    all_offsets: bool = False
+    all_offsets: bool = True
     """Offer every offset of a free gap that fits as a candidate of its own (both ends, the
     tensor's reserved offset), not only the first: more to choose from for a player that
     looks ahead (the greedy rule plays the same)."""

@@ -276,6 +276,7 @@ def tiny_config(tmp_path, **overrides):
         num_simulations=4, max_considered_actions=4, latent_dim=16, hidden_dim=32, batch_size=8,
         unroll_steps=2, td_steps=3, min_replay=10, eval_every_s=0.0, log_every_s=0.0, checkpoint_every_s=1e9,
         occupancy_size=8, demo_episodes=2, demo_updates=3, selfplay_model="learned",  # the toy env has no snapshots
+        lookahead=False, all_offsets=False,  # nor greedy completions
     )  # fmt: skip
     base.update(overrides)
     return TrainConfig(**base)
@@ -566,9 +567,9 @@ def test_boolean_config_fields_are_switches():
     from mallocgame.train import build_parser
 
     parser = build_parser()
-    assert parser.parse_args([]).lookahead is False
-    assert parser.parse_args(["--lookahead"]).lookahead is True
-    assert parser.parse_args(["--lookahead", "--no-lookahead"]).lookahead is False
+    assert parser.parse_args([]).lookahead is True  # the shipped run's setting
+    assert parser.parse_args(["--no-lookahead"]).lookahead is False
+    assert parser.parse_args(["--no-lookahead", "--lookahead"]).lookahead is True
 
 
 def test_muzero_solver_plan_validates(real_checkpoint):
