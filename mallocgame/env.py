@@ -5,7 +5,7 @@ one decision per *use segment* of a tensor, keep it resident at a chosen offset 
 it, with reservations that make every capacity >= ``M_R`` dead-end free. This module adds
 what a learner needs on top: fixed-size observations, rewards from the shared cost model
 normalized by the best greedy baseline, action masks, snapshots for search, and the
-greedy and random policies.
+greedy, lookahead and random policies.
 
 Importing the module registers the env as ``mallocgame/MallocGame-v0``.
 """
@@ -192,7 +192,8 @@ class MallocGameEnv(gym.Env):
       first; XLA's rule plays the same either way.
 
     ## Version History
-    - v0: initial version.
+    - v0: initial version; later given the opt-in ``lookahead`` key and ``all_offsets``
+      (with both off, the game and its observations are the original ones).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
