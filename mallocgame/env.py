@@ -67,6 +67,11 @@ LOOKAHEAD_FEATURES = (
     "regret",  # (its completion's bytes - the cheapest's) / capacity, clipped to 1
     "completion",  # c / (1 + c), c = its completion's bytes / capacity: squashed, never clipped
 )
+# The same columns in ``lookahead_scale="relative"``: regret and completion measured against
+# the decision itself, not the capacity, so that a zoo model's regrets (many capacities)
+# read as a small DAG's do: "regret" = r / (1 + r), r = regret / the tensor's size;
+# "completion" = c / (1 + c), c = completion / (the greedy action's completion + the size).
+LOOKAHEAD_SCALES = ("capacity", "relative")
 # Keys of ``info``: every step, and added on the terminal step. The docstring lists the same.
 STEP_INFO_KEYS = ("action_mask", "instance", "decision", "tensor", "segment", "illegal_action", "nc_bytes")
 TERMINAL_INFO_KEYS = ("plan", "cost", "baseline_bytes", "baseline_solver", "scale")
@@ -188,6 +193,8 @@ class MallocGameEnv(gym.Env):
     - order: decision order, "boundedness" (XLA), "size" or "time" (see ``solvers.xla``);
     - lookahead: add the "lookahead" key to the observation (costs one greedy completion
       per legal action and decision);
+    - lookahead_scale: "capacity" or "relative", what its bytes are measured against
+      (``LOOKAHEAD_SCALES``);
     - all_offsets: offer every offset of a gap that fits (see Action Space), not only the
       first; XLA's rule plays the same either way.
 
@@ -213,6 +220,7 @@ class MallocGameEnv(gym.Env):
         occupancy_shape: tuple[int, int] = (32, 32),
         order: str = "boundedness",
         lookahead: bool = False,
+        lookahead_scale: str = "capacity",
         all_offsets: bool = False,
         render_mode: str | None = None,
     ):
@@ -225,6 +233,9 @@ class MallocGameEnv(gym.Env):
         self.H, self.W = (int(x) for x in occupancy_shape)
         self.order = order
         self.lookahead = bool(lookahead)
+        if lookahead_scale not in LOOKAHEAD_SCALES:
+            raise UsageError(f"unknown lookahead scale {lookahead_scale!r}; known: {', '.join(LOOKAHEAD_SCALES)}")
+        self.lookahead_scale = lookahead_scale
         self.all_offsets = bool(all_offsets)
         self._lookahead_live = True  # False after stop_lookahead(), until the next reset
         self.sampler = sampler
@@ -446,11 +457,19 @@ class MallocGameEnv(gym.Env):
         if self.terminated or self._completion is None:
             return rows
         legal = self._completion >= 0
-        cost = self._completion[legal] / self.tables.capacity
+        completion = self._completion[legal]
         rows[legal, 0] = 1.0
-        rows[legal, 1] = cost == cost.min()
-        rows[legal, 2] = np.minimum(cost - cost.min(), 1.0)
-        rows[legal, 3] = cost / (1.0 + cost)
+        rows[legal, 1] = completion == completion.min()
+        if self.lookahead_scale == "capacity":
+            cost = completion / self.tables.capacity
+            rows[legal, 2] = np.minimum(cost - cost.min(), 1.0)
+            rows[legal, 3] = cost / (1.0 + cost)
+        else:
+            size = max(1, self.tables.size[self.state.decision[0]]) if self.tables.decisions else 1
+            regret = (completion - completion.min()) / size
+            cost = completion / (self._completion[greedy_action(self)] + size)
+            rows[legal, 2] = regret / (1.0 + regret)
+            rows[legal, 3] = cost / (1.0 + cost)
         return rows
 
     def _info(self) -> dict[str, Any]:
@@ -584,6 +603,7 @@ __all__ = [
     "best_greedy_baseline",
     "MallocGameEnv",
     "LOOKAHEAD_FEATURES",
+    "LOOKAHEAD_SCALES",
     "greedy_action",
     "lookahead_action",
     "random_action",

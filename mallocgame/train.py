@@ -78,6 +78,10 @@ class TrainConfig:
     """Show the networks each action's greedy completion (the env's "lookahead" key: the
     bytes of the action followed by XLA's rule to the end), and warm-start from the policy
     that picks the cheapest (``lookahead_action``) instead of XLA's rule."""
+    lookahead_scale: str = "capacity"
+    """What the lookahead's regret and completion columns are measured against: "capacity"
+    (bytes over the scratchpad size) or "relative" (over the decision's tensor size and the
+    greedy action's completion, the same scale on a zoo model as on a small DAG)."""
     all_offsets: bool = True
     """Offer every offset of a free gap that fits as a candidate of its own (both ends, the
     tensor's reserved offset), not only the first: more to choose from for a player that
@@ -197,8 +201,8 @@ class TrainConfig:
         )
 
     def env_settings(self) -> EnvSettings:
-        return EnvSettings(self.num_candidates, self.num_pending, self.occupancy_size, self.hardware, self.instances,
-                           self.lookahead, self.all_offsets)  # fmt: skip
+        known = {f.name for f in fields(EnvSettings)}
+        return EnvSettings(**{k: v for k, v in asdict(self).items() if k in known})
 
 
 @dataclass

@@ -19,6 +19,7 @@ class EnvSettings:
     hardware: str = "edge-npu"  # hardware preset of sampled instances
     instances: str = "default"  # sampler preset for training: "default" (zoo + random DAGs), "dags" or "zoo"
     lookahead: bool = False  # the observation's per-action greedy completions (False in checkpoints before it)
+    lookahead_scale: str = "capacity"  # what the lookahead's bytes are measured against ("capacity" before it)
     all_offsets: bool = False  # every fitting offset of a gap is a candidate (False in checkpoints before it)
 
     def env_kwargs(self) -> dict:
@@ -27,6 +28,7 @@ class EnvSettings:
             "num_pending": self.num_pending,
             "occupancy_shape": (self.occupancy_size, self.occupancy_size),
             "lookahead": self.lookahead,
+            "lookahead_scale": self.lookahead_scale,
             "all_offsets": self.all_offsets,
         }
 
