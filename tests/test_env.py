@@ -28,6 +28,7 @@ from mallocgame.env import (
     TERMINAL_INFO_KEYS,
     MallocGameEnv,
     LOOKAHEAD_FEATURES,
+    LOOKAHEAD_SCALES,
     greedy_action,
     lookahead_action,
     play,
@@ -199,11 +200,12 @@ def test_check_env_passes_with_lookahead():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_lookahead_rows_are_the_greedy_completions(seed):
+@pytest.mark.parametrize("scale", LOOKAHEAD_SCALES)
+def test_lookahead_rows_are_the_greedy_completions(seed, scale):
     """Each legal action's row holds what playing it and then XLA's rule to the end costs:
     checked by playing it out on a clone of the env."""
     problem = dag_problem(seed, "M_R", weights=seed % 2 == 0, n_ops=20)
-    env = MallocGameEnv(problem=problem, lookahead=True, **SMALL)
+    env = MallocGameEnv(problem=problem, lookahead=True, lookahead_scale=scale, **SMALL)
     obs, info = env.reset(seed=0)
     rng = np.random.default_rng(seed)
     terminated, checked = False, 0
@@ -217,15 +219,28 @@ def test_lookahead_rows_are_the_greedy_completions(seed):
             _, info_end = play_from(env, int(action))
             completion[action] = info_end["nc_bytes"] - start
         env.restore_state(snapshot)
-        cheapest = min(completion.values())
+        cheapest, greedy = min(completion.values()), completion[greedy_action(env)]
+        size = env.tables.size[env.state.decision[0]]
         for action, c in completion.items():
-            c /= env.tables.capacity
-            assert rows[action, 1] == (completion[action] == cheapest)
-            assert rows[action, 2] == pytest.approx(min(1.0, c - cheapest / env.tables.capacity))
-            assert rows[action, 3] == pytest.approx(c / (1 + c))
+            assert rows[action, 1] == (c == cheapest)
+            if scale == "capacity":
+                cap = env.tables.capacity
+                assert rows[action, 2] == pytest.approx(min(1.0, (c - cheapest) / cap))
+                assert rows[action, 3] == pytest.approx((c / cap) / (1 + c / cap))
+            else:
+                regret, cost = (c - cheapest) / size, c / (greedy + size)
+                assert rows[action, 2] == pytest.approx(regret / (1 + regret))
+                assert rows[action, 3] == pytest.approx(cost / (1 + cost))
             checked += 1
         obs, _, terminated, _, info = env.step(random_action(env, rng))
     assert checked > 0
+
+
+def test_unknown_lookahead_scale_is_a_usage_error():
+    from cosma.errors import UsageError
+
+    with pytest.raises(UsageError, match="lookahead scale"):
+        MallocGameEnv(problem=dag_problem(1), lookahead=True, lookahead_scale="bytes", **SMALL)
 
 
 def test_stop_lookahead_zeroes_the_rows_until_the_next_reset():
