@@ -26,7 +26,7 @@ EXIT_INTERRUPTED = 130
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    from mallocgame.env import MallocGameEnv, greedy_action, lookahead_action, play, random_action
+    from mallocgame.env import RULES, MallocGameEnv, play, random_action
 
     if not Path(args.model).is_file():
         from cosma.errors import UsageError
@@ -42,7 +42,7 @@ def cmd_play(args: argparse.Namespace) -> int:
         all_offsets=args.all_offsets,
     )
     rng = np.random.default_rng(args.seed)
-    policy = {"greedy": greedy_action, "lookahead": lookahead_action, "random": lambda e: random_action(e, rng)}[args.policy]
+    policy = RULES[args.policy] if args.policy in RULES else (lambda e: random_action(e, rng))
     episode_return, info = play(env, policy, seed=args.seed)
     cost, problem = info["cost"], env.problem
     print(f"instance          {env.instance.name} ({'weights counted' if args.weights else 'activations only'})")

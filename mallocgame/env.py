@@ -573,6 +573,10 @@ def lookahead_action(env: gym.Env) -> int:
     return greedy if completion[greedy] == best else int(legal[np.argmax(completion[legal] == best)])
 
 
+# The hand-made policies (env -> action), by the names the commands use.
+RULES = {"greedy": greedy_action, "lookahead": lookahead_action}
+
+
 def random_action(env: gym.Env, rng: np.random.Generator) -> int:
     """A uniformly random legal action."""
     legal = env.unwrapped._mask.nonzero()[0]
@@ -606,6 +610,7 @@ __all__ = [
     "LOOKAHEAD_SCALES",
     "greedy_action",
     "lookahead_action",
+    "RULES",
     "random_action",
     "play",
 ]

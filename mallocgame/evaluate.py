@@ -67,9 +67,9 @@ class RulePolicy:
     envs and table can show the references."""
 
     def __init__(self, rule: str = "greedy"):
-        from mallocgame.env import greedy_action, lookahead_action
+        from mallocgame.env import RULES
 
-        self.choose = {"greedy": greedy_action, "lookahead": lookahead_action}[rule]
+        self.choose = RULES[rule]
 
     def bind(self, envs: list) -> "RulePolicy":
         self.envs = envs

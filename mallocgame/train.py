@@ -416,9 +416,9 @@ def demonstrations(envs: list, n: int, seed: int, smoothing: float, player: str 
     one-step lookahead (``player``: "greedy" or "lookahead"). Policy targets on its action
     (``smoothing`` spread over the legal ones), and root values set to the Monte Carlo
     return-to-go, so every n-step value target is that policy's return."""
-    from mallocgame.env import greedy_action, lookahead_action
+    from mallocgame.env import RULES
 
-    choose = {"greedy": greedy_action, "lookahead": lookahead_action}[player]
+    choose = RULES[player]
 
     out = []
     for k in range(n):
