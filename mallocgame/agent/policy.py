@@ -15,7 +15,7 @@ import torch
 
 from mallocgame.agent.envs import reward_unit
 from mallocgame.agent.networks import MuZeroNet, inverse_transform, obs_to_torch
-from mallocgame.agent.search import ROOT_INDEX, SearchOutput, SearchParams, search
+from mallocgame.agent.search import ROOT_INDEX, SearchOutput, SearchParams, root_prior, search
 
 MASK_KEY = "action_mask"  # observation key of the legal-action mask, [A] (1 = legal)
 
@@ -51,13 +51,9 @@ def decision_from(out: SearchOutput) -> Decision:
     """The decision a search made, with its root's statistics."""
     tree = out.tree
     tried = tree.children_visits[:, ROOT_INDEX] > 0
-    logits = tree.children_prior_logits[:, ROOT_INDEX]
-    prior = np.exp(logits - logits.max(axis=1, keepdims=True))
-    prior = np.where(tree.root_invalid, 0.0, prior)
-    prior /= prior.sum(axis=1, keepdims=True)
     return Decision(out.action, out.action_weights, out.root_value,
                     tree.children_rewards[:, ROOT_INDEX].copy(), tree.children_values[:, ROOT_INDEX].copy(), tried,
-                    prior)  # fmt: skip
+                    root_prior(tree))  # fmt: skip
 
 
 class MuZeroPolicy:

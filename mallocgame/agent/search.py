@@ -247,6 +247,11 @@ def _improved_policy(tree: Tree, nodes: np.ndarray, params: SearchParams, scale:
     return _softmax(np.where(at_root, -np.inf, logits))
 
 
+def root_prior(tree: Tree) -> np.ndarray:
+    """[B, A] the policy head's prior at the root: softmax of its logits, zero on illegal actions."""
+    return _softmax(np.where(tree.root_invalid, -np.inf, tree.children_prior_logits[:, ROOT_INDEX]))
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     """Softmax over the last axis."""
     z = np.exp(x - x.max(axis=-1, keepdims=True))
@@ -278,5 +283,6 @@ __all__ = [
     "Tree",
     "SearchOutput",
     "search",
+    "root_prior",
     "considered_visit_table",
 ]
