@@ -38,6 +38,7 @@ from mallocgame.agent.checkpoint import LoadedAgent, load_agent
 from mallocgame.agent.envs import VALIDATION_DAGS, make_problem_env, reward_unit
 from mallocgame.agent.networks import inverse_transform, obs_to_torch
 from mallocgame.agent.policy import MASK_KEY
+from mallocgame.agent.rollout import play_episodes
 from mallocgame.evaluate import checkpoint_instances
 
 RANKERS = ("prior", "learned q", "one-step q")
@@ -182,28 +183,23 @@ def deviations_checkpoint(checkpoint: str, *, validation: bool = True, models: s
                           min_q_range=INFERENCE_MIN_Q_RANGE["true"])  # fmt: skip
     policy = TrueModelPolicy(agent.net, params)
     envs = [make_problem_env(agent.settings, inst.problem) for inst in instances]
-    obs = [env.reset()[0] for env in envs]
-    rng = np.random.default_rng(0)
     out = Deviations()
-    active = list(range(len(envs)))
-    while active:  # all unfinished games searched as one batch
-        policy.bind([envs[i] for i in active])
-        decision = policy([obs[i] for i in active], rng, gumbel_scale=0.0)
-        still = []
-        for j, i in enumerate(active):
-            if int(np.asarray(obs[i][MASK_KEY]).sum()) > 1:
-                greedy, searched, prior = greedy_action(envs[i]), int(decision.action[j]), int(np.argmax(decision.prior[j]))
+    unfinished = [len(envs)]
+
+    def count(active_envs: list, observations: list, decision) -> None:
+        if len(active_envs) < unfinished[0]:  # progress: some games ended since the last decision
+            unfinished[0] = len(active_envs)
+            log(f"{len(envs) - unfinished[0]} of {len(envs)} instances done")
+        for j, (env, obs) in enumerate(zip(active_envs, observations)):
+            if int(np.asarray(obs[MASK_KEY]).sum()) > 1:
+                greedy, searched, prior = greedy_action(env), int(decision.action[j]), int(np.argmax(decision.prior[j]))
                 out.decisions += 1
                 out.search += searched != greedy
                 out.search_and_prior += searched != greedy and prior == searched
                 out.prior += prior != greedy
                 out.prior_and_search += prior != greedy and prior == searched
-            obs[i], _, terminated, truncated, _ = envs[i].step(int(decision.action[j]))
-            if terminated or truncated:
-                log(f"{instances[i].name}: done")
-            else:
-                still.append(i)
-        active = still
+
+    play_episodes(policy, envs, np.random.default_rng(0), on_decision=count)
     return out
 
 

@@ -47,11 +47,14 @@ def instance_name(env, info: dict[str, Any]) -> str:
 def play_episodes(
     policy: Policy, envs: list, rng: np.random.Generator, *, seeds: list[int | None] | None = None,
     gumbel_scale: float = 0.0, deadline: float | None = None, fallback: Callable[[Any], int] | None = None,
+    on_decision: Callable[[list, list, Decision], None] | None = None,
 ) -> list[Episode]:  # fmt: skip
     """Play one episode in each env, searching all unfinished games together.
 
     After ``deadline`` (a ``time.perf_counter()`` value), when a ``fallback`` policy
     (env -> action, e.g. the env's greedy policy) is given, the rest is played with it.
+    ``on_decision(envs, observations, decision)``, when given, sees every searched decision
+    of the unfinished games before it is played (a probe's hook).
     """
     seeds = seeds or [None] * len(envs)
     obs, names = [], []
@@ -73,7 +76,10 @@ def play_episodes(
         else:
             if hasattr(policy, "bind"):  # a search on the true env needs the envs themselves
                 policy.bind([envs[i] for i in active])
-            actions = policy([obs[i] for i in active], rng, gumbel_scale=gumbel_scale).action
+            decision = policy([obs[i] for i in active], rng, gumbel_scale=gumbel_scale)
+            if on_decision is not None:
+                on_decision([envs[i] for i in active], [obs[i] for i in active], decision)
+            actions = decision.action
         still = []
         for j, i in enumerate(active):
             o, reward, terminated, truncated, info = envs[i].step(int(actions[j]))
