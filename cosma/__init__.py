@@ -1,5 +1,5 @@
 """cosma: combined operator scheduling, scratchpad allocation and tensor replacement
-for DNN accelerators. The IR lives in ``cosma.ir``; plans are checked by
-``cosma.validator`` and scored by ``cosma.cost``."""
+for DNN accelerators. The IR lives in ``cosma.core.ir``; plans are checked by
+``cosma.core.validator`` and scored by ``cosma.core.cost``."""
 
 __version__ = "0.1.0"

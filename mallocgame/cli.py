@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cosma.errors import CosmaError
+from cosma.core.errors import CosmaError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -29,7 +29,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     from mallocgame.env import RULES, MallocGameEnv, play, random_action
 
     if not Path(args.model).is_file():
-        from cosma.errors import UsageError
+        from cosma.core.errors import UsageError
 
         raise UsageError(f"{args.model}: no such file")
     env = MallocGameEnv(
@@ -60,7 +60,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 def _write_plan(args: argparse.Namespace, problem, info) -> None:
     solver = {"name": f"mallocgame-{args.policy}", "status": "feasible", "seed": args.seed}
     try:
-        from cosma.planfile import write_plan
+        from cosma.core.planfile import write_plan
     except ImportError:  # the plan file module is not there: a minimal JSON
         plan = info["plan"]
         data = {
@@ -87,7 +87,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"instance      {result.instance}")
     print(f"steps         {result.steps} ({result.episodes} episodes of {result.decisions_per_episode} decisions)")
     print(f"seconds       {result.seconds:.3f} wall, {result.cpu_seconds:.3f} CPU")
-    print(f"steps/s       {result.steps_per_second:,.0f} per wall second, {result.steps_per_cpu_second:,.0f} per CPU second")
+    print(
+        f"steps/s       {result.steps_per_second:,.0f} per wall second, {result.steps_per_cpu_second:,.0f} per CPU second"
+    )
     return 0
 
 
@@ -98,10 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("play", help="play one episode on an ONNX model with a fixed policy")
     p.add_argument("model", help="ONNX file")
     p.add_argument("--scratchpad", required=True, help="bytes, a size (384KiB) or a tier (M_R, M_H, M_P)")
-    p.add_argument("--policy", choices=("random", "greedy", "lookahead"), default="greedy",
-                   help="greedy = XLA's rule; lookahead = the legal action whose greedy completion is cheapest")
-    p.add_argument("--all-offsets", action="store_true",
-                   help="every offset of a free gap that fits is a candidate, not only the first")
+    p.add_argument(
+        "--policy",
+        choices=("random", "greedy", "lookahead"),
+        default="greedy",
+        help="greedy = XLA's rule; lookahead = the legal action whose greedy completion is cheapest",
+    )
+    p.add_argument(
+        "--all-offsets",
+        action="store_true",
+        help="every offset of a free gap that fits is a candidate, not only the first",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hardware", default="edge-npu", help="hardware preset")
     p.add_argument(
@@ -123,8 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     # train and eval own their (long) option lists: `mallocgame train --help` shows them.
-    sub.add_parser("train", help="train the MuZero-style agent by self-play (see `mallocgame train --help`)", add_help=False)
-    sub.add_parser("eval", help="evaluate a checkpoint against best-greedy (see `mallocgame eval --help`)", add_help=False)
+    sub.add_parser(
+        "train", help="train the MuZero-style agent by self-play (see `mallocgame train --help`)", add_help=False
+    )
+    sub.add_parser(
+        "eval", help="evaluate a checkpoint against best-greedy (see `mallocgame eval --help`)", add_help=False
+    )
     sub.add_parser("probe", help="how well a checkpoint's q-values rank actions (see `mallocgame probe --help`)",
                    add_help=False)  # fmt: skip
     return parser

@@ -20,13 +20,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from cosma.analysis import min_capacity
-from cosma.cost import evaluate
-from cosma.errors import CapacityError, UsageError
-from cosma.hardware import get_hardware
-from cosma.ir import Bytes, OpName, Plan, Problem, TensorKind
+from cosma.core.analysis import min_capacity
+from cosma.core.cost import evaluate
+from cosma.core.errors import CapacityError, UsageError
+from cosma.core.hardware import get_hardware
+from cosma.core.interface import RunOptions, load_all, run
+from cosma.core.ir import Bytes, OpName, Plan, Problem, TensorKind
 from mallocgame.instances import Instance, InstanceSampler, load_zoo_graph, make_problem
-from solvers.base import RunOptions, load_all, run
 from solvers.xla import EVICT, MsaState, MsaTables, play_greedy
 
 ENV_ID = "mallocgame/MallocGame-v0"
@@ -114,7 +114,7 @@ class MallocGameEnv(gym.Env):
     Segments come in XLA's order: tensors by decreasing memory-boundedness score (then
     size), each tensor's segments in time order. Uses no kept segment covers are filled
     in at the end with one-step residencies at offsets the game reserved for them, so a
-    finished episode is a complete plan (``cosma.ir.Plan``) that the validator accepts.
+    finished episode is a complete plan (``cosma.core.ir.Plan``) that the validator accepts.
 
     ## Action Space
     ``Discrete(K + 1)``, ``K = num_candidates``:
@@ -172,15 +172,15 @@ class MallocGameEnv(gym.Env):
     - "illegal_action": whether the action just played was illegal (played as 0);
     - "nc_bytes": non-compulsory bytes committed so far.
     On the terminal step also:
-    - "plan": the ``cosma.ir.Plan``; it validates;
-    - "cost": ``cosma.cost.evaluate(problem, plan)`` (its ``non_compulsory_bytes`` equals
+    - "plan": the ``cosma.core.ir.Plan``; it validates;
+    - "cost": ``cosma.core.cost.evaluate(problem, plan)`` (its ``non_compulsory_bytes`` equals
       ``-return * scale``);
     - "baseline_bytes": the baseline's non-compulsory bytes;
     - "baseline_solver": which solver gave them ("best-greedy", or "xla-msa" as a fallback);
     - "scale": the normalizer of the rewards.
 
     ## Arguments
-    - problem: a ``cosma.ir.Problem`` to play (its capacity is used unless ``capacity`` is given);
+    - problem: a ``cosma.core.ir.Problem`` to play (its capacity is used unless ``capacity`` is given);
     - model_path: an ONNX file instead (lowered with ``dtype_bytes``-byte elements);
     - capacity: bytes, a size string ("384KiB") or a tier ("M_R", "M_H", "M_P");
     - hardware: preset name for ``model_path``;

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cosma.cost import evaluate as cost_of
-from cosma.validator import check
+from cosma.core.cost import evaluate as cost_of
+from cosma.core.validator import check
 from mallocgame.agent.checkpoint import LoadedAgent, load_agent
 from mallocgame.agent.envs import (
     VALIDATION_DAGS,
@@ -84,7 +84,7 @@ def exact_optimum(problem, schedule, time_limit: float) -> int | None:
     """The exact solver's proven optimum for this schedule, or None (absent, not proven in time)."""
     if time_limit <= 0:
         return None
-    from solvers.base import RunOptions, Status, get_solver, run
+    from cosma.core.interface import RunOptions, Status, get_solver, run
 
     try:
         get_solver("exact")
@@ -204,17 +204,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simulations", type=int, default=None,
                         help=f"simulations per decision [per model: {INFERENCE_SIMULATIONS}]")  # fmt: skip
     parser.add_argument("--exact-time-limit", type=float, default=0.0, help="seconds per exact solve (0: skip)")
-    parser.add_argument("--model", choices=MODELS, default="learned",
-                        help="search with the learned model (MuZero) or the true env (AlphaZero-style ablation)")
-    parser.add_argument("--c-scale", type=float, default=None,
-                        help=f"weight of q-values against the prior in the search [per model: {INFERENCE_C_SCALE}]")
-    parser.add_argument("--min-q-range", type=float, default=None,
-                        help=f"floor of the search's q normalization range [per model: {INFERENCE_MIN_Q_RANGE}]")
-    parser.add_argument("--player", choices=PLAYERS, default="agent",
-                        help="agent: the checkpoint with search; greedy: the env's greedy rule on the same instances;"
-                        " lookahead: the one-step lookahead of the greedy rule (the cheapest greedy completion)")
-    parser.add_argument("--validation", action="store_true",
-                        help="play the validation set (for choosing search settings) instead")
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        default="learned",
+        help="search with the learned model (MuZero) or the true env (AlphaZero-style ablation)",
+    )
+    parser.add_argument(
+        "--c-scale",
+        type=float,
+        default=None,
+        help=f"weight of q-values against the prior in the search [per model: {INFERENCE_C_SCALE}]",
+    )
+    parser.add_argument(
+        "--min-q-range",
+        type=float,
+        default=None,
+        help=f"floor of the search's q normalization range [per model: {INFERENCE_MIN_Q_RANGE}]",
+    )
+    parser.add_argument(
+        "--player",
+        choices=PLAYERS,
+        default="agent",
+        help="agent: the checkpoint with search; greedy: the env's greedy rule on the same instances;"
+        " lookahead: the one-step lookahead of the greedy rule (the cheapest greedy completion)",
+    )
+    parser.add_argument(
+        "--validation", action="store_true", help="play the validation set (for choosing search settings) instead"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default=None, help="also write the table to this markdown file")

@@ -3,10 +3,10 @@
 An instance is a ``Problem`` (a graph, a scratchpad capacity, a hardware preset and the
 weights setting) with a name that says what it is, e.g. ``resnet18/M_R/weights`` or
 ``dag1003x24/M_H/acts``. Graphs come from the model zoo (``models/zoo/*.onnx``, lowered
-with 1-byte elements as in COSMA's evaluation) and from ``cosma.synthetic.random_dag``;
+with 1-byte elements as in COSMA's evaluation) and from ``cosma.core.synthetic.random_dag``;
 capacities are COSMA's budget tiers of each graph and setting:
 
-* ``M_R``: the tightest feasible capacity (``cosma.analysis.min_capacity``);
+* ``M_R``: the tightest feasible capacity (``cosma.core.analysis.min_capacity``);
 * ``M_P``: the lowest peak live bytes over the schedules we have (file order and the
   memory-aware list schedule), so zero spills are possible up to fragmentation;
 * ``M_H = (M_R + M_P) // 2``, rounded down to the alignment.
@@ -24,14 +24,14 @@ from typing import Sequence
 
 import numpy as np
 
-from cosma.analysis import min_capacity, peak_live_bytes
-from cosma.errors import UsageError
-from cosma.hardware import get_hardware
-from cosma.ir import Bytes, Graph, Hardware, OpName, Problem
-from cosma.synthetic import random_dag
+from cosma.core.analysis import min_capacity, peak_live_bytes
+from cosma.core.errors import UsageError
+from cosma.core.hardware import get_hardware
+from cosma.core.ir import Bytes, Graph, Hardware, OpName, Problem
+from cosma.core.paths import ZOO_DIR
+from cosma.core.synthetic import random_dag
 
 TIERS = ("M_R", "M_H", "M_P")
-ZOO_DIR = Path(__file__).resolve().parent.parent / "models" / "zoo"
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def candidate_schedules(problem: Problem) -> list[tuple[OpName, ...]]:
     """The cheap schedules: the file order, and the memory-aware list schedule when available."""
     out = [tuple(op.name for op in problem.graph.operators)]
     try:
-        from solvers.schedules import memory_aware_schedule
+        from cosma.schedules.orders import memory_aware_schedule
     except ImportError:
         return out
     out.append(tuple(memory_aware_schedule(problem)))
@@ -72,7 +72,7 @@ def resolve_capacity(graph: Graph, hardware: Hardware, weights_counted: bool, ca
         tier = capacity.strip().upper().replace("-", "_")
         if tier in TIERS:
             return tier_capacities(graph, hardware, weights_counted)[tier]
-        from cosma.units import parse_size
+        from cosma.core.units import parse_size
 
         return parse_size(capacity)
     if int(capacity) <= 0:
@@ -96,7 +96,7 @@ def zoo_models(zoo_dir: str | Path = ZOO_DIR) -> list[Path]:
 @functools.lru_cache(maxsize=64)
 def load_zoo_graph(path: str, dtype_bytes: int = 1) -> Graph:
     """A zoo model lowered with ``dtype_bytes``-byte elements (cached: lowering is the slow part)."""
-    from cosma.onnx_lower import load_model
+    from cosma.core.onnx_lower import load_model
 
     return load_model(path, dtype_bytes=dtype_bytes)
 
@@ -173,7 +173,6 @@ class InstanceSampler:
             self._tiers[key] = tier_capacities(graph, self.hardware, weights)
         problem = Problem(graph, self._tiers[key][tier], self.hardware, weights)
         return Instance(f"{graph.name}/{tier}/{'weights' if weights else 'acts'}", problem)
-
 
     def _zoo_graph(self, path: str) -> Graph | None:
         """The lowered model, or None (and the model dropped) when it cannot be played."""

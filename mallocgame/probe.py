@@ -215,8 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", help="a checkpoint written by `mallocgame train`")
     parser.add_argument("--evaluation", action="store_true",
                         help="probe the held-out evaluation set instead of the validation set")  # fmt: skip
-    parser.add_argument("--dags", type=int, default=None,
-                        help=f"random DAGs in the set; default: the run's (validation: {VALIDATION_DAGS})")
+    parser.add_argument(
+        "--dags",
+        type=int,
+        default=None,
+        help=f"random DAGs in the set; default: the run's (validation: {VALIDATION_DAGS})",
+    )
     parser.add_argument("--every", type=int, default=1, help="probe every n-th instance only (faster)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--deviations", action="store_true",

@@ -3,7 +3,7 @@
 It plays one mallocGame episode on the problem with search on the learned model (no
 Gumbel noise: deterministic) and returns the episode's plan. The env only offers legal
 actions and its finished episode is a complete plan, so the plan is always valid (and
-``solvers.base.run`` checks it anyway). Past the time limit the remaining decisions are
+``cosma.core.interface.run`` checks it anyway). Past the time limit the remaining decisions are
 played by the env's greedy policy, so a plan still comes back.
 """
 
@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from cosma.errors import UsageError
-from cosma.ir import Problem
-from solvers.base import RunOptions, SolveResult, Status, below_minimum, register
+from cosma.core.errors import UsageError
+from cosma.core.interface import RunOptions, SolveResult, Status, below_minimum, register
+from cosma.core.ir import Problem
+from cosma.core.paths import AGENT_CHECKPOINT
 
 # torch and the agent are imported when the solver runs, not when the registry loads it.
 MODELS = ("learned", "true")  # as mallocgame.agent.policy.MODELS
 
-DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent.parent / "results" / "muzero" / "checkpoint.pt")
+DEFAULT_CHECKPOINT = str(AGENT_CHECKPOINT)
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,15 @@ class MuZeroParams:
     """Settings of the muzero solver."""
 
     checkpoint: str = DEFAULT_CHECKPOINT  # a checkpoint written by `mallocgame train` (default: the shipped one)
-    num_simulations: int = 0  # model calls per decision (more searches deeper, runs slower); 0: the model's, chosen on validation
+    num_simulations: int = (
+        0  # model calls per decision (more searches deeper, runs slower); 0: the model's, chosen on validation
+    )
     max_considered_actions: int = 8  # actions sequential halving starts with at the root
     model: str = "learned"  # plan with the "learned" dynamics (MuZero) or the "true" env (AlphaZero-style)
     c_scale: float = 0.0  # weight of q-values against the policy prior; 0: the model's, chosen on validation
-    min_q_range: float = -1.0  # floor of the search's q normalization range; negative: the model's, chosen on validation
+    min_q_range: float = (
+        -1.0
+    )  # floor of the search's q normalization range; negative: the model's, chosen on validation
 
 
 @lru_cache(maxsize=4)

@@ -36,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from cosma.errors import UsageError
+from cosma.core.errors import UsageError
 from mallocgame.agent.envs import EnvSettings, evaluation_instances, make_problem_env, make_sampler_env, reward_unit
 from mallocgame.agent.learner import muzero_loss
 from mallocgame.agent.networks import MuZeroNet, NetConfig
@@ -218,9 +218,16 @@ class Counters:
 
 # Fields added after the first runs, with the values those runs played with: resuming an old
 # checkpoint must not switch it to today's defaults.
-AS_BEFORE_THEY_EXISTED = {"selfplay_model": "learned", "min_q_range": 0.0, "consistency_weight": 0.0, "sibling_weight": 0.0,
-                         "policy_target_scale": 1.0, "surprise_share": 0.0, "lookahead": False,
-                         "all_offsets": False}
+AS_BEFORE_THEY_EXISTED = {
+    "selfplay_model": "learned",
+    "min_q_range": 0.0,
+    "consistency_weight": 0.0,
+    "sibling_weight": 0.0,
+    "policy_target_scale": 1.0,
+    "surprise_share": 0.0,
+    "lookahead": False,
+    "all_offsets": False,
+}
 
 # (settings, seed) -> a self-play env; (config) -> one env per held-out instance
 SelfPlayEnvFn = Callable[[EnvSettings, int], Any]
@@ -295,7 +302,8 @@ def train(
     # Evaluate as `mallocgame eval` and the solver play: no noise, the learned model's settings.
     eval_params = replace(
         cfg.search_params(cfg.eval_simulations, gumbel_scale=0.0),
-        c_scale=INFERENCE_C_SCALE["learned"], min_q_range=INFERENCE_MIN_Q_RANGE["learned"],
+        c_scale=INFERENCE_C_SCALE["learned"],
+        min_q_range=INFERENCE_MIN_Q_RANGE["learned"],
     )
     eval_policy = MuZeroPolicy(net, eval_params)
     real_siblings = cfg.selfplay_model == "true" and cfg.sibling_weight > 0
@@ -452,7 +460,14 @@ def summarize(episodes: list[Episode]) -> dict[str, float]:
     }
 
 
-LOSS_FIELDS = ("loss", "loss_value", "loss_reward", "loss_policy", "loss_consistency", "loss_sibling")  # muzero_loss's parts
+LOSS_FIELDS = (
+    "loss",
+    "loss_value",
+    "loss_reward",
+    "loss_policy",
+    "loss_consistency",
+    "loss_sibling",
+)  # muzero_loss's parts
 LOG_FIELDS = (
     "wall_s", "iteration", "env_steps", "episodes", "updates", "replay_size", "episode_return", *LOSS_FIELDS,
     "eval_win_rate", "eval_not_worse_rate", "eval_mean_ratio", "eval_mean_nc_bytes",

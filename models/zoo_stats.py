@@ -5,9 +5,9 @@ lowering makes of it (operators, tensors, folded and aliased nodes), the total
 multiply-accumulates, and two capacity figures on the ``edge-npu`` preset (64-byte
 alignment), in the file's element type (fp32), each with weights counted and not:
 
-* ``M_R`` = ``cosma.analysis.min_capacity``: the largest operator's operands, the
+* ``M_R`` = ``cosma.core.analysis.min_capacity``: the largest operator's operands, the
   tightest scratchpad any plan can use;
-* naive peak = ``cosma.analysis.peak_live_bytes`` of the file order: the live bytes
+* naive peak = ``cosma.core.analysis.peak_live_bytes`` of the file order: the live bytes
   with no spills when the operators run in the framework's order.
 
 Run from the repository root::
@@ -28,10 +28,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import onnx  # noqa: E402
 
-from cosma.analysis import min_capacity, peak_live_bytes  # noqa: E402
-from cosma.hardware import get_hardware  # noqa: E402
-from cosma.ir import Problem  # noqa: E402
-from cosma.onnx_lower import graph_stats, load_model  # noqa: E402
+from cosma.core.analysis import min_capacity, peak_live_bytes  # noqa: E402
+from cosma.core.hardware import get_hardware  # noqa: E402
+from cosma.core.ir import Problem  # noqa: E402
+from cosma.core.onnx_lower import graph_stats, load_model  # noqa: E402
 
 BEGIN, END = "<!-- zoo-stats:begin -->", "<!-- zoo-stats:end -->"
 MiB = 1024 * 1024

@@ -1,2 +1,2 @@
-"""Solvers behind one interface (``solvers.base``): greedy baselines live here; the
+"""Solvers behind one interface (``cosma.core.interface``): greedy baselines live here; the
 exact, divide-and-conquer and learned solvers register from their own packages."""

@@ -28,15 +28,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from cosma.analysis import is_topological, peak_live_bytes
-from cosma.cost import evaluate
-from cosma.errors import UsageError
-from cosma.ir import OpName, Problem
-from solvers.base import RunOptions, SolveResult, Status, below_minimum, register
+from cosma.core.analysis import is_topological, peak_live_bytes
+from cosma.core.cost import evaluate
+from cosma.core.errors import UsageError
+from cosma.core.interface import RunOptions, SolveResult, Status, below_minimum, register
+from cosma.core.ir import OpName, Problem
+from cosma.schedules.orders import SCHEDULES
 from solvers.online import ArenaParams, Policy, allocate
-from solvers.schedules import SCHEDULES
 
-# name -> (schedule name in solvers.schedules.SCHEDULES, eviction policy)
+# name -> (schedule name in cosma.schedules.orders.SCHEDULES, eviction policy)
 BASELINES: dict[str, tuple[str, Policy]] = {
     "file-bestfit-belady": ("file", Policy.BELADY),
     "file-bestfit-greedy": ("file", Policy.GREEDY),
@@ -189,4 +189,12 @@ def solve_best_greedy_tflite(problem: Problem, params: TfliteBestGreedyParams, o
     return solve_best_greedy(problem, params, options)
 
 
-__all__ = ["BASELINES", "COSMA_BASELINES", "BestGreedyParams", "TfliteBestGreedyParams", "below_minimum", "solve_baseline", "solve_best_greedy"]
+__all__ = [
+    "BASELINES",
+    "COSMA_BASELINES",
+    "BestGreedyParams",
+    "TfliteBestGreedyParams",
+    "below_minimum",
+    "solve_baseline",
+    "solve_best_greedy",
+]

@@ -15,7 +15,7 @@ time, never looking back, and
 3. when no gap fits, **evict** resident tensors the current operator does not use, as
    an eviction ``Policy`` chooses, until one fits. An evicted tensor is reloaded just
    before its next use, at whatever offset the arena then gives it (a new residency;
-   ``cosma.analysis.make_plan`` marks an activation's first residency as spilled).
+   ``cosma.core.analysis.make_plan`` marks an activation's first residency as spilled).
 
 Policies:
 
@@ -50,8 +50,8 @@ import enum
 from dataclasses import dataclass
 from typing import Sequence
 
-from cosma.analysis import make_plan, use_steps
-from cosma.ir import Bytes, Operator, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
+from cosma.core.analysis import make_plan, use_steps
+from cosma.core.ir import Bytes, Operator, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
 
 
 class Policy(str, enum.Enum):
@@ -466,7 +466,7 @@ def allocate(
     problem: Problem, schedule: Sequence[OpName], policy: Policy | str, params: ArenaParams | None = None
 ) -> OnlineResult:
     """Run the online allocator along ``schedule`` (topological, assumed checked by the
-    caller). ``problem.capacity`` must be at least ``M_R`` (``cosma.analysis.min_capacity``)."""
+    caller). ``problem.capacity`` must be at least ``M_R`` (``cosma.core.analysis.min_capacity``)."""
     return _Allocator(problem, schedule, Policy(policy), params or ArenaParams()).run()
 
 

@@ -43,10 +43,10 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from cosma.analysis import is_topological, min_capacity, use_steps
-from cosma.errors import UsageError
-from cosma.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
-from solvers.base import RunOptions, SolveResult, Status, below_minimum, register
+from cosma.core.analysis import is_topological, min_capacity, use_steps
+from cosma.core.errors import UsageError
+from cosma.core.interface import RunOptions, SolveResult, Status, below_minimum, register
+from cosma.core.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
 
 ORDERS = ("boundedness", "size", "time")
 EVICT = -1  # choice index of the evict decision in ``MsaState.apply``
@@ -80,7 +80,7 @@ class Candidate:
 def default_schedule(problem: Problem) -> tuple[OpName, ...]:
     """The memory-aware list schedule when it is available, else the file order."""
     try:
-        from solvers.schedules import memory_aware_schedule
+        from cosma.schedules.orders import memory_aware_schedule
     except ImportError:
         return tuple(op.name for op in problem.graph.operators)
     return tuple(memory_aware_schedule(problem))

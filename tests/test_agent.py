@@ -7,10 +7,10 @@ and independent of the real env; the solver test plays the real one."""
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-import gymnasium as gym
 from gymnasium import spaces
 
 from mallocgame.agent.networks import MuZeroNet, NetConfig, obs_to_torch
@@ -110,7 +110,9 @@ def test_search_reports_what_each_tried_root_action_earned():
     decision = decision_from(run_bandit(invalid, gumbel_scale=0.0))
     assert decision.child_tried[0].all()  # 16 simulations try all 5 arms
     assert not decision.child_tried[1, 2]  # never an illegal one
-    np.testing.assert_allclose(decision.child_rewards[decision.child_tried], np.tile(ARM_MEANS, 2)[decision.child_tried.ravel()])
+    np.testing.assert_allclose(
+        decision.child_rewards[decision.child_tried], np.tile(ARM_MEANS, 2)[decision.child_tried.ravel()]
+    )
     # The improved policy left the uniform prior for the best arm: a surprise in (0, 1].
     expected = 0.5 * np.abs(decision.policy[0] - 0.2).sum()
     assert 0 < decision.surprise[0] <= 1 and np.isclose(decision.surprise[0], expected)
@@ -331,7 +333,9 @@ def test_resuming_a_run_from_before_a_field_existed_keeps_how_it_played(tmp_path
     torch.save(saved, ckpt)
     again = train(tiny_config(tmp_path, max_env_steps=90), resume=str(ckpt), make_env=toy_envs,
                   make_eval_envs=toy_eval_envs, progress=False)  # fmt: skip
-    assert {k: torch.load(again, weights_only=False)["config"][k] for k in AS_BEFORE_THEY_EXISTED} == AS_BEFORE_THEY_EXISTED
+    assert {
+        k: torch.load(again, weights_only=False)["config"][k] for k in AS_BEFORE_THEY_EXISTED
+    } == AS_BEFORE_THEY_EXISTED
 
 
 def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path):
@@ -454,7 +458,7 @@ def test_train_help_shows_every_flag():
 
 
 def test_unknown_self_play_model_is_a_usage_error(tmp_path):
-    from cosma.errors import UsageError
+    from cosma.core.errors import UsageError
     from mallocgame.train import train
 
     with pytest.raises(UsageError, match="self-play model"):
@@ -527,15 +531,15 @@ def test_a_lookahead_run_sees_the_greedy_completions_in_training_eval_and_the_so
     """--lookahead: the checkpoint's env settings carry it, its networks encode the env's
     "lookahead" key, and eval and the solver build envs that show it."""
     pytest.importorskip("mallocgame.env")
-    from cosma.analysis import min_capacity
-    from cosma.hardware import get_hardware
-    from cosma.ir import Problem
-    from cosma.synthetic import random_dag
+    from cosma.core.analysis import min_capacity
+    from cosma.core.hardware import get_hardware
+    from cosma.core.interface import RunOptions, Status, run
+    from cosma.core.ir import Problem
+    from cosma.core.synthetic import random_dag
     from mallocgame.agent.checkpoint import load_agent
     from mallocgame.evaluate import evaluate_checkpoint
     from mallocgame.solver import MuZeroParams
     from mallocgame.train import main
-    from solvers.base import RunOptions, Status, run
 
     assert main(tiny_real_argv(tmp_path, "la", "--lookahead")) == 0
     checkpoint = tmp_path / "la" / "checkpoint.pt"
@@ -573,12 +577,12 @@ def test_boolean_config_fields_are_switches():
 
 
 def test_muzero_solver_plan_validates(real_checkpoint):
-    from cosma.analysis import min_capacity
-    from cosma.hardware import get_hardware
-    from cosma.ir import Problem
-    from cosma.synthetic import random_dag
+    from cosma.core.analysis import min_capacity
+    from cosma.core.hardware import get_hardware
+    from cosma.core.interface import RunOptions, Status, run
+    from cosma.core.ir import Problem
+    from cosma.core.synthetic import random_dag
     from mallocgame.solver import MuZeroParams
-    from solvers.base import RunOptions, Status, run
 
     graph = random_dag(7, 12, size_range=(32, 3072))
     hw = get_hardware("edge-npu")
@@ -592,18 +596,21 @@ def test_muzero_solver_plan_validates(real_checkpoint):
         assert result.objective == result.cost.spill_bytes + result.cost.reload_bytes
         # The episode's own accounting agrees with the cost model.
         baseline = result.stats["baseline_bytes"]
-        assert result.objective == pytest.approx(-result.stats["episode_return"] * max(baseline, 1), abs=1) or baseline == 0
+        assert (
+            result.objective == pytest.approx(-result.stats["episode_return"] * max(baseline, 1), abs=1)
+            or baseline == 0
+        )
     below = Problem(graph, min_capacity(loose) - 64, hw, True)
     assert run(below, "muzero", MuZeroParams(checkpoint=str(real_checkpoint))).status is Status.INFEASIBLE
 
 
 def test_muzero_solver_time_limit_still_returns_a_valid_plan(real_checkpoint):
-    from cosma.hardware import get_hardware
-    from cosma.ir import Problem
-    from cosma.analysis import min_capacity
-    from cosma.synthetic import random_dag
+    from cosma.core.analysis import min_capacity
+    from cosma.core.hardware import get_hardware
+    from cosma.core.interface import RunOptions, run
+    from cosma.core.ir import Problem
+    from cosma.core.synthetic import random_dag
     from mallocgame.solver import MuZeroParams
-    from solvers.base import RunOptions, run
 
     graph = random_dag(8, 16, size_range=(32, 3072))
     hw = get_hardware("edge-npu")
@@ -613,8 +620,8 @@ def test_muzero_solver_time_limit_still_returns_a_valid_plan(real_checkpoint):
 
 
 def test_solver_names_the_same_models_as_the_policies():
-    from mallocgame.agent.policy import MODELS
     from mallocgame import solver
+    from mallocgame.agent.policy import MODELS
 
     assert solver.MODELS == MODELS
 
@@ -623,10 +630,10 @@ def test_agent_rewards_are_bytes_over_capacity():
     """The agent learns in bytes over the capacity (what its observation shows), not in the
     env's baseline-normalized units; the factor is constant over an episode."""
     pytest.importorskip("mallocgame.env")
-    from cosma.analysis import min_capacity
-    from cosma.hardware import get_hardware
-    from cosma.ir import Problem
-    from cosma.synthetic import random_dag
+    from cosma.core.analysis import min_capacity
+    from cosma.core.hardware import get_hardware
+    from cosma.core.ir import Problem
+    from cosma.core.synthetic import random_dag
     from mallocgame.agent.envs import reward_unit
     from mallocgame.env import MallocGameEnv, greedy_action
 

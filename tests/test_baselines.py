@@ -1,6 +1,6 @@
 """The greedy baselines: schedules, the online allocator and the registered solvers.
 
-Every plan goes through ``solvers.base.run``, which validates it and costs it with the
+Every plan goes through ``cosma.core.interface.run``, which validates it and costs it with the
 one cost model; tests compare objective values, never exact plans (except where a
 hand-worked fixture pins the numbers).
 """
@@ -11,17 +11,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cosma.analysis import is_topological, min_capacity, peak_live_bytes
-from cosma.errors import UsageError
-from cosma.hardware import get_hardware
-from cosma.ir import Problem
-from cosma.synthetic import build_graph, random_dag
-from cosma.validator import validate
-from solvers.base import RunOptions, Status, get_solver, run
+from cosma.core.analysis import is_topological, min_capacity, peak_live_bytes
+from cosma.core.errors import UsageError
+from cosma.core.hardware import get_hardware
+from cosma.core.interface import RunOptions, Status, get_solver, run
+from cosma.core.ir import Problem
+from cosma.core.synthetic import build_graph, random_dag
+from cosma.core.validator import validate
+from cosma.harness.bench_baselines import bench_graph, render, tiers
+from cosma.schedules.orders import file_order, memory_aware_schedule
 from solvers.baselines import BASELINES, COSMA_BASELINES
-from solvers.bench_baselines import bench_graph, render, tiers
 from solvers.online import ArenaParams, Policy, allocate
-from solvers.schedules import file_order, memory_aware_schedule
 
 IDEAL = get_hardware("ideal")
 ALL = (*BASELINES, "best-greedy")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cosma.cli import EXIT_INVALID, EXIT_USAGE, main
+from cosma.cli.main import EXIT_INVALID, EXIT_USAGE, main
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "zoo" / "resnet18.onnx"
@@ -40,7 +40,20 @@ def test_optimize_validate_show(tmp_path, capsys):
 
 def test_validate_rejects_a_tampered_plan(tmp_path, capsys):
     plan = tmp_path / "plan.json"
-    code, out, err = run(capsys, "optimize", MODEL, "--scratchpad", "3MiB", "--dtype-bytes", "1", "--solver", "best-greedy", "-o", plan, "-q")
+    code, out, err = run(
+        capsys,
+        "optimize",
+        MODEL,
+        "--scratchpad",
+        "3MiB",
+        "--dtype-bytes",
+        "1",
+        "--solver",
+        "best-greedy",
+        "-o",
+        plan,
+        "-q",
+    )
     assert code == 0, out + err
     data = json.loads(plan.read_text())
     data["residencies"][1]["offset"] = data["residencies"][0]["offset"]  # two tensors at one address
@@ -82,7 +95,10 @@ def test_pack(tmp_path, capsys):
         (["optimize", MODEL, "--scratchpad", "1KiB"], "M_R"),
         (["optimize", MODEL, "--scratchpad", "1MiB", "--hardware", "gpu"], "unknown hardware preset"),
         (["optimize", MODEL, "--scratchpad", "1MiB", "--solver", "nope"], "unknown solver"),
-        (["optimize", MODEL, "--scratchpad", "1MiB", "--param", "nope=1", "--solver", "best-greedy"], "unknown parameter"),
+        (
+            ["optimize", MODEL, "--scratchpad", "1MiB", "--param", "nope=1", "--solver", "best-greedy"],
+            "unknown parameter",
+        ),
         (["optimize", MODEL, "--scratchpad", "1MiB", "--input-shape", "x=1xa"], "--input-shape"),
         (["optimize", MODEL, "--scratchpad", "1MiB", "--time-limit", "0"], "time-limit"),
         (["validate", MODEL, "nothere.json"], "no such plan file"),
@@ -103,5 +119,7 @@ def test_truncated_model_is_a_clear_error(tmp_path, capsys):
 
 
 def test_output_into_a_missing_folder_fails_before_solving(capsys):
-    code, _, err = run(capsys, "optimize", MODEL, "--scratchpad", "3MiB", "--dtype-bytes", "1", "-o", "/nonexistent/p.json")
+    code, _, err = run(
+        capsys, "optimize", MODEL, "--scratchpad", "3MiB", "--dtype-bytes", "1", "-o", "/nonexistent/p.json"
+    )
     assert code == EXIT_USAGE and "no such directory" in err

@@ -2,9 +2,16 @@
 
 import csv
 
-from cosma.cli import main
+from cosma.cli.main import main
 
-SOLVERS = ["file-bestfit-belady", "file-bestfit-greedy", "mem-bestfit-belady", "mem-bestfit-greedy", "best-greedy-tflite", "exact"]
+SOLVERS = [
+    "file-bestfit-belady",
+    "file-bestfit-greedy",
+    "mem-bestfit-belady",
+    "mem-bestfit-greedy",
+    "best-greedy-tflite",
+    "exact",
+]
 
 
 def test_reduced_compare_writes_tables_and_resumes(tmp_path, capsys):
@@ -21,7 +28,9 @@ def test_reduced_compare_writes_tables_and_resumes(tmp_path, capsys):
     # The exact solver is never worse than any baseline on the same cell.
     for r in rows:
         if r["solver"] == "exact":
-            same = [int(o["non_compulsory_bytes"]) for o in rows if (o["model"], o["setting"]) == (r["model"], r["setting"])]
+            same = [
+                int(o["non_compulsory_bytes"]) for o in rows if (o["model"], o["setting"]) == (r["model"], r["setting"])
+            ]
             assert int(r["non_compulsory_bytes"]) == min(same)
     assert (tmp_path / "bars_weights.png").exists() and list(tmp_path.glob("map_*.png"))
 
@@ -35,7 +44,7 @@ def test_a_new_agent_checkpoint_invalidates_the_agent_cells(tmp_path):
     checkpoint (or of one from before digests were kept) is not reused."""
     import json
 
-    from cosma.compare import Cell, load_cache
+    from cosma.harness.compare import Cell, load_cache
 
     old = Cell("m", "m.onnx", "weights", "M_R", 1024, "muzero", 30.0, 400)
     new = Cell("m", "m.onnx", "weights", "M_R", 1024, "muzero", 30.0, 400, "0123456789ab")

@@ -2,9 +2,9 @@
 
 from dataclasses import replace
 
-from cosma.analysis import compulsory_bytes
-from cosma.cost import evaluate
-from cosma.ir import Plan
+from cosma.core.analysis import compulsory_bytes
+from cosma.core.cost import evaluate
+from cosma.core.ir import Plan
 from tests.test_validator import PROBLEM, SCHEDULE, SKIP_PROBLEM, SKIP_VALID, VALID
 
 
@@ -37,9 +37,8 @@ def test_uncounted_weights_stream_at_every_use():
 
 
 def test_latency_is_a_per_step_roofline():
-    from cosma.ir import Hardware
-    from cosma.synthetic import build_graph
-    from cosma.ir import Problem, Residency
+    from cosma.core.ir import Hardware, Problem, Residency
+    from cosma.core.synthetic import build_graph
 
     g = build_graph("one", {"x": 8, "y": 8}, [("f", ["x"], ["y"])], inputs=("x",), outputs=("y",), macs={"f": 100})
     hw = Hardware("t", 64, 1, dram_bytes_per_cycle=2.0, macs_per_cycle=10.0, element_bytes=1)

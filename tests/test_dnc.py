@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from cosma.analysis import min_capacity
-from cosma.auto import AutoParams
-from cosma.bench_nas import randwire_graph
-from cosma.cost import evaluate
-from cosma.dnc import (
+from cosma.core.analysis import min_capacity
+from cosma.core.cost import evaluate
+from cosma.core.hardware import PRESETS
+from cosma.core.interface import REGISTRY, RunOptions, Status, load_all, run
+from cosma.core.ir import Graph, Problem
+from cosma.core.synthetic import random_dag
+from cosma.core.validator import validate
+from cosma.exact.auto import AutoParams
+from cosma.exact.dnc import (
     DncParams,
     _Incumbent,
     _WindowModel,
@@ -20,12 +24,8 @@ from cosma.dnc import (
     relax_and_pack,
     schedule_free_bound,
 )
-from cosma.hardware import PRESETS
-from cosma.ir import Graph, Problem
-from cosma.scheduler import min_peak_schedule
-from cosma.synthetic import random_dag
-from cosma.validator import validate
-from solvers.base import REGISTRY, RunOptions, Status, load_all, run
+from cosma.harness.bench_nas import randwire_graph
+from cosma.schedules.minpeak import min_peak_schedule
 
 IDEAL = PRESETS["ideal"]
 NPU = PRESETS["edge-npu"]
@@ -40,9 +40,9 @@ def tight(graph: Graph, hw=IDEAL, weights_counted: bool = True, extra: float = 0
     return Problem(graph, max(cap, m_r), hw, weights_counted=weights_counted)
 
 
-GENERATED = [
-    (random_dag(seed, 24, skip_prob=0.5), IDEAL) for seed in range(3)
-] + [(randwire_graph(seed, 20), NPU) for seed in range(2)]
+GENERATED = [(random_dag(seed, 24, skip_prob=0.5), IDEAL) for seed in range(3)] + [
+    (randwire_graph(seed, 20), NPU) for seed in range(2)
+]
 
 
 def stitch_open(problem: Problem, schedule, window: int) -> _Incumbent:
@@ -168,8 +168,8 @@ def test_auto_falls_back_to_dnc_without_an_exact_budget(params: AutoParams) -> N
 def test_schedule_reordering_never_raises_the_relaxation() -> None:
     import random
 
-    from cosma.analysis import is_topological
-    from cosma.dnc import improve_schedule
+    from cosma.core.analysis import is_topological
+    from cosma.exact.dnc import improve_schedule
 
     problem = tight(randwire_graph(1, 20), NPU)
     schedule = tuple(op.name for op in problem.graph.operators)

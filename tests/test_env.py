@@ -15,27 +15,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
-from cosma.analysis import make_plan
-from cosma.cost import evaluate
-from cosma.hardware import get_hardware
-from cosma.ir import Problem
-from cosma.synthetic import build_graph, random_dag
-from cosma.validator import validate
+from cosma.core.analysis import make_plan
+from cosma.core.cost import evaluate
+from cosma.core.hardware import get_hardware
+from cosma.core.interface import RunOptions, run
+from cosma.core.ir import Problem
+from cosma.core.synthetic import build_graph, random_dag
+from cosma.core.validator import validate
 from mallocgame.cli import main
 from mallocgame.env import (
     ENV_ID,
+    LOOKAHEAD_FEATURES,
+    LOOKAHEAD_SCALES,
     STEP_INFO_KEYS,
     TERMINAL_INFO_KEYS,
     MallocGameEnv,
-    LOOKAHEAD_FEATURES,
-    LOOKAHEAD_SCALES,
     greedy_action,
     lookahead_action,
     play,
     random_action,
 )
 from mallocgame.instances import ZOO_DIR, InstanceSampler, dag_graph, evaluation_set, make_problem, tier_capacities
-from solvers.base import RunOptions, run
 from solvers.xla import XlaParams
 
 EDGE = get_hardware("edge-npu")
@@ -237,7 +237,7 @@ def test_lookahead_rows_are_the_greedy_completions(seed, scale):
 
 
 def test_unknown_lookahead_scale_is_a_usage_error():
-    from cosma.errors import UsageError
+    from cosma.core.errors import UsageError
 
     with pytest.raises(UsageError, match="lookahead scale"):
         MallocGameEnv(problem=dag_problem(1), lookahead=True, lookahead_scale="bytes", **SMALL)

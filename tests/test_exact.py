@@ -1,6 +1,6 @@
 """The exact solver: optimum confirmed by brute force, never above a baseline, every outcome.
 
-Every plan goes through ``solvers.base.run`` (validator + cost model); tests compare
+Every plan goes through ``cosma.core.interface.run`` (validator + cost model); tests compare
 objective values, never exact plans.
 """
 
@@ -11,14 +11,15 @@ import itertools
 import pytest
 from ortools.sat.python import cp_model
 
-from cosma.analysis import min_capacity, peak_live_bytes
-from cosma.exact import ExactParams, topological_orders
-from cosma.exact_model import FixedInstance
-from cosma.hardware import get_hardware
-from cosma.ir import Graph, Problem
-from cosma.synthetic import branchy_dag as branchy, random_dag
-from cosma.validator import validate
-from solvers.base import RunOptions, Status, get_solver, run
+from cosma.core.analysis import min_capacity, peak_live_bytes
+from cosma.core.hardware import get_hardware
+from cosma.core.interface import RunOptions, Status, get_solver, run
+from cosma.core.ir import Graph, Problem
+from cosma.core.synthetic import branchy_dag as branchy
+from cosma.core.synthetic import random_dag
+from cosma.core.validator import validate
+from cosma.exact.model import FixedInstance
+from cosma.exact.solver import ExactParams, topological_orders
 
 IDEAL = get_hardware("ideal")
 
@@ -113,7 +114,7 @@ def test_exact_never_above_baselines(seed: int, weights_counted: bool) -> None:
         get_solver("best-greedy")
     except ValueError:
         pytest.skip("solvers.baselines is not there yet")
-    from solvers.base import REGISTRY
+    from cosma.core.interface import REGISTRY
 
     graph = random_dag(seed, 14, size_range=(1, 64))
     sched = file_order(graph)
@@ -245,7 +246,7 @@ def test_dump_model_and_solver_params(tmp_path) -> None:
 
 
 def test_bad_solver_params_is_usage_error() -> None:
-    from cosma.errors import UsageError
+    from cosma.core.errors import UsageError
 
     graph = random_dag(1, 10)
     problem = Problem(graph, tiers(graph)[0], IDEAL)

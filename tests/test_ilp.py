@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from cosma.analysis import min_capacity
-from cosma.exact import ExactParams
-from cosma.hardware import get_hardware
-from cosma.ilp import IlpParams
-from cosma.ir import Problem
-from cosma.synthetic import random_dag
-from cosma.validator import validate
-from solvers.base import RunOptions, Status, run
+from cosma.core.analysis import min_capacity
+from cosma.core.hardware import get_hardware
+from cosma.core.interface import RunOptions, Status, run
+from cosma.core.ir import Problem
+from cosma.core.synthetic import random_dag
+from cosma.core.validator import validate
+from cosma.exact.ilp import IlpParams
+from cosma.exact.solver import ExactParams
 from tests.test_exact import branchy, file_order, tiers
 
 IDEAL = get_hardware("ideal")

@@ -1,4 +1,4 @@
-"""ONNX lowering (cosma.onnx_lower) on small hand-built graphs: folding, views, kinds,
+"""ONNX lowering (cosma.core.onnx_lower) on small hand-built graphs: folding, views, kinds,
 sizes, overrides, operation counts, and every kind of bad input."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
-from cosma.analysis import is_topological
-from cosma.errors import ModelError, UsageError
-from cosma.hardware import get_hardware
-from cosma.ir import Problem, TensorKind
-from cosma.onnx_lower import load_model, lower, parse_input_shape
+from cosma.core.analysis import is_topological
+from cosma.core.errors import ModelError, UsageError
+from cosma.core.hardware import get_hardware
+from cosma.core.ir import Problem, TensorKind
+from cosma.core.onnx_lower import load_model, lower, parse_input_shape
 
 FLOAT, INT64 = TensorProto.FLOAT, TensorProto.INT64
 
@@ -326,9 +326,7 @@ def test_valid_file_round_trip(tmp_path):
 
 
 def test_control_flow_is_rejected():
-    branch = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["out"])], "branch", [], [value("out", [2])]
-    )
+    branch = helper.make_graph([helper.make_node("Identity", ["x"], ["out"])], "branch", [], [value("out", [2])])
     nodes = [
         helper.make_node("ReduceSum", ["x"], ["s"], name="sum", keepdims=0),
         helper.make_node("Greater", ["s", "zero"], ["cond"], name="gt"),
@@ -388,9 +386,7 @@ def test_empty_graph_and_nothing_to_schedule(tmp_path):
     onnx.save(model([], [value("x", [2])], [value("x", [2])]), path)
     with pytest.raises(ModelError, match="no ONNX graph"):
         load_model(path)
-    only_views = model(
-        [helper.make_node("Identity", ["x"], ["y"], name="id")], [value("x", [2])], [value("y", [2])]
-    )
+    only_views = model([helper.make_node("Identity", ["x"], ["y"], name="id")], [value("x", [2])], [value("y", [2])])
     with pytest.raises(ModelError, match="no operator left"):
         lower(only_views)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from cosma.analysis import is_topological, peak_live_bytes
-from cosma.exact import topological_orders
-from cosma.hardware import get_hardware
-from cosma.ir import Problem
-from cosma.mpmf import min_peak
-from cosma.synthetic import random_dag
+from cosma.core.analysis import is_topological, peak_live_bytes
+from cosma.core.hardware import get_hardware
+from cosma.core.ir import Problem
+from cosma.core.synthetic import random_dag
+from cosma.exact.solver import topological_orders
+from cosma.schedules.mpmf import min_peak
 from tests.test_exact import branchy
 
 IDEAL = get_hardware("ideal")

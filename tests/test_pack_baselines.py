@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cosma.packing import Buffer, PackingProblem, check_packing, read_csv
-from solvers.pack_baselines import PACKERS, pack_best_fit, pack_greedy_by_size
+from cosma.packing.greedy import PACKERS, pack_best_fit, pack_greedy_by_size
+from cosma.packing.problem import Buffer, PackingProblem, check_packing, read_csv
 
 ANCHORS = Path(__file__).resolve().parents[1].parent / "shared" / "anchors"
 ANCHOR_CSVS = sorted(p for p in ANCHORS.rglob("*.csv") if "solution" not in p.name) if ANCHORS.is_dir() else []

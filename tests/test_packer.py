@@ -1,4 +1,4 @@
-"""Tests for the exact allocation solver (cosma.packer).
+"""Tests for the exact allocation solver (cosma.packing.exact).
 
 Every packing is re-checked here with ``cosma.packing.check_packing`` (``pack`` checks it
 too); tests compare outcomes and heights, never exact offsets.
@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cosma import packer
-from cosma.errors import UsageError
-from cosma.packer import PackParams, minimize_height, pack
-from cosma.packing import Buffer, PackingProblem, check_packing, height, read_csv
-from solvers.base import Status
+from cosma.core.errors import UsageError
+from cosma.core.interface import Status
+from cosma.packing import exact as packer
+from cosma.packing.exact import PackParams, minimize_height, pack
+from cosma.packing.problem import Buffer, PackingProblem, check_packing, height, read_csv
 
 ANCHORS = Path(__file__).resolve().parents[1].parent / "shared" / "anchors"
 SEARCH_ONLY = PackParams(method="search", greedy_first=False)
@@ -216,14 +216,25 @@ def test_minimize_height_is_the_least_feasible_capacity(p):
         PackParams(method="search", greedy_first=False, random_restarts=False),
         PackParams(method="cpsat", greedy_first=False, cpsat_symmetry_breaking=False, cpsat_workers=1),
         PackParams(
-            method="cpsat", greedy_first=False, cpsat_section_no_overlap=False, cpsat_tight_support=False,
-            cpsat_greedy_hint=True, cpsat_workers=1,
+            method="cpsat",
+            greedy_first=False,
+            cpsat_section_no_overlap=False,
+            cpsat_tight_support=False,
+            cpsat_greedy_hint=True,
+            cpsat_workers=1,
         ),
         PackParams(greedy_first=False, cpsat_workers=2),
     ],
     ids=[
-        "no-decomposition", "no-inference", "left", "tight", "random", "no-random", "cpsat-no-symmetry",
-        "cpsat-plain", "race",
+        "no-decomposition",
+        "no-inference",
+        "left",
+        "tight",
+        "random",
+        "no-random",
+        "cpsat-no-symmetry",
+        "cpsat-plain",
+        "race",
     ],
 )
 def test_every_switch_keeps_the_answer(params):

@@ -4,16 +4,18 @@ import json
 
 import pytest
 
-from cosma.cost import evaluate
-from cosma.errors import UsageError
-from cosma.planfile import FORMAT, plan_to_dict, read_plan, write_plan
-from cosma.validator import validate
+from cosma.core.cost import evaluate
+from cosma.core.errors import UsageError
+from cosma.core.planfile import FORMAT, plan_to_dict, read_plan, write_plan
+from cosma.core.validator import validate
 from tests.test_validator import SKIP_PROBLEM, SKIP_VALID
 
 
 def test_round_trip(tmp_path):
     path = tmp_path / "plan.json"
-    write_plan(path, SKIP_PROBLEM, SKIP_VALID, model="skip.onnx", dtype_bytes=1, solver={"name": "hand", "status": "feasible"})
+    write_plan(
+        path, SKIP_PROBLEM, SKIP_VALID, model="skip.onnx", dtype_bytes=1, solver={"name": "hand", "status": "feasible"}
+    )
     pf = read_plan(path)
     assert pf.plan.schedule == SKIP_VALID.schedule
     assert sorted(pf.plan.residencies) == sorted(SKIP_VALID.residencies)
@@ -25,16 +27,37 @@ def test_round_trip(tmp_path):
 
 def test_documented_keys_are_written():
     data = plan_to_dict(SKIP_PROBLEM, SKIP_VALID)
-    for key in ("model", "capacity", "alignment", "weights_counted", "ops", "folded", "tensors", "residencies", "cost", "solver"):
+    for key in (
+        "model",
+        "capacity",
+        "alignment",
+        "weights_counted",
+        "ops",
+        "folded",
+        "tensors",
+        "residencies",
+        "cost",
+        "solver",
+    ):
         assert key in data
     assert set(data["residencies"][0]) == {"tensor", "start", "end", "offset", "spilled"}
-    assert set(data["cost"]) >= {"compulsory_bytes", "spill_bytes", "reload_bytes", "non_compulsory_bytes", "latency_cycles"}
+    assert set(data["cost"]) >= {
+        "compulsory_bytes",
+        "spill_bytes",
+        "reload_bytes",
+        "non_compulsory_bytes",
+        "latency_cycles",
+    }
     assert data["format"] == FORMAT
 
 
 @pytest.mark.parametrize(
     "content, reason",
-    [("{not json", "not a readable JSON"), ('{"format": "other"}', "not a cosma plan"), (json.dumps({"format": FORMAT}), "malformed")],
+    [
+        ("{not json", "not a readable JSON"),
+        ('{"format": "other"}', "not a cosma plan"),
+        (json.dumps({"format": FORMAT}), "malformed"),
+    ],
 )
 def test_bad_plan_files(tmp_path, content, reason):
     path = tmp_path / "bad.json"
@@ -47,7 +70,11 @@ def test_bad_plan_files(tmp_path, content, reason):
 
 @pytest.mark.parametrize(
     "field, value, reason",
-    [("offset", 4.9, "offset must be an integer"), ("spilled", "false", "spilled must be a bool"), ("tensor", 7, "tensor must be a str")],
+    [
+        ("offset", 4.9, "offset must be an integer"),
+        ("spilled", "false", "spilled must be a bool"),
+        ("tensor", 7, "tensor must be a str"),
+    ],
 )
 def test_plan_file_fields_are_typed(tmp_path, field, value, reason):
     data = plan_to_dict(SKIP_PROBLEM, SKIP_VALID)

@@ -8,12 +8,12 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from cosma.analysis import is_topological, min_capacity, peak_live_bytes
-from cosma.bench_nas import randwire_graph
-from cosma.hardware import PRESETS
-from cosma.ir import Graph, Problem
-from cosma.scheduler import SchedulerParams, cut_operators, min_peak_schedule, op_dag, schedule_min_peak
-from cosma.synthetic import build_graph, random_dag
+from cosma.core.analysis import is_topological, min_capacity, peak_live_bytes
+from cosma.core.hardware import PRESETS
+from cosma.core.ir import Graph, Problem
+from cosma.core.synthetic import build_graph, random_dag
+from cosma.harness.bench_nas import randwire_graph
+from cosma.schedules.minpeak import SchedulerParams, cut_operators, min_peak_schedule, op_dag, schedule_min_peak
 
 IDEAL = PRESETS["ideal"]
 
@@ -93,7 +93,7 @@ def test_beam_fallback_gives_a_valid_schedule_and_a_sound_bound() -> None:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_reorder_window_keeps_a_topological_order(seed: int) -> None:
-    from cosma.scheduler import reorder_window, topological_order
+    from cosma.schedules.minpeak import reorder_window, topological_order
 
     problem = Problem(randwire_graph(seed, 16), 10**9, PRESETS["edge-npu"])
     order = tuple(topological_order(problem))

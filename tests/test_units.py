@@ -1,7 +1,7 @@
 import pytest
 
-from cosma.errors import UsageError
-from cosma.units import format_bytes, is_tier, normalize_tier, parse_size
+from cosma.core.errors import UsageError
+from cosma.core.units import format_bytes, is_tier, normalize_tier, parse_size
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-from cosma.analysis import make_plan, min_capacity
-from cosma.hardware import get_hardware
-from cosma.ir import Plan, Problem, Residency
-from cosma.synthetic import build_graph
-from cosma.validator import PlanInvalid, Rule, check, validate
+from cosma.core.analysis import make_plan, min_capacity
+from cosma.core.hardware import get_hardware
+from cosma.core.ir import Plan, Problem, Residency
+from cosma.core.synthetic import build_graph
+from cosma.core.validator import PlanInvalid, Rule, check, validate
 
 # The diamond: f reads x and makes a; g reads a and weight w, makes b; h reads a, b, makes y.
 #
@@ -264,9 +264,7 @@ def test_check_raises_with_every_rule_named():
 
 def test_residency_of_a_tensor_nobody_uses():
     # u is a graph input no operator reads: a residency for it is dead weight (and would be charged).
-    graph = build_graph(
-        "unused", {"x": 4, "u": 4, "y": 4}, [("f", ["x"], ["y"])], inputs=("x", "u"), outputs=("y",)
-    )
+    graph = build_graph("unused", {"x": 4, "u": 4, "y": 4}, [("f", ["x"], ["y"])], inputs=("x", "u"), outputs=("y",))
     problem = Problem(graph, capacity=12, hardware=IDEAL)
     plan = Plan(("f",), (Residency("x", 0, 1, 0), Residency("y", 0, 1, 4), Residency("u", 0, 1, 8)))
     assert rules(problem, plan) == {Rule.RESIDENT_AFTER_LAST_USE}

@@ -6,15 +6,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cosma.analysis import make_plan, min_capacity
-from cosma.cost import evaluate
-from cosma.errors import UsageError
-from cosma.hardware import get_hardware
-from cosma.ir import Problem
-from cosma.synthetic import build_graph, random_dag
-from cosma.validator import validate
+from cosma.core.analysis import make_plan, min_capacity
+from cosma.core.cost import evaluate
+from cosma.core.errors import UsageError
+from cosma.core.hardware import get_hardware
+from cosma.core.interface import RunOptions, Status, run
+from cosma.core.ir import Problem
+from cosma.core.synthetic import build_graph, random_dag
+from cosma.core.validator import validate
 from mallocgame.instances import ZOO_DIR, load_zoo_graph, tier_capacities
-from solvers.base import RunOptions, Status, run
 from solvers.xla import EVICT, ORDERS, MsaState, MsaTables, XlaParams, memory_boundedness
 
 IDEAL = get_hardware("ideal")  # alignment 1: footprints are sizes

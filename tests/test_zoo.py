@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from cosma.analysis import is_topological, live_intervals, make_plan, min_capacity, peak_live_bytes
-from cosma.cost import evaluate
-from cosma.hardware import get_hardware
-from cosma.ir import Problem, Residency, TensorKind
-from cosma.onnx_lower import load_model
-from cosma.validator import validate
+from cosma.core.analysis import is_topological, live_intervals, make_plan, min_capacity, peak_live_bytes
+from cosma.core.cost import evaluate
+from cosma.core.hardware import get_hardware
+from cosma.core.ir import Problem, Residency, TensorKind
+from cosma.core.onnx_lower import load_model
+from cosma.core.validator import validate
 
 MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 ZOO = sorted(glob.glob(os.path.join(MODELS, "zoo", "*.onnx")))
@@ -111,7 +111,7 @@ def test_strip_weights_keeps_shapes_and_small_integer_tensors():
         [w, shape],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    from cosma.onnx_lower import lower
+    from cosma.core.onnx_lower import lower
 
     before = lower(model)
     assert export_zoo.strip_weights(model) == 1

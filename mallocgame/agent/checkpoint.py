@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from cosma.errors import UsageError
+from cosma.core.errors import UsageError
 from mallocgame.agent.envs import EnvSettings
 from mallocgame.agent.networks import MuZeroNet, NetConfig
 

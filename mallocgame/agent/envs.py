@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cosma.ir import OpName, Problem
+from cosma.core.ir import OpName, Problem
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ VALIDATION_DAGS = 8  # the default size: 8 DAGs x 3 tiers x 2 weights settings =
 def validation_instances(hardware: str, dag_ops: int = 24, n_dags: int = VALIDATION_DAGS) -> list:
     """A validation set for choosing search settings without touching the evaluation set:
     ``n_dags`` random DAGs of the evaluation set's size, at every tier and weights setting."""
-    from cosma.hardware import get_hardware
+    from cosma.core.hardware import get_hardware
     from mallocgame.instances import TIERS, Instance, dag_graph, tier_capacities
 
     hw = get_hardware(hardware)

@@ -42,7 +42,10 @@ def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def muzero_loss(
-    net: MuZeroNet, batch: Batch, value_weight: float = 0.25, consistency_weight: float = 0.0,
+    net: MuZeroNet,
+    batch: Batch,
+    value_weight: float = 0.25,
+    consistency_weight: float = 0.0,
     sibling_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss (a scalar with a graph) and its parts as floats."""

@@ -182,4 +182,14 @@ def obs_to_torch(obs: dict[str, np.ndarray] | list[dict[str, np.ndarray]], keys)
     return {k: torch.as_tensor(np.stack([np.asarray(o[k], dtype=np.float32) for o in obs])) for k in keys}
 
 
-__all__ = ["NetConfig", "MuZeroNet", "transform", "inverse_transform", "Representation", "Dynamics", "Prediction", "obs_to_torch", "scale_latent"]
+__all__ = [
+    "NetConfig",
+    "MuZeroNet",
+    "transform",
+    "inverse_transform",
+    "Representation",
+    "Dynamics",
+    "Prediction",
+    "obs_to_torch",
+    "scale_latent",
+]

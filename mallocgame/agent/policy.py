@@ -67,9 +67,7 @@ class MuZeroPolicy:
     @torch.no_grad()
     def recurrent_fn(self, embeddings: np.ndarray, actions: np.ndarray):
         """The learned model, as the search calls it: numpy in, numpy out."""
-        reward, s, logits, value = self.net.recurrent_inference(
-            torch.from_numpy(embeddings), torch.from_numpy(actions)
-        )
+        reward, s, logits, value = self.net.recurrent_inference(torch.from_numpy(embeddings), torch.from_numpy(actions))
         return inverse_transform(reward).numpy(), inverse_transform(value).numpy(), logits.numpy(), s.numpy()
 
     @torch.no_grad()
@@ -163,7 +161,6 @@ class TrueModelPolicy:
         return decision_from(out)
 
 
-
 MODELS = ("learned", "true")  # what the search plans with: the learned dynamics, or the env itself
 
 
@@ -176,4 +173,14 @@ def make_policy(net: MuZeroNet, params: SearchParams, model: str = "learned"):
     raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
 
 
-__all__ = ["MASK_KEY", "INFERENCE_SIMULATIONS", "INFERENCE_C_SCALE", "INFERENCE_MIN_Q_RANGE", "MODELS", "Decision", "MuZeroPolicy", "TrueModelPolicy", "make_policy"]
+__all__ = [
+    "MASK_KEY",
+    "INFERENCE_SIMULATIONS",
+    "INFERENCE_C_SCALE",
+    "INFERENCE_MIN_Q_RANGE",
+    "MODELS",
+    "Decision",
+    "MuZeroPolicy",
+    "TrueModelPolicy",
+    "make_policy",
+]

@@ -53,8 +53,12 @@ class Game:
         self.root_values.append(float(value))
         tried = np.zeros(num_actions, bool) if child_tried is None else np.asarray(child_tried, bool)
         self.child_tried.append(tried)
-        self.child_rewards.append(np.zeros(num_actions, np.float32) if child_rewards is None else np.asarray(child_rewards, np.float32))
-        self.child_values.append(np.zeros(num_actions, np.float32) if child_values is None else np.asarray(child_values, np.float32))
+        self.child_rewards.append(
+            np.zeros(num_actions, np.float32) if child_rewards is None else np.asarray(child_rewards, np.float32)
+        )
+        self.child_values.append(
+            np.zeros(num_actions, np.float32) if child_values is None else np.asarray(child_values, np.float32)
+        )
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -143,7 +147,9 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.num_positions
 
-    def sample(self, batch_size: int, unroll_steps: int, rng: np.random.Generator, surprise_share: float = 0.0) -> Batch:
+    def sample(
+        self, batch_size: int, unroll_steps: int, rng: np.random.Generator, surprise_share: float = 0.0
+    ) -> Batch:
         """``batch_size`` positions: a ``surprise_share`` of them drawn in proportion to their
         surprise, the rest uniformly over every stored decision."""
         lengths = np.array([len(g.actions) for g in self.games])
@@ -182,7 +188,9 @@ class ReplayBuffer:
             n_act = min(K, T - t)
             actions[i, :n_act] = game.actions[t : t + n_act]
             rewards[i, 1 : n_act + 1] = game.rewards[t : t + n_act]
-        return Batch({k: np.stack(v) for k, v in obs.items()}, actions, values, rewards, policies, mask, nxt, **siblings)
+        return Batch(
+            {k: np.stack(v) for k, v in obs.items()}, actions, values, rewards, policies, mask, nxt, **siblings
+        )
 
 
 __all__ = ["Game", "StoredGame", "Batch", "ReplayBuffer", "n_step_values"]

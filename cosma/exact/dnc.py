@@ -1,0 +1,982 @@
+"""Divide and conquer for graphs too large for one exact solve (NAS cells, RandWire).
+
+For a fixed operator order the problem is, per tensor, a choice for every *gap* between
+two consecutive uses: keep the tensor resident across it (at one offset) or evict it and
+reload it at the next use. A plan in that form is canonical: a residency runs from a use
+to a later use, never longer, and any valid plan shrinks into it at no extra cost.
+
+0. **The order.** Unless the caller fixes it: file order, the memory-aware list schedule,
+   the min-peak schedule and a portfolio of min-overflow beam searches
+   (``cosma.schedules.minpeak``); the one whose no-address relaxation (below) is cheapest wins,
+   then windows of it are reordered while that relaxation drops (``improve_schedule``).
+1. **Starts.** ``best-greedy``'s plans (its own order and the chosen one), and *relax and
+   pack*: the relaxation's keep set, its residencies placed largest first, a residency
+   that does not fit evicted across its longest gap. The cheapest is the incumbent.
+2. **Pieces.** The steps are cut into windows of about ``window_steps``, each cut where
+   the fewest bytes are live across it, and each window is solved by a CP-SAT model
+   (``_WindowModel``): offsets of the uses inside, keep/evict of every gap touching it,
+   a no-overlap-2D over (steps x bytes). Boundary conditions: a tensor resident at a cut
+   sits at the offset the incumbent gives it; it may stay (pinned there) or be evicted
+   (paying its reload, and its spill once). Without any start, the windows run left to
+   right with *open* ends (each decides what stays resident across its end cut, and
+   where) and are stitched into one plan.
+3. **Large-neighbourhood search.** Until the time limit, re-solve windows over the cuts,
+   around costly evictions, or a few evicted tensors over their whole lifetime (the rest
+   of the plan fixed obstacles), hinted with the incumbent so a move never makes the plan
+   worse. Windows grow while they solve to optimality quickly and shrink when they do not.
+   It stops early when the plan meets the relaxation of its order: optimal for that order.
+
+Never worse than ``best-greedy`` (its plan is a start). Every answer carries a valid lower
+bound: the no-address relaxation (per step, the kept tensors' footprints fit the
+capacity; offsets ignored), of the fixed-schedule problem when the caller fixed the
+schedule, otherwise of the schedule-free problem (a tensor must be resident at every
+operator between two of its uses *in the DAG*, whatever the order, unless it is evicted at
+least once); the bound for the order used is in ``stats["fixed_schedule_bound"]``.
+Ctrl-C returns the best plan so far (``TIMEOUT``); the time limit is the search's budget
+(``FEASIBLE``, or ``OPTIMAL`` when the plan meets the bound).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ortools.sat.python import cp_model
+
+from cosma.core.analysis import is_topological, live_bytes, make_plan, operator_footprint, use_steps
+from cosma.core.errors import UsageError
+from cosma.core.interface import RunOptions, SolveResult, Status, below_minimum, register
+from cosma.core.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
+
+
+@dataclass(frozen=True)
+class DncParams:
+    """Divide-and-conquer settings (every time in seconds of wall time)."""
+
+    window_steps: int = 40  # steps per piece in the first pass, and the first LNS window size
+    max_window_steps: int = 240  # LNS windows never grow beyond this many steps
+    single_window_steps: int = 120  # schedules this short are solved as one window (exact for that order)
+    window_time: float = 3.0  # CP-SAT time limit per window
+    stall_windows: int = 60  # without a time limit: stop after this many LNS windows in a row without gain
+    bound_time: float = 4.0  # CP-SAT time for each lower-bound relaxation
+    relax_time: float = 20.0  # time for the relax-and-pack start (0: off)
+    tensor_moves: float = 0.5  # share of LNS moves that free a few evicted tensors over their whole lifetime
+    warm_start: bool = True  # also run best-greedy (when registered) and start from its plan if better
+    schedule: str = "auto"  # "auto": best of the candidates; or "file", "memory-aware", "min-peak", "min-overflow"
+    scheduler_time: float = 40.0  # at most this long for the candidate schedules (cosma.schedules.minpeak's searches)
+    schedule_fraction: float = 0.25  # and at most this share of the time limit
+    reorder_fraction: float = 0.3  # share of the time limit for reordering windows of the chosen order (0: off)
+
+
+# --------------------------------------------------------------------------------------
+# The incumbent: a fixed-schedule plan in canonical form.
+
+
+@dataclass
+class _TensorState:
+    name: TensorName
+    size: Bytes  # bytes of data (what traffic counts)
+    units: int  # footprint in alignment units
+    activation: bool  # pays one spill when evicted at least once
+    uses: list[Step]  # sorted steps where it must be resident
+    keep: list[bool]  # keep[j]: resident across the gap uses[j] -> uses[j+1] (same offset)
+    offset: list[int]  # offset of each use, in alignment units
+
+    def broken(self) -> int:
+        return sum(not k for k in self.keep)
+
+    def cost(self) -> Bytes:
+        b = self.broken()
+        return self.size * b + (self.size if self.activation and b else 0)
+
+
+@dataclass
+class _Incumbent:
+    """Per-tensor keep/offset decisions for one schedule; ``plan()`` turns them into residencies."""
+
+    problem: Problem
+    schedule: tuple[OpName, ...]
+    cap_units: int  # capacity in alignment units
+    tensors: dict[TensorName, _TensorState] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, problem: Problem, schedule: Sequence[OpName]) -> "_Incumbent":
+        """Every gap broken: at each step only the operator's operands are resident, laid
+        out side by side from offset 0. Valid whenever the capacity is at least ``M_R``."""
+        a = problem.alignment
+        inc = cls(problem, tuple(schedule), problem.capacity // a)
+        graph = problem.graph
+        for t, steps in use_steps(problem, schedule).items():
+            if not steps:
+                continue
+            kind = graph.tensors[t].kind
+            inc.tensors[t] = _TensorState(
+                t,
+                graph.tensors[t].size,
+                problem.footprint(t) // a,
+                kind is TensorKind.ACTIVATION,
+                steps,
+                [False] * (len(steps) - 1),
+                [0] * len(steps),
+            )
+        for step, name in enumerate(schedule):
+            at = 0
+            for t in dict.fromkeys(problem.operands(graph.operators[graph.op_index[name]])):
+                st = inc.tensors[t]
+                st.offset[st.uses.index(step)] = at
+                at += st.units
+        return inc
+
+    @classmethod
+    def from_plan(cls, problem: Problem, plan: Plan) -> "_Incumbent":
+        """The canonical form of a valid plan: each use takes the offset of the residency
+        covering it; a gap is kept when one residency covers both its uses. No worse than
+        the plan (residencies only shrink, none is added)."""
+        inc = cls.empty(problem, plan.schedule)
+        a = problem.alignment
+        by_tensor: dict[TensorName, list[Residency]] = {}
+        for r in plan.residencies:
+            by_tensor.setdefault(r.tensor, []).append(r)
+        for t, st in inc.tensors.items():
+            covering = []
+            for u in st.uses:
+                r = next(r for r in by_tensor[t] if r.start <= u < r.end)
+                covering.append(r)
+                st.offset[len(covering) - 1] = r.offset // a
+            st.keep = [covering[j] is covering[j + 1] for j in range(len(st.uses) - 1)]
+        return inc
+
+    def cost(self) -> Bytes:
+        return sum(st.cost() for st in self.tensors.values())
+
+    def copy(self) -> "_Incumbent":
+        out = _Incumbent(self.problem, self.schedule, self.cap_units)
+        out.tensors = {
+            t: _TensorState(st.name, st.size, st.units, st.activation, st.uses, list(st.keep), list(st.offset))
+            for t, st in self.tensors.items()
+        }
+        return out
+
+    def plan(self) -> Plan:
+        a = self.problem.alignment
+        out = []
+        for t, st in self.tensors.items():
+            first = 0
+            for j in range(len(st.uses)):
+                if j == len(st.uses) - 1 or not st.keep[j]:
+                    out.append(Residency(t, st.uses[first], st.uses[j] + 1, st.offset[first] * a))
+                    first = j + 1
+        return make_plan(self.problem, self.schedule, out)
+
+
+# --------------------------------------------------------------------------------------
+# One window as a CP-SAT model.
+
+
+class _WindowModel:
+    """The fixed-schedule problem restricted to a neighbourhood, everything else pinned.
+
+    The neighbourhood is a step window ``[a, b)`` plus a set of *free tensors*. Variables:
+    an offset per use inside the window, and per use of a free tensor; a keep literal per
+    gap touching the window, and per gap of a free tensor. A gap of another tensor that
+    reaches outside the window (resident at a cut) is pinned to the offset the incumbent
+    gives it and may only be kept if the incumbent keeps it; evicting it frees its whole
+    span. At the end of an *open* window (first pass) keeping a gap that leaves the window
+    is free and its offset is the window's choice. Free tensors let the search keep a
+    long-lived tensor the incumbent evicts: the incumbent's residencies met over its
+    lifetime are fixed obstacles.
+
+    Every use and kept gap whose steps meet the model's horizon (the window and the free
+    tensors' lifetimes) is a rectangle (steps x bytes) under one no-overlap-2D. Objective:
+    bytes of broken gaps plus one spill per activation with a broken gap, unless a gap
+    decided outside already pays it."""
+
+    def __init__(self, inc: _Incumbent, a: Step, b: Step, open_end: bool, free: frozenset[TensorName] = frozenset()):
+        self.inc, self.a, self.b, self.open_end, self.free = inc, a, b, open_end, free
+        m = self.model = cp_model.CpModel()
+        self.x: dict[tuple[TensorName, int], cp_model.IntVar] = {}  # (tensor, use index) -> offset
+        self.k: dict[tuple[TensorName, int], cp_model.IntVar] = {}  # (tensor, gap index) -> keep
+        x_rects, y_rects = [], []
+        cost_terms = []
+        self.constant = 0  # cost of the decisions this neighbourhood cannot change
+        cap = inc.cap_units
+        h0 = min([a] + [inc.tensors[t].uses[0] for t in free])
+        h1 = max([b] + [inc.tensors[t].uses[-1] + 1 for t in free])
+        self.horizon = (h0, h1)
+
+        def rect(t0: Step, t1: Step, x, units: int, present=None) -> None:
+            t0, t1 = max(t0, h0), min(t1, h1)  # only the part inside the horizon can meet a variable
+            if t1 <= t0:
+                return
+            if present is None:
+                x_rects.append(m.NewFixedSizeIntervalVar(x, units, ""))
+                y_rects.append(m.NewFixedSizeIntervalVar(t0, t1 - t0, ""))
+            else:
+                x_rects.append(m.NewOptionalFixedSizeIntervalVar(x, units, present, ""))
+                y_rects.append(m.NewOptionalFixedSizeIntervalVar(t0, t1 - t0, present, ""))
+
+        def spill_term(st: _TensorState, lits: list) -> None:
+            if not lits:
+                return
+            s = m.NewBoolVar(f"spill[{st.name}]")
+            for k in lits:
+                m.AddImplication(k.Not(), s)
+            m.AddHint(s, not all(st.keep) or (open_end and st.name not in free))
+            cost_terms.append(st.size * s)
+
+        for t, st in inc.tensors.items():
+            uses, n = st.uses, len(st.uses)
+            if uses[-1] < h0 or uses[0] >= h1:
+                self.constant += st.cost()  # lives wholly outside the horizon
+                continue
+            if t in free:
+                for i in range(n):
+                    v = m.NewIntVar(0, cap - st.units, f"x[{t},{i}]")
+                    self.x[t, i] = v
+                    m.AddHint(v, st.offset[i])
+                    rect(uses[i], uses[i] + 1, v, st.units)
+                lits = []
+                for j in range(n - 1):
+                    k = m.NewBoolVar(f"k[{t},{j}]")
+                    self.k[t, j] = k
+                    m.AddHint(k, st.keep[j])
+                    m.Add(self.x[t, j] == self.x[t, j + 1]).OnlyEnforceIf(k)
+                    rect(uses[j] + 1, uses[j + 1], self.x[t, j], st.units, k)
+                    cost_terms.append(st.size * (1 - k))
+                    lits.append(k)
+                if st.activation:
+                    spill_term(st, lits)
+                continue
+
+            for i in range(n):
+                if a <= uses[i] < b:
+                    v = m.NewIntVar(0, cap - st.units, f"x[{t},{i}]")
+                    self.x[t, i] = v
+                    m.AddHint(v, st.offset[i])
+                    rect(uses[i], uses[i] + 1, v, st.units)
+                else:
+                    rect(uses[i], uses[i] + 1, st.offset[i], st.units)
+            # Gap j (uses[j] -> uses[j+1]) touches the window when a use or its interior is in it.
+            outside_broken = 0
+            lits = []
+            pinned_broken = False  # a touching gap evicted by the incumbent outside: its spill is paid
+            for j in range(n - 1):
+                if not (uses[j] < b and uses[j + 1] >= a):
+                    if st.keep[j]:
+                        rect(uses[j] + 1, uses[j + 1], st.offset[j], st.units)
+                    else:
+                        outside_broken += 1
+                    continue
+                first_in, second_in = uses[j] >= a, uses[j + 1] < b
+                if first_in and second_in:  # wholly inside: free
+                    k = m.NewBoolVar(f"k[{t},{j}]")
+                    m.Add(self.x[t, j] == self.x[t, j + 1]).OnlyEnforceIf(k)
+                    rect(uses[j] + 1, uses[j + 1], self.x[t, j], st.units, k)
+                elif first_in and open_end:  # resident at the end cut: the window chooses where
+                    k = m.NewBoolVar(f"k[{t},{j}]")
+                    rect(uses[j] + 1, b, self.x[t, j], st.units, k)
+                elif not st.keep[j]:  # pinned broken by the incumbent outside
+                    self.constant += st.size
+                    pinned_broken = True
+                    continue
+                else:  # kept by the incumbent across a cut: keep it there or evict it
+                    k = m.NewBoolVar(f"k[{t},{j}]")
+                    pinned = st.offset[j]
+                    if first_in:
+                        m.Add(self.x[t, j] == pinned).OnlyEnforceIf(k)
+                    if second_in:
+                        m.Add(self.x[t, j + 1] == pinned).OnlyEnforceIf(k)
+                    rect(uses[j] + 1, uses[j + 1], pinned, st.units, k)
+                self.k[t, j] = k
+                # First pass: the part after the window is still the all-evicted layout,
+                # which is feasible only with every boundary resident evicted.
+                m.AddHint(k, st.keep[j] and not (open_end and not first_in))
+                cost_terms.append(st.size * (1 - k))
+                lits.append(k)
+            self.constant += st.size * outside_broken
+            if st.activation:
+                if outside_broken or pinned_broken:
+                    self.constant += st.size
+                else:
+                    spill_term(st, lits)
+        if x_rects:
+            m.AddNoOverlap2D(x_rects, y_rects)
+        m.Minimize(sum(cost_terms) if cost_terms else 0)
+
+    def solve(self, time_limit: float, threads: int, seed: int) -> tuple[str, _Incumbent | None, float]:
+        """``(status name, new incumbent or None, seconds)``; the incumbent is unchanged."""
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = max(time_limit, 0.05)
+        solver.parameters.num_workers = max(1, threads)
+        solver.parameters.random_seed = seed
+        solver.parameters.catch_sigint_signal = False  # Ctrl-C reaches Python: the caller keeps its best plan
+        status = solver.Solve(self.model)
+        name = solver.StatusName(status)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return name, None, solver.WallTime()
+        out = self.inc.copy()
+        for (t, i), v in self.x.items():
+            out.tensors[t].offset[i] = solver.Value(v)
+        for (t, j), k in self.k.items():
+            st = out.tensors[t]
+            st.keep[j] = bool(solver.Value(k))
+            if st.keep[j] and st.uses[j] >= self.a and st.uses[j + 1] >= self.b:
+                st.offset[j + 1] = st.offset[j]  # open end: carried across the cut
+        return name, out, solver.WallTime()
+
+
+# --------------------------------------------------------------------------------------
+# Where to cut, and which windows to re-solve.
+
+
+def crossing_bytes(inc: _Incumbent) -> list[Bytes]:
+    """``out[s]``: footprint bytes live across the cut before step ``s`` (no spills): what a
+    cut there forces the two sides to agree on. Few bytes crossing = a good place to cut."""
+    n = len(inc.schedule)
+    delta = [0] * (n + 2)
+    for st in inc.tensors.values():
+        if len(st.uses) > 1:
+            delta[st.uses[0] + 1] += st.units
+            delta[st.uses[-1] + 1] -= st.units
+    out, running = [], 0
+    for s in range(n + 1):
+        running += delta[s]
+        out.append(running)
+    return out
+
+
+def piece_cuts(inc: _Incumbent, window: int) -> list[Step]:
+    """Cut points ``0 = c0 < c1 < ... < n``: each piece is at most ``window`` steps, and each
+    cut is where the fewest bytes cross among the steps from half a window on."""
+    n = len(inc.schedule)
+    crossing = crossing_bytes(inc)
+    cuts = [0]
+    while n - cuts[-1] > window:
+        lo, hi = cuts[-1] + max(1, window // 2), cuts[-1] + window
+        cuts.append(min(range(lo, hi + 1), key=lambda s: (crossing[s], -s)))
+    cuts.append(n)
+    return cuts
+
+
+# --------------------------------------------------------------------------------------
+# Lower bounds: the no-address relaxations.
+
+
+def _knapsack_bound(
+    items: dict[str, tuple[int, Bytes]],
+    rows: list[tuple[list[str], int]],
+    time_limit: float,
+    groups: Sequence[tuple[Bytes, list[str]]] = (),
+) -> Bytes:
+    """min sum(cost_i * e_i) + sum(group cost * any e_i of the group) s.t. for each row,
+    sum(units_i * (1 - e_i)) <= rhs over its items; ``items[i] = (units, cost)``, ``e_i``
+    binary (evicted). Returns CP-SAT's proven bound, rounded up."""
+    m = cp_model.CpModel()
+    rows = [(its, rhs) for its, rhs in rows if sum(items[i][0] for i in its) > rhs]
+    if not rows:
+        return 0
+    used = sorted({i for its, _ in rows for i in its})
+    evict = {i: m.NewBoolVar(i) for i in used}
+    for its, rhs in rows:
+        m.Add(sum(items[i][0] * (1 - evict[i]) for i in its) <= rhs)
+    terms = [items[i][1] * evict[i] for i in used]
+    for cost, its in groups:
+        its = [i for i in its if i in evict]
+        if its:
+            any_evicted = m.NewBoolVar("")
+            for i in its:
+                m.AddImplication(evict[i], any_evicted)
+            terms.append(cost * any_evicted)
+    m.Minimize(sum(terms))
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(time_limit, 0.05)
+    solver.parameters.num_workers = 1
+    solver.parameters.catch_sigint_signal = False
+    status = solver.Solve(m)
+    if status == cp_model.OPTIMAL:
+        return round(solver.ObjectiveValue())
+    if status in (cp_model.FEASIBLE, cp_model.UNKNOWN):
+        return max(0, math.ceil(solver.BestObjectiveBound() - 1e-6))
+    return 0
+
+
+def fixed_schedule_bound(problem: Problem, schedule: Sequence[OpName], time_limit: float = 4.0) -> Bytes:
+    """A lower bound on non-compulsory bytes over plans with this schedule.
+
+    Relaxation: offsets ignored, and one eviction decision per *gap* between consecutive
+    uses of a tensor: at each step, the operands plus every kept gap spanning the step
+    fit the capacity. An evicted gap costs a reload; the first eviction of an activation
+    also its spill, once."""
+    inc = _Incumbent.empty(problem, schedule)
+    n = len(schedule)
+    spanning: list[list[str]] = [[] for _ in range(n)]
+    items: dict[str, tuple[int, Bytes]] = {}
+    groups: list[tuple[Bytes, list[str]]] = []
+    for t, st in inc.tensors.items():
+        keys = []
+        for j in range(len(st.uses) - 1):
+            if st.uses[j + 1] - st.uses[j] > 1:  # a gap with no step inside never needs evicting
+                key = f"{t}#{j}"
+                keys.append(key)
+                items[key] = (st.units, st.size)
+                for s in range(st.uses[j] + 1, st.uses[j + 1]):
+                    spanning[s].append(key)
+        if st.activation and keys:
+            groups.append((st.size, keys))
+    a = problem.alignment
+    rows = [(spanning[s], inc.cap_units - operator_footprint(problem, schedule[s]) // a) for s in range(n)]
+    return _knapsack_bound(items, rows, time_limit, groups)
+
+
+def schedule_free_bound(problem: Problem, time_limit: float = 4.0) -> Bytes:
+    """A lower bound on non-compulsory bytes over every schedule.
+
+    If tensor ``t`` is never evicted it is resident from its first use to its last, so at
+    every operator ``o`` that comes after one of its users and before another *in the DAG*
+    (hence in every schedule) and does not use it. Per operator, those tensors plus its
+    operands must fit; evicting ``t`` at least once costs a reload, plus a spill for an
+    activation."""
+    from cosma.schedules.minpeak import op_dag, topological_order
+
+    graph = problem.graph
+    order = topological_order(problem)
+    pos = {name: i for i, name in enumerate(order)}
+    dag = op_dag(problem)
+    n = len(order)
+    anc, desc = [0] * n, [0] * n
+    for i, name in enumerate(order):
+        for p in dag.predecessors(name):
+            anc[i] |= anc[pos[p]] | (1 << pos[p])
+    for i in range(n - 1, -1, -1):
+        for s in dag.successors(order[i]):
+            desc[i] |= desc[pos[s]] | (1 << pos[s])
+    a = problem.alignment
+    members: list[list[str]] = [[] for _ in range(n)]
+    items: dict[str, tuple[int, Bytes]] = {}
+    users: dict[TensorName, int] = {}
+    for op in graph.operators:
+        for t in problem.operands(op):
+            users[t] = users.get(t, 0) | (1 << pos[op.name])
+    for t, mask in users.items():
+        after = before = 0
+        m = mask
+        while m:
+            low = m & -m
+            i = low.bit_length() - 1
+            after |= desc[i]
+            before |= anc[i]
+            m ^= low
+        between = after & before & ~mask
+        if not between:
+            continue
+        tensor = graph.tensors[t]
+        items[t] = (problem.footprint(t) // a, tensor.size * (2 if tensor.kind is TensorKind.ACTIVATION else 1))
+        while between:
+            low = between & -between
+            members[low.bit_length() - 1].append(t)
+            between ^= low
+    cap_units = problem.capacity // a
+    rows = [(members[i], cap_units - operator_footprint(problem, order[i]) // a) for i in range(n)]
+    return _knapsack_bound(items, rows, time_limit)
+
+
+# --------------------------------------------------------------------------------------
+# Relax and pack: a whole-schedule start that keeps far more than a greedy allocator.
+
+
+def _relaxed_keeps(
+    inc: _Incumbent, cap_units: int, time_limit: float, seed: int
+) -> dict[tuple[TensorName, int], bool] | None:
+    """Keep/evict per gap from the no-address relaxation at ``cap_units``: the cheapest set of
+    evictions such that, at every step, the operands plus the kept gaps spanning it fit."""
+    m = cp_model.CpModel()
+    steps = len(inc.schedule)
+    spanning: list[list] = [[] for _ in range(steps)]
+    keep: dict[tuple[TensorName, int], object] = {}
+    terms = []
+    for t, st in inc.tensors.items():
+        lits = []
+        for j in range(len(st.uses) - 1):
+            if st.uses[j + 1] - st.uses[j] == 1:
+                keep[t, j] = True  # nothing in between: keeping it costs no space
+                continue
+            k = m.NewBoolVar("")
+            keep[t, j] = k
+            lits.append(k)
+            terms.append(st.size * (1 - k))
+            for s in range(st.uses[j] + 1, st.uses[j + 1]):
+                spanning[s].append((st.units, k))
+        if st.activation and lits:
+            spill = m.NewBoolVar("")
+            for k in lits:
+                m.AddImplication(k.Not(), spill)
+            terms.append(st.size * spill)
+    a = inc.problem.alignment
+    for s, items in enumerate(spanning):
+        room = cap_units - operator_footprint(inc.problem, inc.schedule[s]) // a
+        if sum(u for u, _ in items) > room:
+            m.Add(sum(u * k for u, k in items) <= max(0, room))
+    m.Minimize(sum(terms) if terms else 0)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(time_limit, 0.05)
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = seed
+    solver.parameters.catch_sigint_signal = False
+    if solver.Solve(m) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    return {key: k if k is True else bool(solver.Value(k)) for key, k in keep.items()}
+
+
+def _pack_keeps(inc: _Incumbent, keeps: dict[tuple[TensorName, int], bool]) -> _Incumbent | None:
+    """A plan that keeps the given gaps where it can: the residencies they imply are placed
+    largest first at the lowest free offset (TFLite's greedy-by-size); a residency that
+    does not fit is evicted across its longest gap and its two halves queued again. None
+    when a single use does not fit (the keep set fragments the scratchpad too much)."""
+    out = inc.copy()
+    boxes: list[tuple[TensorName, int, int]] = []  # (tensor, first use index, last use index)
+    for t, st in out.tensors.items():
+        st.keep = [keeps.get((t, j), False) for j in range(len(st.uses) - 1)]
+        first = 0
+        for j in range(len(st.uses)):
+            if j == len(st.uses) - 1 or not st.keep[j]:
+                boxes.append((t, first, j))
+                first = j + 1
+    placed: list[tuple[int, int, int, int]] = []  # (start, end, offset, units), end exclusive
+
+    def place(t: TensorName, i: int, j: int) -> int | None:
+        st = out.tensors[t]
+        start, end = st.uses[i], st.uses[j] + 1
+        busy = sorted((o, o + u) for s, e, o, u in placed if s < end and start < e)
+        x = 0
+        for lo, hi in busy:
+            if lo - x >= st.units:
+                break
+            x = max(x, hi)
+        if x + st.units > out.cap_units:
+            return None
+        placed.append((start, end, x, st.units))
+        return x
+
+    def key(box: tuple[TensorName, int, int]) -> tuple:
+        t, i, j = box
+        st = out.tensors[t]
+        return (-st.units, -(st.uses[j] - st.uses[i]), st.uses[i], t)
+
+    queue = sorted(boxes, key=key)
+    while queue:
+        t, i, j = queue.pop(0)
+        x = place(t, i, j)
+        st = out.tensors[t]
+        if x is not None:
+            for u in range(i, j + 1):
+                st.offset[u] = x
+            continue
+        if i == j:
+            return None
+        g = max(range(i, j), key=lambda g: st.uses[g + 1] - st.uses[g])  # evict across its longest gap
+        st.keep[g] = False
+        queue = sorted(queue + [(t, i, g), (t, g + 1, j)], key=key)
+    return out
+
+
+def _pack_exactly(inc: _Incumbent, keeps: dict[tuple[TensorName, int], bool], time_limit: float) -> _Incumbent | None:
+    """The keep set as it is, packed by ``cosma.packing.boxes`` (greedy, then an exact packer)
+    when that module is present; None when it does not pack in time."""
+    try:
+        from cosma.packing.boxes import Box, PackStatus, pack_boxes
+    except ImportError:
+        return None
+    out = inc.copy()
+    boxes, runs = [], []
+    for t, st in out.tensors.items():
+        st.keep = [keeps.get((t, j), False) for j in range(len(st.uses) - 1)]
+        first = 0
+        for j in range(len(st.uses)):
+            if j == len(st.uses) - 1 or not st.keep[j]:
+                boxes.append(Box(st.uses[first], st.uses[j] + 1, st.units))
+                runs.append((st, first, j))
+                first = j + 1
+    outcome = pack_boxes(boxes, out.cap_units, time_limit)
+    if outcome.status is not PackStatus.PACKED or outcome.offsets is None:
+        return None
+    for (st, i, j), x in zip(runs, outcome.offsets):
+        for u in range(i, j + 1):
+            st.offset[u] = x
+    return out
+
+
+def relax_and_pack(inc: _Incumbent, time_limit: float, seed: int = 0) -> tuple[_Incumbent | None, dict]:
+    """Solve the relaxation at shrinking capacities (slack for fragmentation) and pack each
+    answer (greedily, splitting what does not fit; for the two largest capacities also
+    exactly, keeping the whole keep set); the cheapest plan that packs. ``inc`` only
+    supplies the schedule."""
+    started = time.monotonic()
+    best, tried = None, {}
+    for slack in (0.0, 0.05, 0.1, 0.2, 0.35, 1.0):
+        left = time_limit - (time.monotonic() - started)
+        if best is not None and (left <= 0.05 or best.cost() == 0):
+            break
+        cap = int(inc.cap_units * (1 - slack))
+        keeps = _relaxed_keeps(inc, cap, max(0.05, min(left / 3, left)), seed)
+        if keeps is None:
+            continue
+        packed = [_pack_keeps(inc, keeps)]
+        if slack < 0.1:  # the keep sets that fragment: worth an exact packer's time
+            packed.append(_pack_exactly(inc, keeps, max(0.05, (time_limit - (time.monotonic() - started)) / 3)))
+        packed = [p for p in packed if p is not None]
+        tried[slack] = min((p.cost() for p in packed), default=None)
+        for p in packed:
+            if best is None or p.cost() < best.cost():
+                best = p
+    return best, tried
+
+
+# --------------------------------------------------------------------------------------
+# The solver.
+
+
+# Min-overflow schedules tried by ``candidate_schedules``: (fraction of the capacity the beam
+# search aims under, beam width). Aiming under the capacity leaves room for fragmentation;
+# narrow and wide beams find different orders. Most promising first.
+OVERFLOW_PORTFOLIO = ((1.0, 32), (0.9, 8), (1.0, 8), (0.75, 32), (0.5, 8), (0.9, 32), (0.75, 8), (0.5, 32))
+
+
+def candidate_schedules(problem: Problem, which: str, time_limit: float) -> list[tuple[str, tuple[OpName, ...]]]:
+    """``(source, schedule)`` for the schedules ``which`` names ("auto": all of them), found
+    within about ``time_limit`` seconds (the min-peak search gets half, the min-overflow
+    portfolio the rest, as far as it gets)."""
+    started = time.monotonic()
+    out: list[tuple[str, tuple[OpName, ...]]] = []
+    if which in ("auto", "file"):
+        out.append(("file order", tuple(op.name for op in problem.graph.operators)))
+    if which in ("auto", "memory-aware"):
+        try:
+            from cosma.schedules.orders import memory_aware_schedule
+
+            out.append(("memory-aware", tuple(memory_aware_schedule(problem))))
+        except ImportError:
+            pass
+    if which in ("auto", "min-peak"):
+        from cosma.schedules.minpeak import min_peak_schedule
+
+        out.append(("min-peak", tuple(min_peak_schedule(problem, time_limit=time_limit / 2)[0])))
+    if which in ("auto", "min-overflow"):
+        from cosma.schedules.minpeak import schedule_min_overflow
+
+        cap = problem.capacity // problem.alignment * problem.alignment
+        for i, (fraction, width) in enumerate(OVERFLOW_PORTFOLIO):
+            left = time_limit - (time.monotonic() - started)
+            if left <= 0 and i > 0:
+                break
+            share = max(0.0, left) / (len(OVERFLOW_PORTFOLIO) - i)
+            schedule = schedule_min_overflow(problem, int(cap * fraction), time_limit=share, beam_width=width)
+            out.append((f"min-overflow({fraction:g}, {width})", schedule))
+    if not out:
+        raise UsageError(f"unknown schedule {which!r}: use auto, file, memory-aware, min-peak or min-overflow")
+    return [(source, s) for source, s in out if is_topological(problem, s)]
+
+
+def overflow(problem: Problem, schedule: Sequence[OpName]) -> tuple[Bytes, Bytes]:
+    """``(bytes-steps above the capacity, peak)`` with no spills: how much a schedule must
+    evict, roughly. Lower is more promising."""
+    cap = problem.capacity // problem.alignment * problem.alignment
+    live = live_bytes(problem, schedule)
+    return sum(max(0, b - cap) for b in live), max(live, default=0)
+
+
+def improve_schedule(
+    problem: Problem, schedule: tuple[OpName, ...], bound: Bytes, time_limit: float, rng: random.Random
+) -> tuple[tuple[OpName, ...], Bytes, int, int]:
+    """Local search over operator orders, scored by the fixed-schedule relaxation (which
+    relax and pack nearly always reaches): reorder a random window of steps by the
+    min-overflow beam search, aiming under a random fraction of the capacity, and keep the
+    new order when its relaxation is cheaper. Returns (order, its bound, moves kept, tried)."""
+    from cosma.schedules.minpeak import reorder_window
+
+    deadline = time.monotonic() + time_limit
+    cap = problem.capacity // problem.alignment * problem.alignment
+    n, kept, tried = len(schedule), 0, 0
+    while bound > 0 and time.monotonic() < deadline and n > 2:
+        tried += 1
+        size = rng.randint(min(8, n), min(64, n))
+        a = rng.randint(0, n - size)
+        fraction, width = rng.choice(OVERFLOW_PORTFOLIO)
+        candidate = reorder_window(problem, schedule, a, a + size, int(cap * fraction), max(2, width // 4))
+        if candidate == schedule:
+            continue
+        value = fixed_schedule_bound(problem, candidate, 0.5)
+        if value < bound:
+            schedule, bound, kept = candidate, value, kept + 1
+    return schedule, bound, kept, tried
+
+
+@dataclass
+class _Search:
+    """The running state of one solve: the best valid plan and the figures for ``stats``."""
+
+    best: _Incumbent
+    best_cost: Bytes
+    stats: dict = field(default_factory=dict)
+
+    def offer(self, inc: _Incumbent, source: str) -> bool:
+        cost = inc.cost()
+        if cost < self.best_cost:
+            self.best, self.best_cost = inc, cost
+            self.stats["best_from"] = source
+            return True
+        return False
+
+
+@register("dnc", "divide and conquer: CP-SAT windows with pinned boundary residents, stitched, then LNS", DncParams)
+def solve_dnc(problem: Problem, params: DncParams, options: RunOptions) -> SolveResult:
+    return dnc_search(problem, params, options)
+
+
+def dnc_search(
+    problem: Problem, params: DncParams, options: RunOptions, starts: Sequence[tuple[Plan, str]] = ()
+) -> SolveResult:
+    """The ``dnc`` solver, also taking valid plans to start from (``auto`` hands over the
+    exact solver's best plan): ``(plan, source)``, each canonicalized and used if best."""
+    started = time.monotonic()
+    deadline = None if options.time_limit is None else started + options.time_limit
+
+    def left() -> float:
+        return math.inf if deadline is None else deadline - time.monotonic()
+
+    if options.schedule is not None and not is_topological(problem, options.schedule):
+        raise UsageError("the fixed schedule is not a topological order of the graph's operators")
+    infeasible = below_minimum(problem)
+    if infeasible is not None:
+        return infeasible
+    budget = options.time_limit if options.time_limit is not None else 600.0
+    bound_time = min(params.bound_time, 0.05 * budget)
+    rng = random.Random(options.seed)
+    stats: dict = {}
+    interrupted = False
+    # A valid plan from the first instant (all evicted, on any topological order), so that
+    # Ctrl-C at any point returns a plan.
+    from cosma.schedules.minpeak import topological_order
+
+    first = _Incumbent.empty(problem, options.schedule or tuple(topological_order(problem)))
+    search = _Search(first, first.cost(), stats)
+    stats["best_from"] = "all evicted"
+    schedule, schedule_bound, single_optimal = first.schedule, None, False
+
+    try:
+        # Warm start: the best greedy baseline, canonicalized (never worse than its plan).
+        def greedy(schedule: tuple[OpName, ...] | None) -> _Incumbent | None:
+            from cosma.core.interface import run
+
+            if not params.warm_start:
+                return None
+            result = run(
+                problem, "best-greedy", options=RunOptions(time_limit=min(0.1 * budget, 30.0), schedule=schedule)
+            )
+            if result.plan is None:
+                return None
+            stats.setdefault("best_greedy_bytes", result.objective)
+            return _Incumbent.from_plan(problem, result.plan)
+
+        warm = greedy(options.schedule)
+        if warm is not None:
+            search.offer(warm, "best-greedy")
+        for plan, origin in starts:
+            search.offer(_Incumbent.from_plan(problem, plan), origin)
+
+        # The schedule.
+        if options.schedule is not None:
+            schedule, source = tuple(options.schedule), "fixed by caller"
+        else:
+            # The candidate whose no-address relaxation is cheapest (relax and pack nearly
+            # always reaches it), then the one that overflows the capacity least.
+            cands = candidate_schedules(
+                problem, params.schedule, min(params.scheduler_time, params.schedule_fraction * budget)
+            )
+            scores = {
+                source: (fixed_schedule_bound(problem, s, min(bound_time, 1.0)), *overflow(problem, s))
+                for source, s in cands
+            }
+            source, schedule = min(cands, key=lambda c: scores[c[0]])
+            stats["schedule_scores"] = {k: v[0] for k, v in scores.items()}
+            if params.reorder_fraction > 0:
+                schedule, value, kept, tried = improve_schedule(
+                    problem, schedule, scores[source][0], params.reorder_fraction * budget, rng
+                )
+                stats["reorder_moves"] = f"{kept} kept of {tried}"
+                stats["reorder_bound"] = value
+        stats["schedule"] = source
+        # The chosen order's relaxation: a plan on it that reaches this is optimal for it.
+        schedule_bound = fixed_schedule_bound(problem, schedule, bound_time)
+        stats["seconds_setup"] = round(time.monotonic() - started, 2)
+        n = len(schedule)
+
+        def settled() -> bool:
+            return search.best.schedule == schedule and search.best_cost <= schedule_bound
+
+        empty = _Incumbent.empty(problem, schedule)
+        search.offer(empty, "all evicted")
+        if options.schedule is None and (warm is None or warm.schedule != schedule):
+            same = greedy(schedule)
+            if same is not None:
+                search.offer(same, "greedy on the chosen schedule")
+
+        def reserve() -> float:
+            return left() - 2 * bound_time
+
+        # A whole-schedule start: the relaxation's keep set, packed.
+        if params.relax_time > 0:
+            packed, tried = relax_and_pack(empty, min(params.relax_time, 0.25 * budget), options.seed)
+            stats["relax_and_pack"] = tried
+            if packed is not None:
+                search.offer(packed, "relax and pack")
+        stats["seconds_start"] = round(time.monotonic() - started, 2)
+
+        # 1-2. Pieces, cut where few bytes cross. From the all-evicted plan: left to right with
+        # open ends (each piece decides what stays resident across its end cut, and where),
+        # stitched into one plan at the end. From a warm start: each piece re-solved with the
+        # incumbent's residents at both cuts as its boundary conditions.
+        open_end = stats["best_from"] == "all evicted"
+        base = empty if open_end else search.best
+        n = len(base.schedule)
+        window = n if n <= params.single_window_steps else params.window_steps
+        cuts = piece_cuts(base, window)
+        stats["pieces"] = len(cuts) - 1
+        inc, complete = base, True
+        exact_pieces = 0
+        for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+            if settled():
+                break
+            share = reserve() / max(1, len(cuts) - 1 - i) if deadline is not None else params.window_time
+            limit = share if window == n else min(params.window_time, share)
+            if limit <= 0.05:
+                complete = False
+                break
+            status, out, _ = _WindowModel(inc, a, b, open_end=open_end).solve(limit, options.threads, options.seed)
+            if out is None and open_end:  # the stitched plan would miss this piece: give it up
+                complete = False
+                break
+            if out is None:  # no plan in time: the incumbent's decisions stand
+                status, out = "UNCHANGED", inc
+            inc = out
+            exact_pieces += status == "OPTIMAL"
+            if not open_end:
+                search.offer(inc, "pieces")
+        stats["exact_pieces"] = exact_pieces
+        stats["seconds_pieces"] = round(time.monotonic() - started, 2)
+        if complete:
+            stats["first_pass_bytes"] = inc.cost()
+            search.offer(inc, "pieces")
+        # One piece over the whole schedule, solved to optimality: nothing left to improve on it.
+        single_optimal = window == n and exact_pieces == 1 and inc.cost() <= search.best_cost
+        options.say(f"dnc: {n} steps, {len(cuts) - 1} pieces, first pass {search.best_cost} B")
+
+        # 3. LNS: re-solve windows with both ends pinned to the incumbent.
+        windows = rounds = stall = 0
+        size = min(params.window_steps, len(search.best.schedule))
+        todo = [c for c in cuts[1:-1]]  # windows over the cuts first
+        while not single_optimal and not settled():
+            if deadline is None and stall >= params.stall_windows:
+                break
+            if deadline is not None and reserve() < 0.2:
+                break
+            steps = len(search.best.schedule)
+            free: frozenset[TensorName] = frozenset()
+            if todo:
+                centre = todo.pop(0)
+                a = max(0, centre - size // 2)
+                b = min(steps, a + size)
+            elif rng.random() < params.tensor_moves:
+                free, a, b = _pick_tensors(search.best, size, rng)
+            else:
+                a = _pick_window(search.best, size, rng)
+                b = min(steps, a + size)
+                a = max(0, b - size)
+            limit = min(params.window_time, max(0.05, reserve()))
+            model = _WindowModel(search.best, a, b, open_end=False, free=free)
+            status, out, wall = model.solve(limit, options.threads, options.seed + windows)
+            options.say(f"dnc: window [{a}, {b}) + {len(free)} tensors, horizon {model.horizon}: {status} {wall:.2f}s")
+            windows += 1
+            if out is not None and search.offer(out, "lns"):
+                stall = 0
+                rounds += 1
+                options.say(f"dnc: window [{a}, {b}) -> {search.best_cost} B")
+            else:
+                stall += 1
+            if status == "OPTIMAL" and wall < params.window_time / 3:
+                size = min(params.max_window_steps, steps, int(size * 1.25) + 1)
+            elif status != "OPTIMAL":
+                size = max(8, int(size * 0.8))
+        stats["seconds_lns"] = round(time.monotonic() - started, 2)
+        stats.update(lns_windows=windows, lns_improvements=rounds, final_window_steps=size)
+    except KeyboardInterrupt:
+        interrupted = True
+
+    # The bound: valid for the problem as posed (schedule fixed by the caller or free).
+    plan = search.best.plan()
+    cost = search.best_cost
+    bound = 0
+    if cost > 0 and not interrupted:
+        try:
+            same = search.best.schedule == schedule
+            fixed = schedule_bound if same and schedule_bound is not None else None
+            if fixed is None:
+                fixed = fixed_schedule_bound(problem, search.best.schedule, bound_time)
+            if single_optimal and same:
+                fixed = max(fixed, cost)
+            stats["fixed_schedule_bound"] = fixed
+            bound = fixed if options.schedule is not None else schedule_free_bound(problem, bound_time)
+        except KeyboardInterrupt:
+            interrupted = True
+    stats["bound_kind"] = "fixed schedule" if options.schedule is not None else "schedule-free"
+    if interrupted:
+        status, message = Status.TIMEOUT, "interrupted: best plan so far"
+    elif cost <= bound:
+        status, message = Status.OPTIMAL, ""
+    else:
+        status, message = Status.FEASIBLE, ""
+    return SolveResult(status, plan, bound=min(bound, cost), stats=stats, message=message)
+
+
+def _pick_window(inc: _Incumbent, size: int, rng: random.Random) -> Step:
+    """Start of the next LNS window: around an eviction, chosen with probability
+    proportional to its bytes (most of the time), or anywhere."""
+    steps = len(inc.schedule)
+    gaps = [
+        (st.size, st.uses[j], st.uses[j + 1]) for st in inc.tensors.values() for j, k in enumerate(st.keep) if not k
+    ]
+    if gaps and rng.random() < 0.8:
+        _, u, v = rng.choices(gaps, weights=[g[0] for g in gaps])[0]
+        if v - u < size:
+            return max(0, min(steps - size, u - rng.randint(0, size - (v - u))))
+        return max(0, rng.choice((u, v)) - rng.randint(0, size - 1))
+    return rng.randint(0, max(0, steps - size))
+
+
+def _pick_tensors(inc: _Incumbent, size: int, rng: random.Random) -> tuple[frozenset[TensorName], Step, Step]:
+    """A tensor neighbourhood: one to three evicted tensors (chosen by bytes evicted), free
+    over their whole lifetime, plus a small window around one of their evictions."""
+    steps = len(inc.schedule)
+    evicted = [st for st in inc.tensors.values() if not all(st.keep)]
+    if not evicted:
+        return frozenset(), 0, min(steps, size)
+    weights = [st.size * st.broken() for st in evicted]
+    chosen = {rng.choices(evicted, weights=weights)[0].name for _ in range(rng.randint(1, 3))}
+    st = inc.tensors[next(iter(sorted(chosen)))]
+    j = rng.choice([j for j, k in enumerate(st.keep) if not k] or [0])
+    half = max(2, size // 8)
+    return frozenset(chosen), max(0, st.uses[j] - half), min(steps, st.uses[j] + half)
+
+
+__all__ = [
+    "DncParams",
+    "solve_dnc",
+    "dnc_search",
+    "crossing_bytes",
+    "piece_cuts",
+    "fixed_schedule_bound",
+    "schedule_free_bound",
+    "candidate_schedules",
+]

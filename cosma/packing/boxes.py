@@ -1,0 +1,177 @@
+"""Packing fixed-lifetime boxes: the allocation subproblem inside the exact solver.
+
+Once the keep/evict decisions are fixed, every residency is a box with a fixed step
+interval ``[lo, hi)`` and a fixed height (its footprint, in alignment units); only its
+offset is free. This module answers "do these boxes fit under the capacity?":
+
+1. greedy best fit in a few orders (the TFLite arena idea), which settles nearly every
+   instance with slack in microseconds;
+2. the project's exact packer (``cosma.packing.exact``) when it is installed;
+3. otherwise a CP-SAT model (y offsets under no-overlap-2D with the time intervals
+   fixed, plus a cumulative on the time axis), which also proves infeasibility.
+
+Heights, offsets and the capacity are all in alignment units here: the caller scales.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from ortools.sat.python import cp_model
+
+from cosma.core.cpsat import keep_sigint_handler, solve_interruptibly
+
+
+class PackStatus(enum.Enum):
+    PACKED = "packed"  # offsets found
+    INFEASIBLE = "infeasible"  # proven: the boxes cannot fit under the capacity
+    UNKNOWN = "unknown"  # ran out of time
+
+
+@dataclass(frozen=True)
+class Box:
+    lo: int  # first step occupied
+    hi: int  # one past the last step occupied (half-open)
+    height: int  # footprint in alignment units, > 0
+
+
+@dataclass
+class PackOutcome:
+    status: PackStatus
+    offsets: list[int] | None  # one per box, in alignment units, when PACKED
+    how: str = ""  # which method settled it ("greedy", "packer", "cp-sat")
+
+
+def greedy_pack(boxes: Sequence[Box], capacity: int) -> list[int] | None:
+    """Best-fit placement in several orders; the first order that places every box wins.
+
+    Each box goes into the smallest free address gap (among boxes already placed that
+    overlap it in time) that holds it, lowest offset on ties.
+    """
+    n = len(boxes)
+    orders = (
+        sorted(range(n), key=lambda i: (-boxes[i].height, boxes[i].lo, -boxes[i].hi)),
+        sorted(range(n), key=lambda i: (-(boxes[i].hi - boxes[i].lo), -boxes[i].height, boxes[i].lo)),
+        sorted(range(n), key=lambda i: (-boxes[i].height * (boxes[i].hi - boxes[i].lo), boxes[i].lo)),
+        sorted(range(n), key=lambda i: (boxes[i].lo, -boxes[i].hi, -boxes[i].height)),
+    )
+    for order in orders:
+        offsets = _place_in_order(boxes, capacity, order)
+        if offsets is not None:
+            return offsets
+    return None
+
+
+def _place_in_order(boxes: Sequence[Box], capacity: int, order: Sequence[int]) -> list[int] | None:
+    offsets: list[int | None] = [None] * len(boxes)
+    placed: list[int] = []
+    for i in order:
+        b = boxes[i]
+        busy = sorted(
+            (offsets[j], offsets[j] + boxes[j].height)  # type: ignore[operator]
+            for j in placed
+            if boxes[j].lo < b.hi and b.lo < boxes[j].hi
+        )
+        best: tuple[int, int] | None = None  # (gap size, offset)
+        cursor = 0
+        for start, end in busy + [(capacity, capacity)]:
+            if start - cursor >= b.height and (best is None or (start - cursor, cursor) < best):
+                best = (start - cursor, cursor)
+            cursor = max(cursor, end)
+        if best is None:
+            return None
+        offsets[i] = best[1]
+        placed.append(i)
+    return offsets  # type: ignore[return-value]
+
+
+def cpsat_pack(
+    boxes: Sequence[Box], capacity: int, time_limit: float | None, threads: int = 1, hint: Sequence[int] | None = None
+) -> PackOutcome:
+    """Exact packing with CP-SAT: offsets under no-overlap-2D, time intervals fixed."""
+    model = cp_model.CpModel()
+    ys, x_iv, y_iv = [], [], []
+    for i, b in enumerate(boxes):
+        if b.height > capacity:
+            return PackOutcome(PackStatus.INFEASIBLE, None, "cp-sat")
+        y = model.new_int_var(0, capacity - b.height, f"y{i}")
+        ys.append(y)
+        x_iv.append(model.new_fixed_size_interval_var(b.lo, b.hi - b.lo, f"x{i}"))
+        y_iv.append(model.new_fixed_size_interval_var(y, b.height, f"yi{i}"))
+    model.add_no_overlap_2d(x_iv, y_iv)
+    model.add_cumulative(x_iv, [b.height for b in boxes], capacity)
+    if hint is not None:
+        for y, v in zip(ys, hint):
+            model.add_hint(y, v)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = max(1, threads)
+    if time_limit is not None:
+        solver.parameters.max_time_in_seconds = max(0.01, time_limit)
+    status = solve_interruptibly(solver, model)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return PackOutcome(PackStatus.PACKED, [solver.value(y) for y in ys], "cp-sat")
+    if status == cp_model.INFEASIBLE:
+        return PackOutcome(PackStatus.INFEASIBLE, None, "cp-sat")
+    return PackOutcome(PackStatus.UNKNOWN, None, "cp-sat")
+
+
+def _external_pack(boxes: Sequence[Box], capacity: int, time_limit: float | None) -> PackOutcome | None:
+    """The project's exact packer, when present (``cosma.packing.exact``); None when absent."""
+    try:
+        from cosma.packing import exact as packer  # noqa: PLC0415 (optional, written concurrently)
+        from cosma.packing.problem import Buffer, PackingProblem
+    except ImportError:
+        return None
+    pack = getattr(packer, "pack", None)
+    params_type = getattr(packer, "PackParams", None)
+    if pack is None or params_type is None:
+        return None
+    problem = PackingProblem(tuple(Buffer(str(i), b.lo, b.hi, b.height) for i, b in enumerate(boxes)), capacity)
+    with keep_sigint_handler():
+        result = pack(problem, params_type(), time_limit, None)
+    if "interrupted" in getattr(result, "message", ""):
+        raise KeyboardInterrupt  # the packer caught Ctrl-C: hand it on to the caller
+    status = str(getattr(result.status, "value", result.status)).lower()
+    if result.offsets and all(str(i) in result.offsets for i in range(len(boxes))):
+        return PackOutcome(PackStatus.PACKED, [int(result.offsets[str(i)]) for i in range(len(boxes))], "packer")
+    if status == "infeasible":
+        return PackOutcome(PackStatus.INFEASIBLE, None, "packer")
+    return PackOutcome(PackStatus.UNKNOWN, None, "packer")
+
+
+def pack_boxes(
+    boxes: Sequence[Box], capacity: int, time_limit: float | None, threads: int = 1, use_packer: bool = True
+) -> PackOutcome:
+    """Greedy first, then an exact method; see the module docstring."""
+    if not boxes:
+        return PackOutcome(PackStatus.PACKED, [], "trivial")
+    if max(b.height for b in boxes) > capacity or _max_load(boxes) > capacity:
+        return PackOutcome(PackStatus.INFEASIBLE, None, "load")
+    offsets = greedy_pack(boxes, capacity)
+    if offsets is not None:
+        return PackOutcome(PackStatus.PACKED, offsets, "greedy")
+    start = time.perf_counter()
+    if use_packer:
+        try:
+            outcome = _external_pack(boxes, capacity, time_limit)
+        except Exception:  # noqa: BLE001 - a peer module mid-development must not break the exact solver (Ctrl-C passes)
+            outcome = None
+        if outcome is not None and outcome.status is not PackStatus.UNKNOWN:
+            return outcome
+    remaining = None if time_limit is None else max(0.01, time_limit - (time.perf_counter() - start))
+    return cpsat_pack(boxes, capacity, remaining, threads)
+
+
+def _max_load(boxes: Sequence[Box]) -> int:
+    events = sorted([(b.lo, b.height) for b in boxes] + [(b.hi, -b.height) for b in boxes], key=lambda e: (e[0], e[1]))
+    load = best = 0
+    for _, d in events:
+        load += d
+        best = max(best, load)
+    return best
+
+
+__all__ = ["PackStatus", "Box", "PackOutcome", "greedy_pack", "cpsat_pack", "pack_boxes"]

@@ -1,0 +1,117 @@
+"""Allocation-only problems: buffers with fixed lifetimes and sizes, one capacity.
+
+This is the scratchpad-allocation subproblem on its own (what MiniMalloc, TFLite's
+arena planner and XLA's heap simulator solve), in MiniMalloc's CSV format::
+
+    id,lower,upper,size          (input; lifetimes half-open [lower, upper))
+    id,lower,upper,size,offset   (solution)
+
+``check_packing`` is the independent overlap check every packer's output goes through.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from cosma.core.errors import UsageError
+
+BufferId = str
+
+
+@dataclass(frozen=True)
+class Buffer:
+    id: BufferId
+    lower: int  # first time unit alive
+    upper: int  # one past the last time unit alive (half-open)
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
+class PackingProblem:
+    buffers: tuple[Buffer, ...]
+    capacity: int  # offset + size must not exceed it
+    alignment: int = 1  # offsets must be multiples of it
+
+    def max_load(self) -> int:
+        """Largest total size alive at one time: a lower bound on any packing's height."""
+        events: list[tuple[int, int]] = []
+        for b in self.buffers:
+            events.append((b.lower, b.size))
+            events.append((b.upper, -b.size))
+        events.sort(key=lambda e: (e[0], e[1]))  # frees before allocations at the same time
+        load = best = 0
+        for _, delta in events:
+            load += delta
+            best = max(best, load)
+        return best
+
+
+def read_csv(path: str | Path, capacity: int | None = None, alignment: int = 1) -> PackingProblem:
+    """Read a MiniMalloc CSV. Capacity defaults to the number in the file name
+    (``A.1048576.csv`` -> 1048576), as in the MiniMalloc benchmark."""
+    path = Path(path)
+    if capacity is None:
+        digits = [part for part in path.name.split(".") if part.isdigit()]
+        if not digits:
+            raise UsageError(f"{path}: no capacity given and none in the file name; pass --capacity")
+        capacity = int(digits[-1])
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    buffers = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            b = Buffer(str(row["id"]), int(row["lower"]), int(row["upper"]), int(row["size"]))
+        except (KeyError, TypeError, ValueError):
+            raise UsageError(f"{path}:{line}: expected integer columns id,lower,upper,size") from None
+        if b.lower >= b.upper or b.size <= 0:
+            raise UsageError(f"{path}:{line}: buffer {b.id} has an empty lifetime or size")
+        buffers.append(b)
+    return PackingProblem(tuple(buffers), capacity, alignment)
+
+
+def read_solution(path: str | Path) -> dict[BufferId, int]:
+    with Path(path).open(newline="") as f:
+        return {str(row["id"]): int(row["offset"]) for row in csv.DictReader(f)}
+
+
+def write_csv(path: str | Path, problem: PackingProblem, offsets: Mapping[BufferId, int]) -> None:
+    with Path(path).open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "lower", "upper", "size", "offset"])
+        for b in problem.buffers:
+            w.writerow([b.id, b.lower, b.upper, b.size, offsets[b.id]])
+
+
+def height(problem: PackingProblem, offsets: Mapping[BufferId, int]) -> int:
+    return max((offsets[b.id] + b.size for b in problem.buffers), default=0)
+
+
+def check_packing(problem: PackingProblem, offsets: Mapping[BufferId, int]) -> list[str]:
+    """Every broken rule of a packing, checked pairwise the obvious way; empty when valid."""
+    errors = []
+    for b in problem.buffers:
+        if b.id not in offsets:
+            errors.append(f"buffer {b.id} has no offset")
+            continue
+        o = offsets[b.id]
+        if o < 0 or o + b.size > problem.capacity:
+            errors.append(f"buffer {b.id} at [{o}, {o + b.size}) is outside capacity {problem.capacity}")
+        if o % problem.alignment:
+            errors.append(f"buffer {b.id} at {o} is not a multiple of {problem.alignment}")
+    placed = [b for b in problem.buffers if b.id in offsets]
+    for i, a in enumerate(placed):
+        for b in placed[i + 1 :]:
+            if a.lower < b.upper and b.lower < a.upper:
+                oa, ob = offsets[a.id], offsets[b.id]
+                if oa < ob + b.size and ob < oa + a.size:
+                    errors.append(f"buffers {a.id} and {b.id} overlap in time and address")
+    return errors
+
+
+__all__ = ["Buffer", "PackingProblem", "read_csv", "read_solution", "write_csv", "height", "check_packing"]

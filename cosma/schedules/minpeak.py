@@ -1,0 +1,408 @@
+"""A memory-minimizing scheduler for irregular graphs (NAS cells, RandWire): ``M_P`` and
+the MPMF schedule for graphs too large for an exact MILP.
+
+The quantity minimized is exactly ``cosma.core.analysis.peak_live_bytes``: a tensor is live from
+its first use (its producer's step for an activation) to its last use, and the live bytes
+at a step are the footprints of the tensors live there. After a set ``S`` of operators has
+run (``S`` is a *downset*: closed under predecessors), the tensors still *open* are those
+with a user in ``S`` and a user outside it; running ``o`` next costs
+``bytes(open(S) | operands(o))``. So the peak of a schedule depends only on the sequence of
+downsets it walks through, and the best peak to reach a downset is a bottleneck-path
+problem over the lattice of downsets (the dynamic program of Serenity, Ahn et al. 2020).
+
+Three things keep it tractable, in the order they are applied:
+
+1. **Splitting at cut operators.** An operator every source-to-sink path passes through
+   (all other operators are its ancestors or its descendants) is at the same step in every
+   schedule; the pieces between consecutive cuts are scheduled independently, since a
+   tensor crossing a piece is open before/after it no matter how the piece is ordered.
+   The global peak is the maximum of the pieces' peaks.
+2. **Best-first search with memoization** per piece: states (downsets, as bitmasks) are
+   expanded in order of the peak reached so far, deeper states first among equals, so the
+   first time the full piece is popped its peak is optimal. A greedy schedule gives an
+   upper bound that prunes the search, and the largest operator gives a lower bound that
+   can stop it early.
+3. **Beam search** when a piece has more downsets than the state budget (or time runs
+   out): the best ``beam_width`` states per depth, ranked by (peak, open bytes). Its
+   answer is the best known, not proven.
+
+For scratchpads below ``M_P`` the same machinery schedules for divide and conquer:
+``schedule_min_overflow`` ranks beam states by the live bytes above a capacity summed over
+the steps (additive, so pieces stay independent), and ``reorder_window`` re-runs that beam
+on a window of an existing order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import networkx as nx
+
+from cosma.core.ir import Bytes, OpName, Problem, TensorName
+
+
+@dataclass(frozen=True)
+class SchedulerParams:
+    """How hard the scheduler tries; the defaults suit graphs of a few hundred operators."""
+
+    max_states: int = 200_000  # downsets the exact search may store per piece before giving up on it
+    beam_width: int = 64  # states kept per depth by the beam-search fallback
+    split: bool = True  # split the graph at cut operators (off: one piece, for tests and ablations)
+
+
+@dataclass
+class ScheduleResult:
+    """What ``schedule_min_peak`` found, with the figures that say how good it is."""
+
+    schedule: tuple[OpName, ...]  # a topological order of every operator
+    peak: Bytes  # its peak live bytes (== cosma.core.analysis.peak_live_bytes)
+    lower_bound: Bytes  # proven: no schedule has a smaller peak
+    proven_optimal: bool  # peak == the minimum over all schedules
+    pieces: int  # pieces the graph was split into (cut operators count as pieces)
+    exact_pieces: int  # pieces solved by the exact search
+    states: int  # downsets stored over all pieces
+    seconds: float
+
+
+def op_dag(problem: Problem) -> nx.DiGraph:
+    """The operator DAG: an edge ``p -> o`` when ``o`` reads a tensor ``p`` produces."""
+    graph = problem.graph
+    dag = nx.DiGraph()
+    dag.add_nodes_from(op.name for op in graph.operators)
+    for op in graph.operators:
+        for p in graph.predecessors(op.name):
+            dag.add_edge(p, op.name)
+    return dag
+
+
+def topological_order(problem: Problem) -> list[OpName]:
+    """A deterministic topological order, as close to file order as the edges allow."""
+    index = problem.graph.op_index
+    return list(nx.lexicographical_topological_sort(op_dag(problem), key=lambda n: index[n]))
+
+
+def cut_operators(problem: Problem, order: Sequence[OpName] | None = None) -> list[OpName]:
+    """Operators every path through the graph passes through, in schedule order.
+
+    ``v`` is a cut when every other operator is an ancestor or a descendant of it: then,
+    in any topological order, ``v`` sits at position ``|ancestors(v)|``."""
+    order = list(order or topological_order(problem))
+    pos = {name: i for i, name in enumerate(order)}
+    dag = op_dag(problem)
+    n = len(order)
+    anc = [0] * n  # bitmask of ancestors, by position
+    for i, name in enumerate(order):
+        mask = 0
+        for p in dag.predecessors(name):
+            mask |= anc[pos[p]] | (1 << pos[p])
+        anc[i] = mask
+    desc = [0] * n
+    for i in range(n - 1, -1, -1):
+        mask = 0
+        for s in dag.successors(order[i]):
+            mask |= desc[pos[s]] | (1 << pos[s])
+        desc[i] = mask
+    return [order[i] for i in range(n) if anc[i].bit_count() == i and desc[i].bit_count() == n - 1 - i]
+
+
+class _Piece:
+    """The operators between two cuts, with everything the search needs as bitmasks.
+
+    ``const`` is the footprint of tensors open across the whole piece without a user in
+    it; each tensor used in the piece carries whether it is already open when the piece
+    starts (a user before it) and whether it stays open after (a user after it)."""
+
+    def __init__(self, problem: Problem, ops: list[OpName], before: set[OpName], users: dict[TensorName, set[OpName]]):
+        graph = problem.graph
+        self.ops = ops
+        self.n = len(ops)
+        local = {name: i for i, name in enumerate(ops)}
+        self.full = (1 << self.n) - 1
+        self.pred = [0] * self.n  # local predecessors, bitmask
+        self.operands: list[list[int]] = [[] for _ in ops]  # tensor ids used by each op
+        tensor_ids: dict[TensorName, int] = {}
+        self.fp: list[Bytes] = []
+        self.local_users: list[int] = []
+        self.open_before: list[bool] = []
+        self.open_after: list[bool] = []
+        inside = set(ops)
+        for i, name in enumerate(ops):
+            op = graph.operators[graph.op_index[name]]
+            for p in graph.predecessors(name):
+                if p in local:
+                    self.pred[i] |= 1 << local[p]
+            for t in dict.fromkeys(problem.operands(op)):
+                if t not in tensor_ids:
+                    tensor_ids[t] = len(self.fp)
+                    self.fp.append(problem.footprint(t))
+                    self.local_users.append(0)
+                    self.open_before.append(any(u in before for u in users[t]))
+                    self.open_after.append(any(u not in before and u not in inside for u in users[t]))
+                k = tensor_ids[t]
+                self.local_users[k] |= 1 << i
+                self.operands[i].append(k)
+        self.const = sum(
+            problem.footprint(t)
+            for t, us in users.items()
+            if t not in tensor_ids
+            and any(u in before for u in us)
+            and any(u not in before and u not in inside for u in us)
+        )
+        self.op_bytes = [sum(self.fp[k] for k in ks) for ks in self.operands]
+        self.lower_bound = self.const + max(self.op_bytes)
+
+    def is_open(self, k: int, done: int) -> bool:
+        users = self.local_users[k]
+        started = self.open_before[k] or users & done
+        return bool(started) and (self.open_after[k] or bool(users & ~done & self.full))
+
+    def initial_open(self) -> Bytes:
+        """Open bytes before any op of the piece runs: every tensor used before it with a
+        user in it (or after it) is open."""
+        return self.const + sum(f for k, f in enumerate(self.fp) if self.open_before[k])
+
+    def step(self, done: int, open_bytes: Bytes, i: int) -> tuple[Bytes, Bytes]:
+        """Live bytes while op ``i`` runs after ``done``, and the open bytes after it."""
+        live = open_bytes
+        after = open_bytes
+        new_done = done | (1 << i)
+        for k in self.operands[i]:
+            was = self.is_open(k, done)
+            if not was:
+                live += self.fp[k]
+            now = self.is_open(k, new_done)
+            if now and not was:
+                after += self.fp[k]
+            elif was and not now:
+                after -= self.fp[k]
+        return live, after
+
+    def ready(self, done: int) -> list[int]:
+        return [i for i in range(self.n) if not done >> i & 1 and self.pred[i] & ~done == 0]
+
+
+def _greedy(piece: _Piece) -> tuple[list[int], Bytes]:
+    """Run the ready op with the least live bytes now and least open bytes after."""
+    done, open_bytes, peak, order = 0, piece.initial_open(), 0, []
+    while done != piece.full:
+        best = None
+        for i in piece.ready(done):
+            live, after = piece.step(done, open_bytes, i)
+            key = (live, after, i)
+            if best is None or key < best[0]:
+                best = (key, i, live, after)
+        _, i, live, after = best
+        order.append(i)
+        done |= 1 << i
+        open_bytes = after
+        peak = max(peak, live)
+    return order, peak
+
+
+def _best_first(
+    piece: _Piece, upper: Bytes, max_states: int, deadline: float | None, stats: dict[str, int]
+) -> tuple[list[int], Bytes] | None:
+    """Exact min-peak order of the piece, or None when the state budget or time runs out.
+
+    Only orders with peak < ``upper`` are searched (the caller holds one with ``upper``);
+    an empty order back means none exists, so the caller's is optimal. ``stats["states"]``
+    grows by the downsets stored."""
+    start_open = piece.initial_open()
+    best: dict[int, Bytes] = {0: 0}
+    parent: dict[int, tuple[int, int]] = {}
+    heap: list[tuple[Bytes, int, int, Bytes]] = [(0, 0, 0, start_open)]  # (peak, -depth, mask, open)
+    expanded = 0
+    while heap:
+        peak, _, done, open_bytes = heapq.heappop(heap)
+        if peak > best.get(done, peak):
+            continue
+        if done == piece.full:
+            stats["states"] += len(best)
+            order = []
+            while done:
+                done, i = parent[done]
+                order.append(i)
+            return order[::-1], peak
+        expanded += 1
+        if len(best) > max_states or (deadline is not None and expanded % 256 == 0 and time.monotonic() > deadline):
+            stats["states"] += len(best)
+            return None
+        depth = done.bit_count() + 1
+        for i in piece.ready(done):
+            live, after = piece.step(done, open_bytes, i)
+            new_peak = max(peak, live)
+            if new_peak >= upper:
+                continue
+            nxt = done | (1 << i)
+            if new_peak < best.get(nxt, upper):
+                best[nxt] = new_peak
+                parent[nxt] = (done, i)
+                heapq.heappush(heap, (new_peak, -depth, nxt, after))
+    stats["states"] += len(best)
+    return [], upper  # nothing below ``upper``: the caller's order is optimal
+
+
+def _beam(
+    piece: _Piece, width: int, deadline: float | None = None, capacity: Bytes | None = None
+) -> tuple[list[int], Bytes]:
+    """Best known order: keep the ``width`` best downsets of each depth (one, a greedy
+    completion, once the deadline has passed). The score is the peak, or with a
+    ``capacity`` the live bytes above it summed over the steps (additive over pieces)."""
+    layer: dict[int, tuple[Bytes, Bytes, list[int]]] = {0: (0, piece.initial_open(), [])}
+    for _ in range(piece.n):
+        if deadline is not None and time.monotonic() > deadline:
+            width = 1
+        nxt: dict[int, tuple[Bytes, Bytes, list[int]]] = {}
+        for done, (peak, open_bytes, order) in layer.items():
+            for i in piece.ready(done):
+                live, after = piece.step(done, open_bytes, i)
+                key = done | (1 << i)
+                score = max(peak, live) if capacity is None else peak + max(0, live - capacity)
+                cand = (score, after, order + [i])
+                if key not in nxt or cand[:2] < nxt[key][:2]:
+                    nxt[key] = cand
+        layer = dict(sorted(nxt.items(), key=lambda kv: kv[1][:2])[:width])
+    peak, _, order = min(layer.values(), key=lambda v: v[:2])
+    return order, peak
+
+
+def _split(problem: Problem, split: bool) -> tuple[list[list[OpName]], dict[TensorName, set[OpName]]]:
+    """The pieces in schedule order (maximal runs between cut operators; each cut a piece
+    of its own), and the users of every managed tensor."""
+    order = topological_order(problem)
+    cuts = set(cut_operators(problem, order)) if split else set()
+    pieces: list[list[OpName]] = []
+    run: list[OpName] = []
+    for name in order:
+        if name in cuts:
+            if run:
+                pieces.append(run)
+                run = []
+            pieces.append([name])
+        else:
+            run.append(name)
+    if run:
+        pieces.append(run)
+    users: dict[TensorName, set[OpName]] = {t: set() for t in problem.managed_tensors}
+    for op in problem.graph.operators:
+        for t in problem.operands(op):
+            users[t].add(op.name)
+    return pieces, users
+
+
+def schedule_min_overflow(
+    problem: Problem, capacity: Bytes, time_limit: float | None = None, beam_width: int = 32
+) -> tuple[OpName, ...]:
+    """A schedule for a scratchpad smaller than ``M_P``: beam search (per piece) for the
+    least live bytes above ``capacity``, summed over the steps, which is roughly what a
+    plan must evict. Candidates for divide and conquer, not a proven optimum."""
+    started = time.monotonic()
+    pieces, users = _split(problem, True)
+    schedule: list[OpName] = []
+    before: set[OpName] = set()
+    remaining = sum(len(p) for p in pieces)
+    for ops in pieces:
+        piece = _Piece(problem, ops, before, users)
+        deadline = None
+        if time_limit is not None:
+            share = (time_limit - (time.monotonic() - started)) * piece.n / max(remaining, 1)
+            deadline = time.monotonic() + max(share, 0.0)
+        order, _ = _beam(piece, beam_width, deadline, capacity)
+        schedule.extend(ops[i] for i in order)
+        before.update(ops)
+        remaining -= piece.n
+    return tuple(schedule)
+
+
+def reorder_window(
+    problem: Problem, schedule: Sequence[OpName], a: int, b: int, capacity: Bytes, beam_width: int = 8
+) -> tuple[OpName, ...]:
+    """``schedule`` with steps ``[a, b)`` reordered by the min-overflow beam search (every
+    other step stays put). Any window of a topological order is a valid piece: what runs
+    before it is fixed, and its operators' predecessors are before it or inside it."""
+    users: dict[TensorName, set[OpName]] = {t: set() for t in problem.managed_tensors}
+    for op in problem.graph.operators:
+        for t in problem.operands(op):
+            users[t].add(op.name)
+    ops = list(schedule[a:b])
+    piece = _Piece(problem, ops, set(schedule[:a]), users)
+    order, _ = _beam(piece, beam_width, None, capacity)
+    return (*schedule[:a], *(ops[i] for i in order), *schedule[b:])
+
+
+def schedule_min_peak(
+    problem: Problem, time_limit: float | None = None, params: SchedulerParams | None = None
+) -> ScheduleResult:
+    """The min-peak schedule search; see the module docstring. Never fails on a valid graph:
+    when time or states run out a piece keeps its best known order."""
+    params = params or SchedulerParams()
+    started = time.monotonic()
+    deadline = None if time_limit is None else started + time_limit
+    pieces, users = _split(problem, params.split)
+
+    schedule: list[OpName] = []
+    peak = lower = 0
+    exact = 0
+    stats = {"states": 0}
+    before: set[OpName] = set()
+    # Each piece's time is its share (by operators) of what is left.
+    remaining_ops = sum(len(p) for p in pieces)
+    for ops in pieces:
+        piece = _Piece(problem, ops, before, users)
+        greedy_order, greedy_peak = _greedy(piece)
+        found, found_peak, proven = greedy_order, greedy_peak, greedy_peak <= piece.lower_bound
+        if not proven and piece.n > 1:
+            piece_deadline = exact_deadline = None
+            if deadline is not None:
+                share = (deadline - time.monotonic()) * piece.n / max(remaining_ops, 1)
+                piece_deadline = time.monotonic() + max(share, 0.0)
+                exact_deadline = time.monotonic() + max(share, 0.0) / 2  # the other half for the beam
+            exact_result = _best_first(piece, greedy_peak, params.max_states, exact_deadline, stats)
+            if exact_result is not None:
+                proven = True
+                if exact_result[0]:
+                    found, found_peak = exact_result
+            else:
+                beam_order, beam_peak = _beam(piece, params.beam_width, piece_deadline)
+                if beam_peak < found_peak:
+                    found, found_peak = beam_order, beam_peak
+        elif piece.n == 1:
+            proven = True
+        exact += proven
+        schedule.extend(ops[i] for i in found)
+        peak = max(peak, found_peak)
+        lower = max(lower, found_peak if proven else piece.lower_bound)
+        before.update(ops)
+        remaining_ops -= piece.n
+    return ScheduleResult(
+        schedule=tuple(schedule),
+        peak=peak,
+        lower_bound=lower,
+        proven_optimal=exact == len(pieces) or peak <= lower,
+        pieces=len(pieces),
+        exact_pieces=exact,
+        states=stats["states"],
+        seconds=time.monotonic() - started,
+    )
+
+
+def min_peak_schedule(problem: Problem, time_limit: float | None = None) -> tuple[tuple[OpName, ...], Bytes, bool]:
+    """``(schedule, peak, proven_optimal)``: the MPMF schedule and ``M_P`` (exact or best known)."""
+    result = schedule_min_peak(problem, time_limit)
+    return result.schedule, result.peak, result.proven_optimal
+
+
+__all__ = [
+    "SchedulerParams",
+    "ScheduleResult",
+    "op_dag",
+    "topological_order",
+    "cut_operators",
+    "schedule_min_peak",
+    "schedule_min_overflow",
+    "reorder_window",
+    "min_peak_schedule",
+]
