@@ -4,12 +4,11 @@ An instance is a ``Problem`` (a graph, a scratchpad capacity, a hardware preset 
 weights setting) with a name that says what it is, e.g. ``resnet18/M_R/weights`` or
 ``dag1003x24/M_H/acts``. Graphs come from the model zoo (``models/zoo/*.onnx``, lowered
 with 1-byte elements as in COSMA's evaluation) and from ``cosma.core.synthetic.random_dag``;
-capacities are COSMA's budget tiers of each graph and setting:
-
-* ``M_R``: the tightest feasible capacity (``cosma.core.analysis.min_capacity``);
-* ``M_P``: the lowest peak live bytes over the schedules we have (file order and the
-  memory-aware list schedule), so zero spills are possible up to fragmentation;
-* ``M_H = (M_R + M_P) // 2``, rounded down to the alignment.
+capacities are COSMA's budget tiers of each graph and setting (``cosma.schedules.tiers``).
+The sampled and evaluation sets take ``M_P`` over the two cheap orders (file order and the
+memory-aware list schedule: no search per sampled instance); a tier a user names
+(``make_problem``, ``mallocgame play --scratchpad M_P``) is resolved as ``cosma optimize``
+resolves it, over every scheduler.
 
 Everything here is deterministic given a seed: the sampler draws only from the
 generator it is handed (the env passes its ``np_random``).
@@ -24,14 +23,14 @@ from typing import Sequence
 
 import numpy as np
 
-from cosma.core.analysis import min_capacity, peak_live_bytes
 from cosma.core.errors import UsageError
 from cosma.core.hardware import get_hardware
-from cosma.core.ir import Bytes, Graph, Hardware, OpName, Problem
+from cosma.core.ir import Bytes, Graph, Hardware, Problem
 from cosma.core.paths import ZOO_DIR
 from cosma.core.synthetic import random_dag
-
-TIERS = ("M_R", "M_H", "M_P")
+from cosma.core.units import TIERS
+from cosma.schedules.orders import CHEAP_ORDERS
+from cosma.schedules.tiers import compute_tiers, resolve_capacity
 
 
 @dataclass(frozen=True)
@@ -42,42 +41,10 @@ class Instance:
     problem: Problem
 
 
-def candidate_schedules(problem: Problem) -> list[tuple[OpName, ...]]:
-    """The cheap schedules: the file order, and the memory-aware list schedule when available."""
-    out = [tuple(op.name for op in problem.graph.operators)]
-    try:
-        from cosma.schedules.orders import memory_aware_schedule
-    except ImportError:
-        return out
-    out.append(tuple(memory_aware_schedule(problem)))
-    return out
-
-
 def tier_capacities(graph: Graph, hardware: Hardware, weights_counted: bool) -> dict[str, Bytes]:
-    """``{"M_R": .., "M_H": .., "M_P": ..}`` of a graph in one setting (see module docstring)."""
-    problem = Problem(graph, hardware.capacity, hardware, weights_counted)
-    m_r = min_capacity(problem)
-    m_p = min(peak_live_bytes(problem, s) for s in candidate_schedules(problem))
-    a = hardware.alignment
-    m_h = max(m_r, (m_r + m_p) // 2 // a * a)
-    return {"M_R": m_r, "M_H": m_h, "M_P": max(m_p, m_r)}
-
-
-def resolve_capacity(graph: Graph, hardware: Hardware, weights_counted: bool, capacity: int | str | None) -> Bytes:
-    """Bytes from a capacity given as bytes, a size string ("384KiB"), a tier name, or None
-    (the hardware preset's own scratchpad)."""
-    if capacity is None:
-        return hardware.capacity
-    if isinstance(capacity, str):
-        tier = capacity.strip().upper().replace("-", "_")
-        if tier in TIERS:
-            return tier_capacities(graph, hardware, weights_counted)[tier]
-        from cosma.core.units import parse_size
-
-        return parse_size(capacity)
-    if int(capacity) <= 0:
-        raise UsageError(f"capacity must be a positive number of bytes, got {capacity}")
-    return int(capacity)
+    """``{"M_R": .., "M_H": .., "M_P": ..}`` of a graph in one setting, ``M_P`` over the two
+    cheap orders (thousands of instances are sampled; see the module docstring)."""
+    return compute_tiers(graph, hardware, weights_counted, kinds=CHEAP_ORDERS).as_dict()
 
 
 def make_problem(
@@ -222,7 +189,6 @@ __all__ = [
     "TIERS",
     "ZOO_DIR",
     "Instance",
-    "candidate_schedules",
     "tier_capacities",
     "resolve_capacity",
     "make_problem",

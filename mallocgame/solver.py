@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from cosma.core.errors import UsageError
-from cosma.core.interface import RunOptions, SolveResult, Status, below_minimum, register
+from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import Problem
 from cosma.core.paths import AGENT_CHECKPOINT
 
@@ -52,9 +52,6 @@ def _cached_agent(path: str, mtime: float):
 def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) -> SolveResult:
     if params.model not in MODELS:
         raise UsageError(f"muzero: unknown model {params.model!r}; known: {', '.join(MODELS)}")
-    infeasible = below_minimum(problem)
-    if infeasible is not None:
-        return infeasible
     import numpy as np
     import torch
 

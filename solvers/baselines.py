@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from cosma.core.analysis import is_topological, peak_live_bytes
 from cosma.core.cost import evaluate
 from cosma.core.errors import UsageError
-from cosma.core.interface import RunOptions, SolveResult, Status, below_minimum, register
+from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import OpName, Problem
 from cosma.schedules.orders import SCHEDULES
 from solvers.online import ArenaParams, Policy, allocate
@@ -74,9 +74,6 @@ def _schedule(problem: Problem, schedule_name: str, options: RunOptions) -> tupl
 
 def solve_baseline(problem: Problem, name: str, params: ArenaParams, options: RunOptions) -> SolveResult:
     """Run the baseline ``name`` (a key of ``BASELINES``) on ``problem``."""
-    infeasible = below_minimum(problem)
-    if infeasible is not None:
-        return infeasible
     start = time.perf_counter()
     schedule_name, policy = BASELINES[name]
     schedule, source = _schedule(problem, schedule_name, options)
@@ -133,9 +130,6 @@ def solve_best_greedy(problem: Problem, params: BestGreedyParams, options: RunOp
     unknown = [n for n in names if n not in BASELINES]
     if unknown or not names:
         raise UsageError(f"best-greedy: unknown candidates {unknown}; known: {', '.join(BASELINES)}")
-    infeasible = below_minimum(problem)
-    if infeasible is not None:
-        return infeasible
     start = time.perf_counter()
     arena = ArenaParams(
         place_largest_first=params.place_largest_first,
@@ -194,7 +188,6 @@ __all__ = [
     "COSMA_BASELINES",
     "BestGreedyParams",
     "TfliteBestGreedyParams",
-    "below_minimum",
     "solve_baseline",
     "solve_best_greedy",
 ]

@@ -45,7 +45,7 @@ from typing import Sequence
 
 from cosma.core.analysis import is_topological, min_capacity, use_steps
 from cosma.core.errors import UsageError
-from cosma.core.interface import RunOptions, SolveResult, Status, below_minimum, register
+from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
 
 ORDERS = ("boundedness", "size", "time")
@@ -444,9 +444,6 @@ def play_greedy(state: MsaState) -> MsaState:
 
 @register("xla-msa", "XLA-style memory space assignment: use segments, best-fit heap, keep or evict", XlaParams)
 def solve_xla(problem: Problem, params: XlaParams, options: RunOptions) -> SolveResult:
-    infeasible = below_minimum(problem)
-    if infeasible is not None:
-        return infeasible
     schedule = options.schedule or default_schedule(problem)
     tables = MsaTables(problem, schedule, params.order)
     state = play_greedy(MsaState(tables, params.more_offsets))

@@ -12,7 +12,7 @@ from cosma.core.cost import evaluate
 from cosma.core.hardware import PRESETS
 from cosma.core.interface import REGISTRY, RunOptions, Status, load_all, run
 from cosma.core.ir import Graph, Problem
-from cosma.core.synthetic import random_dag
+from cosma.core.synthetic import random_dag, randwire_graph
 from cosma.core.validator import validate
 from cosma.exact.auto import AutoParams
 from cosma.exact.dnc import (
@@ -24,7 +24,6 @@ from cosma.exact.dnc import (
     relax_and_pack,
     schedule_free_bound,
 )
-from cosma.harness.bench_nas import randwire_graph
 from cosma.schedules.minpeak import min_peak_schedule
 
 IDEAL = PRESETS["ideal"]

@@ -11,8 +11,7 @@ import pytest
 from cosma.core.analysis import is_topological, min_capacity, peak_live_bytes
 from cosma.core.hardware import PRESETS
 from cosma.core.ir import Graph, Problem
-from cosma.core.synthetic import build_graph, random_dag
-from cosma.harness.bench_nas import randwire_graph
+from cosma.core.synthetic import build_graph, random_dag, randwire_graph
 from cosma.schedules.minpeak import SchedulerParams, cut_operators, min_peak_schedule, op_dag, schedule_min_peak
 
 IDEAL = PRESETS["ideal"]

@@ -193,7 +193,8 @@ def below_minimum(problem: Problem) -> SolveResult | None:
 
 
 def run(problem: Problem, name: str, params: Any = None, options: RunOptions | None = None) -> SolveResult:
-    """Solve with the named solver, then validate and cost its plan.
+    """Solve with the named solver, then validate and cost its plan. A capacity below
+    ``M_R`` is answered here, INFEASIBLE with the operator that sets ``M_R``, for every solver.
 
     Raises ``PlanInvalid`` if the solver returned a plan that breaks a rule: that is a
     bug in the solver, never something to paper over.
@@ -202,7 +203,8 @@ def run(problem: Problem, name: str, params: Any = None, options: RunOptions | N
     options = options or RunOptions()
     params = spec.default_params() if params is None else params
     start = time.perf_counter()
-    result = spec.solve(problem, params, options)
+    # The one M_R check: below it no plan exists, whichever solver is asked.
+    result = below_minimum(problem) or spec.solve(problem, params, options)
     elapsed = time.perf_counter() - start
     result.seconds = result.seconds or elapsed
     result.solver = name

@@ -1,8 +1,9 @@
 """Graphs built in code: a small builder for hand-made test cases and seeded random DAGs
-(for property tests and the mallocGame instance sampler)."""
+and RandWire stages (for property tests, the mallocGame instance sampler and the NAS benchmark)."""
 
 from __future__ import annotations
 
+import networkx as nx
 import numpy as np
 
 from cosma.core.ir import Graph, Operator, Tensor, TensorKind
@@ -103,4 +104,36 @@ def branchy_dag(seed: int, n_ops: int = 6, max_size: int = 16) -> Graph:
     return build_graph(f"branchy{seed}", sizes, ops, inputs=("x",), outputs=outputs)
 
 
-__all__ = ["build_graph", "random_dag", "branchy_dag"]
+def randwire_graph(seed: int, n: int = 32, k: int = 4, p: float = 0.75, *, channels: int = 64, hw: int = 28) -> Graph:
+    """A RandWire stage: a Watts-Strogatz graph ``WS(n, k, p)`` made acyclic by pointing every
+    edge from the lower to the higher node index (Xie et al. 2019).
+
+    Node ``i`` sums its predecessors' outputs and applies a ReLU-conv-BN, one operator
+    writing ``t{i}``; nodes without predecessors read the stage input, and one final
+    operator averages the nodes without successors. Tensor sizes are 8-bit feature maps of
+    ``channels x hw x hw`` scaled by a seeded factor per node, so lifetimes and sizes are
+    both irregular; every conv reads a ``channels^2 x 3 x 3`` weight."""
+    rng = np.random.default_rng(seed)
+    ws = nx.connected_watts_strogatz_graph(n, k, p, seed=seed)
+    base = channels * hw * hw
+    sizes: dict[str, int] = {"x": base, "y": channels}
+    ops: list[tuple[str, list[str], list[str]]] = []
+    weights = []
+    macs = {}
+    for i in range(n):
+        preds = sorted(j for j in ws.neighbors(i) if j < i)
+        ins = [f"t{j}" for j in preds] or ["x"]
+        w = f"w{i}"
+        sizes[w] = channels * channels * 9
+        weights.append(w)
+        sizes[f"t{i}"] = int(base * rng.choice([0.5, 1.0, 1.0, 2.0]))
+        ops.append((f"node{i}", ins + [w], [f"t{i}"]))
+        macs[f"node{i}"] = sizes[f"t{i}"] * channels * 9
+    sinks = [f"t{i}" for i in range(n) if not any(j > i for j in ws.neighbors(i))]
+    ops.append(("output", sinks, ["y"]))
+    return build_graph(
+        f"randwire-n{n}-k{k}-p{p}-s{seed}", sizes, ops, inputs=("x",), weights=tuple(weights), outputs=("y",), macs=macs
+    )
+
+
+__all__ = ["build_graph", "random_dag", "branchy_dag", "randwire_graph"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from cosma.core.interface import RunOptions, SolveResult, Status, below_minimum, register, run
+from cosma.core.interface import RunOptions, SolveResult, Status, register, run
 from cosma.core.ir import Problem
 from cosma.exact.dnc import DncParams, dnc_search
 
@@ -36,9 +36,6 @@ class AutoParams:
 def solve_auto(problem: Problem, params: AutoParams, options: RunOptions) -> SolveResult:
     started = time.monotonic()
     stats: dict = {}
-    infeasible = below_minimum(problem)
-    if infeasible is not None:
-        return infeasible
 
     def left() -> float | None:
         return None if options.time_limit is None else max(0.1, options.time_limit - (time.monotonic() - started))

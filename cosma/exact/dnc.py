@@ -48,8 +48,9 @@ from ortools.sat.python import cp_model
 
 from cosma.core.analysis import is_topological, live_bytes, make_plan, operator_footprint, use_steps
 from cosma.core.errors import UsageError
-from cosma.core.interface import RunOptions, SolveResult, Status, below_minimum, register
+from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
+from cosma.schedules.orders import ORDER_KINDS, OVERFLOW_PORTFOLIO, candidate_orders
 
 
 @dataclass(frozen=True)
@@ -638,45 +639,24 @@ def relax_and_pack(inc: _Incumbent, time_limit: float, seed: int = 0) -> tuple[_
 # The solver.
 
 
-# Min-overflow schedules tried by ``candidate_schedules``: (fraction of the capacity the beam
-# search aims under, beam width). Aiming under the capacity leaves room for fragmentation;
-# narrow and wide beams find different orders. Most promising first.
-OVERFLOW_PORTFOLIO = ((1.0, 32), (0.9, 8), (1.0, 8), (0.75, 32), (0.5, 8), (0.9, 32), (0.75, 8), (0.5, 32))
+# dnc's names for the order kinds of ``cosma.schedules.orders`` (DncParams.schedule).
+SCHEDULE_KINDS = {
+    "auto": ORDER_KINDS,
+    "file": ("file",),
+    "memory-aware": ("memory-aware",),
+    "min-peak": ("min-peak",),
+    "min-overflow": ("min-overflow",),
+}
 
 
 def candidate_schedules(problem: Problem, which: str, time_limit: float) -> list[tuple[str, tuple[OpName, ...]]]:
     """``(source, schedule)`` for the schedules ``which`` names ("auto": all of them), found
     within about ``time_limit`` seconds (the min-peak search gets half, the min-overflow
     portfolio the rest, as far as it gets)."""
-    started = time.monotonic()
-    out: list[tuple[str, tuple[OpName, ...]]] = []
-    if which in ("auto", "file"):
-        out.append(("file order", tuple(op.name for op in problem.graph.operators)))
-    if which in ("auto", "memory-aware"):
-        try:
-            from cosma.schedules.orders import memory_aware_schedule
-
-            out.append(("memory-aware", tuple(memory_aware_schedule(problem))))
-        except ImportError:
-            pass
-    if which in ("auto", "min-peak"):
-        from cosma.schedules.minpeak import min_peak_schedule
-
-        out.append(("min-peak", tuple(min_peak_schedule(problem, time_limit=time_limit / 2)[0])))
-    if which in ("auto", "min-overflow"):
-        from cosma.schedules.minpeak import schedule_min_overflow
-
-        cap = problem.capacity // problem.alignment * problem.alignment
-        for i, (fraction, width) in enumerate(OVERFLOW_PORTFOLIO):
-            left = time_limit - (time.monotonic() - started)
-            if left <= 0 and i > 0:
-                break
-            share = max(0.0, left) / (len(OVERFLOW_PORTFOLIO) - i)
-            schedule = schedule_min_overflow(problem, int(cap * fraction), time_limit=share, beam_width=width)
-            out.append((f"min-overflow({fraction:g}, {width})", schedule))
-    if not out:
-        raise UsageError(f"unknown schedule {which!r}: use auto, file, memory-aware, min-peak or min-overflow")
-    return [(source, s) for source, s in out if is_topological(problem, s)]
+    if which not in SCHEDULE_KINDS:
+        raise UsageError(f"unknown schedule {which!r}: use {', '.join(SCHEDULE_KINDS)}")
+    orders = candidate_orders(problem, SCHEDULE_KINDS[which], time_limit, min_peak_share=0.5, prove_min_peak=False)
+    return [(order.source, order.schedule) for order in orders]
 
 
 def overflow(problem: Problem, schedule: Sequence[OpName]) -> tuple[Bytes, Bytes]:
@@ -748,9 +728,6 @@ def dnc_search(
 
     if options.schedule is not None and not is_topological(problem, options.schedule):
         raise UsageError("the fixed schedule is not a topological order of the graph's operators")
-    infeasible = below_minimum(problem)
-    if infeasible is not None:
-        return infeasible
     budget = options.time_limit if options.time_limit is not None else 600.0
     bound_time = min(params.bound_time, 0.05 * budget)
     rng = random.Random(options.seed)

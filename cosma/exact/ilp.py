@@ -33,7 +33,7 @@ import pulp
 
 from cosma.core.analysis import is_topological, make_plan
 from cosma.core.errors import UsageError
-from cosma.core.interface import RunOptions, SolveResult, Status, below_minimum, register
+from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import OpName, Problem, Residency, TensorKind
 from cosma.core.validator import validate
 
@@ -197,9 +197,6 @@ def solve_ilp(problem: Problem, params: IlpParams, options: RunOptions) -> Solve
     if params.schedule_mode not in ("fixed", "free"):
         raise UsageError(f"schedule_mode must be fixed or free, got {params.schedule_mode!r}")
     start = time.perf_counter()
-    infeasible = below_minimum(problem)
-    if infeasible is not None:
-        return infeasible
     graph = problem.graph
     schedule: tuple[OpName, ...] | None = None
     fixed_order = params.schedule_mode == "fixed" or options.schedule is not None  # a given schedule is kept

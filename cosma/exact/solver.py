@@ -46,10 +46,11 @@ from ortools.sat.python import cp_model
 from cosma.core.analysis import is_topological
 from cosma.core.cpsat import solve_interruptibly
 from cosma.core.errors import UsageError
-from cosma.core.interface import RunOptions, SolveResult, Status, below_minimum, register
+from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import OpName, Plan, Problem
 from cosma.exact.model import FixedInstance, build_joint, build_relaxation, mirror
 from cosma.packing.boxes import PackStatus, pack_boxes
+from cosma.schedules.orders import PEAK_ORDERS, candidate_orders, distinct
 
 
 @dataclass(frozen=True)
@@ -297,29 +298,11 @@ def solve_fixed(
 
 
 def candidate_schedules(problem: Problem, clock: _Clock, budget: float = 2.0) -> list[tuple[str, tuple[OpName, ...]]]:
-    """File order, the memory-aware list order and the minimum-peak (MPMF) order.
-
-    The project's tier computation (``cosma.schedules.tiers``) gathers them from every scheduler
-    present; without it: file order and this package's exact MPMF.
-    """
+    """``(source, schedule)``: file order, the memory-aware list order and the minimum-peak
+    (MPMF) order, without repeats, found within ``budget`` seconds (a quarter of the time left at most)."""
     left = clock.left()
     limit = budget if left is None else max(0.1, min(budget, left / 4))
-    try:
-        from cosma.schedules.tiers import candidate_schedules as gather  # noqa: PLC0415
-
-        found = [(source, tuple(schedule)) for source, schedule, _ in gather(problem, time_limit=limit)]
-    except ImportError:
-        from cosma.schedules.mpmf import min_peak  # noqa: PLC0415
-
-        found = [
-            ("file order", tuple(op.name for op in problem.graph.operators)),
-            ("exact MPMF", tuple(min_peak(problem, time_limit=limit).schedule)),
-        ]
-    unique: dict[tuple[OpName, ...], str] = {}
-    for name, sched in found:
-        if is_topological(problem, sched):
-            unique.setdefault(sched, name)
-    return [(name, sched) for sched, name in unique.items()]
+    return [(order.source, order.schedule) for order in distinct(candidate_orders(problem, PEAK_ORDERS, limit))]
 
 
 def topological_orders(problem: Problem, limit: int) -> tuple[list[tuple[OpName, ...]], bool]:
@@ -381,9 +364,6 @@ def solve_exact(problem: Problem, params: ExactParams, options: RunOptions) -> S
     if params.schedule_mode not in SCHEDULE_MODES:
         raise UsageError(f"schedule_mode must be one of {', '.join(SCHEDULE_MODES)}, got {params.schedule_mode!r}")
     clock = _Clock(options.time_limit)
-    infeasible = below_minimum(problem)
-    if infeasible is not None:
-        return infeasible
     if options.schedule is not None and not is_topological(problem, options.schedule):
         raise UsageError("the given schedule is not a topological order of the graph's operators")
     if params.schedule_mode == "free" and options.schedule is None:

@@ -33,10 +33,10 @@ from cosma.core.interface import RunOptions, SolveResult, Status, run
 from cosma.core.ir import Hardware, Problem
 from cosma.core.synthetic import branchy_dag as branchy
 from cosma.core.synthetic import random_dag
+from cosma.core.units import TIERS
 from cosma.exact.ilp import IlpParams
 from cosma.exact.solver import ExactParams, topological_orders
 
-TIERS = ("M_R", "M_H", "M_P")
 SETTINGS = ((False, "activations"), (True, "acts+weights"))
 
 

@@ -21,52 +21,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import networkx as nx
-import numpy as np
-
-from cosma.core.analysis import min_capacity
 from cosma.core.hardware import get_hardware
 from cosma.core.ir import Graph, Problem
 from cosma.core.paths import NAS_DIR, ZOO_DIR
-from cosma.core.synthetic import build_graph
-
-
-def randwire_graph(seed: int, n: int = 32, k: int = 4, p: float = 0.75, *, channels: int = 64, hw: int = 28) -> Graph:
-    """A RandWire stage: a Watts-Strogatz graph ``WS(n, k, p)`` made acyclic by pointing every
-    edge from the lower to the higher node index (Xie et al. 2019).
-
-    Node ``i`` sums its predecessors' outputs and applies a ReLU-conv-BN, one operator
-    writing ``t{i}``; nodes without predecessors read the stage input, and one final
-    operator averages the nodes without successors. Tensor sizes are 8-bit feature maps of
-    ``channels x hw x hw`` scaled by a seeded factor per node, so lifetimes and sizes are
-    both irregular; every conv reads a ``channels^2 x 3 x 3`` weight."""
-    rng = np.random.default_rng(seed)
-    ws = nx.connected_watts_strogatz_graph(n, k, p, seed=seed)
-    base = channels * hw * hw
-    sizes: dict[str, int] = {"x": base, "y": channels}
-    ops: list[tuple[str, list[str], list[str]]] = []
-    weights = []
-    macs = {}
-    for i in range(n):
-        preds = sorted(j for j in ws.neighbors(i) if j < i)
-        ins = [f"t{j}" for j in preds] or ["x"]
-        w = f"w{i}"
-        sizes[w] = channels * channels * 9
-        weights.append(w)
-        sizes[f"t{i}"] = int(base * rng.choice([0.5, 1.0, 1.0, 2.0]))
-        ops.append((f"node{i}", ins + [w], [f"t{i}"]))
-        macs[f"node{i}"] = sizes[f"t{i}"] * channels * 9
-    sinks = [f"t{i}" for i in range(n) if not any(j > i for j in ws.neighbors(i))]
-    ops.append(("output", sinks, ["y"]))
-    return build_graph(
-        f"randwire-n{n}-k{k}-p{p}-s{seed}", sizes, ops, inputs=("x",), weights=tuple(weights), outputs=("y",), macs=macs
-    )
-
+from cosma.core.synthetic import randwire_graph
+from cosma.schedules.tiers import compute_tiers
 
 NAS = NAS_DIR
 ZOO = ZOO_DIR
 SETTINGS = ((False, "activations only"), (True, "activations + weights"))
-TIERS = ("M_R", "M_H", "M_P")
 
 
 @dataclass
@@ -92,21 +55,7 @@ class Row:
 
 
 def tiers_of(graph: Graph, hardware, weights_counted: bool, time_limit: float) -> dict[str, int]:
-    """``M_R``, ``M_H``, ``M_P`` from ``cosma.schedules.tiers`` (every scheduler available), else from
-    ``cosma.schedules.minpeak`` alone."""
-    try:
-        from cosma.schedules.tiers import compute_tiers
-
-        t = compute_tiers(graph, hardware, weights_counted, time_limit=time_limit)
-        return {"M_R": t.m_r, "M_H": t.m_h, "M_P": t.m_p}
-    except ImportError:
-        from cosma.schedules.minpeak import min_peak_schedule
-
-        problem = Problem(graph, hardware.capacity, hardware, weights_counted)
-        m_r = min_capacity(problem)
-        _, m_p, _ = min_peak_schedule(problem, time_limit)
-        a = hardware.alignment
-        return {"M_R": m_r, "M_H": max(m_r, (m_r + m_p) // 2 // a * a), "M_P": m_p}
+    return compute_tiers(graph, hardware, weights_counted, time_limit=time_limit).as_dict()
 
 
 def load_graphs(pattern: str, log) -> list[Graph]:

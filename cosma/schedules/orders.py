@@ -1,6 +1,15 @@
-"""Operator orders for the greedy baselines.
+"""Operator orders: the one place every solver, the tiers and the game get candidate orders.
 
-Two schedules, as in COSMA's baselines:
+``candidate_orders`` gathers them by kind (cheapest first):
+
+* ``"file"``: the framework's order (``file_order``);
+* ``"memory-aware"``: the greedy list scheduler below (``memory_aware_schedule``);
+* ``"min-peak"``: the memory-minimizing scheduler (``cosma.schedules.minpeak``), then, when
+  it cannot prove its peak minimal, COSMA's exact MPMF model (``cosma.schedules.mpmf``);
+* ``"min-overflow"``: for capacities below ``M_P``, beam searches that minimize the live
+  bytes above the capacity (divide and conquer's starting orders).
+
+The two cheap schedules, as in COSMA's baselines:
 
 * ``file_order``: the framework's order (the ONNX file's node order), what a compiler
   that does not reorder runs;
@@ -17,9 +26,12 @@ first operator that reads it.
 
 from __future__ import annotations
 
-from typing import Callable
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
-from cosma.core.errors import ModelError
+from cosma.core.analysis import is_topological
+from cosma.core.errors import ModelError, UsageError
 from cosma.core.ir import Bytes, OpName, Problem, TensorName
 
 
@@ -105,4 +117,98 @@ SCHEDULES: dict[str, Callable[[Problem], tuple[OpName, ...]]] = {
 }
 
 
-__all__ = ["file_order", "memory_aware_schedule", "SCHEDULES"]
+ORDER_KINDS = ("file", "memory-aware", "min-peak", "min-overflow")
+CHEAP_ORDERS = ("file", "memory-aware")  # no search: what the game samples with
+PEAK_ORDERS = ("file", "memory-aware", "min-peak")  # what ``M_P`` and the exact solver start from
+
+# Min-overflow beam searches: (fraction of the capacity the beam aims under, beam width).
+# Aiming under the capacity leaves room for fragmentation; narrow and wide beams find
+# different orders. Most promising first.
+OVERFLOW_PORTFOLIO = ((1.0, 32), (0.9, 8), (1.0, 8), (0.75, 32), (0.5, 8), (0.9, 32), (0.75, 8), (0.5, 32))
+
+
+@dataclass(frozen=True)
+class Order:
+    """One candidate operator order and where it came from."""
+
+    source: str  # which scheduler found it, e.g. "memory-minimizing scheduler"
+    schedule: tuple[OpName, ...]  # a topological order of every operator
+    proven_min_peak: bool = False  # True: no order has a lower peak live bytes
+
+
+def candidate_orders(
+    problem: Problem,
+    kinds: Sequence[str] = PEAK_ORDERS,
+    time_limit: float | None = 10.0,
+    *,
+    min_peak_share: float = 1.0,
+    prove_min_peak: bool = True,
+) -> list[Order]:
+    """The orders of the given ``kinds`` (see the module docstring), cheapest first,
+    each a topological order, found within about ``time_limit`` seconds.
+
+    ``min_peak_share``: the share of the time the min-peak search may take (the
+    min-overflow portfolio gets what is left); ``prove_min_peak``: when the min-peak
+    search does not prove its answer, also run the exact MPMF model.
+    """
+    unknown = [k for k in kinds if k not in ORDER_KINDS]
+    if unknown or not kinds:
+        raise UsageError(f"unknown order kind(s) {unknown}: use {', '.join(ORDER_KINDS)}")
+    started = time.monotonic()
+
+    def left() -> float | None:
+        return None if time_limit is None else max(0.1, time_limit - (time.monotonic() - started))
+
+    out: list[Order] = []
+    if "file" in kinds:
+        out.append(Order("file order", file_order(problem)))
+    if "memory-aware" in kinds:
+        out.append(Order("memory-aware list scheduler", memory_aware_schedule(problem)))
+    if "min-peak" in kinds:
+        from cosma.schedules.minpeak import min_peak_schedule
+
+        share = None if time_limit is None else time_limit * min_peak_share
+        schedule, _, proven = min_peak_schedule(problem, time_limit=share)
+        out.append(Order("memory-minimizing scheduler", tuple(schedule), bool(proven)))
+        if prove_min_peak and not proven:
+            from cosma.schedules.mpmf import min_peak
+
+            result = min_peak(problem, time_limit=left())
+            out.append(Order("exact MPMF (CP-SAT)", tuple(result.schedule), bool(result.proven)))
+    if "min-overflow" in kinds:
+        from cosma.schedules.minpeak import schedule_min_overflow
+
+        cap = problem.capacity // problem.alignment * problem.alignment
+        for i, (fraction, width) in enumerate(OVERFLOW_PORTFOLIO):
+            rest = None if time_limit is None else time_limit - (time.monotonic() - started)
+            if rest is not None and rest <= 0 and i > 0:
+                break
+            share = None if rest is None else max(0.0, rest) / (len(OVERFLOW_PORTFOLIO) - i)
+            schedule = schedule_min_overflow(problem, int(cap * fraction), time_limit=share, beam_width=width)
+            out.append(Order(f"min-overflow({fraction:g}, {width})", tuple(schedule)))
+    return [order for order in out if is_topological(problem, order.schedule)]
+
+
+def distinct(orders: Sequence[Order]) -> list[Order]:
+    """The orders without repeats (the first source of each schedule is kept)."""
+    seen: set[tuple[OpName, ...]] = set()
+    out = []
+    for order in orders:
+        if order.schedule not in seen:
+            seen.add(order.schedule)
+            out.append(order)
+    return out
+
+
+__all__ = [
+    "file_order",
+    "memory_aware_schedule",
+    "SCHEDULES",
+    "ORDER_KINDS",
+    "CHEAP_ORDERS",
+    "PEAK_ORDERS",
+    "OVERFLOW_PORTFOLIO",
+    "Order",
+    "candidate_orders",
+    "distinct",
+]

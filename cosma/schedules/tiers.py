@@ -5,15 +5,23 @@
   at ``M_P`` up to fragmentation (exact when a proving scheduler finishes, else the best
   schedule known);
 * ``M_H = (M_R + M_P) / 2``, rounded down to the alignment.
+
+This is the one place tiers are computed: both CLIs, the game's instances and the
+benchmarks resolve a tier name (or a size) through ``resolve_capacity``. Which orders
+``M_P`` is taken over is the caller's choice (``kinds``): every scheduler by default, the
+two cheap orders where thousands of instances are sampled (the game's training sets).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, replace
+from typing import Sequence
 
-from cosma.core.analysis import is_topological, min_capacity, peak_live_bytes
+from cosma.core.analysis import min_capacity, peak_live_bytes
+from cosma.core.errors import UsageError
 from cosma.core.ir import Bytes, Graph, Hardware, OpName, Problem
+from cosma.core.units import TIERS, is_tier, normalize_tier, parse_size
+from cosma.schedules.orders import PEAK_ORDERS, candidate_orders
 
 
 @dataclass(frozen=True)
@@ -26,61 +34,69 @@ class Tiers:
     m_p_source: str  # which scheduler found it
 
     def capacity(self, tier: str) -> Bytes:
-        return {"M_R": self.m_r, "M_H": self.m_h, "M_P": self.m_p}[tier]
+        return {"M_R": self.m_r, "M_H": self.m_h, "M_P": self.m_p}[normalize_tier(tier)]
+
+    def as_dict(self) -> dict[str, Bytes]:
+        return {tier: self.capacity(tier) for tier in TIERS}
 
 
-def candidate_schedules(
-    problem: Problem, time_limit: float | None = 10.0
-) -> list[tuple[str, tuple[OpName, ...], bool]]:
-    """``(source, schedule, proven_min_peak)`` from every scheduler available, cheapest first."""
-    out: list[tuple[str, tuple[OpName, ...], bool]] = [
-        ("file order", tuple(op.name for op in problem.graph.operators), False)
-    ]
-    deadline = None if time_limit is None else time.monotonic() + time_limit
-
-    def left() -> float | None:
-        return None if deadline is None else max(0.1, deadline - time.monotonic())
-
-    try:
-        from cosma.schedules.orders import memory_aware_schedule
-
-        out.append(("memory-aware list scheduler", tuple(memory_aware_schedule(problem)), False))
-    except ImportError:
-        pass
-    try:
-        from cosma.schedules.minpeak import min_peak_schedule
-
-        schedule, _, proven = min_peak_schedule(problem, time_limit=left())
-        out.append(("memory-minimizing scheduler", tuple(schedule), bool(proven)))
-    except ImportError:
-        pass
-    if not any(proven for _, _, proven in out):
-        try:
-            from cosma.schedules.mpmf import min_peak
-
-            result = min_peak(problem, time_limit=left())
-            out.append(("exact MPMF (CP-SAT)", tuple(result.schedule), bool(result.proven)))
-        except ImportError:
-            pass
-    return [c for c in out if is_topological(problem, c[1])]
-
-
-def compute_tiers(graph: Graph, hardware: Hardware, weights_counted: bool, *, time_limit: float | None = 10.0) -> Tiers:
+def compute_tiers(
+    graph: Graph,
+    hardware: Hardware,
+    weights_counted: bool,
+    *,
+    time_limit: float | None = 10.0,
+    kinds: Sequence[str] = PEAK_ORDERS,
+) -> Tiers:
+    """The three tiers of one graph and setting; ``M_P`` over the orders of ``kinds``
+    (``cosma.schedules.orders``), found within about ``time_limit`` seconds."""
     problem = Problem(graph, capacity=hardware.capacity, hardware=hardware, weights_counted=weights_counted)
     m_r = min_capacity(problem)
-    best = None
-    for source, schedule, proven in candidate_schedules(problem, time_limit):
-        peak = peak_live_bytes(problem, schedule)
-        if best is None or peak < best[0] or (peak == best[0] and proven and not best[2]):
-            best = (peak, source, proven, schedule)
-    m_p, source, proven, schedule = best
+    # The lowest peak; among equal peaks, a proven one (then the cheapest scheduler).
+    orders = candidate_orders(problem, kinds, time_limit)
+    peaks = [peak_live_bytes(problem, o.schedule) for o in orders]
+    best = min(range(len(orders)), key=lambda i: (peaks[i], not orders[i].proven_min_peak, i))
+    m_p, order = peaks[best], orders[best]
     a = hardware.alignment
     m_h = ((m_r + m_p) // 2) // a * a
-    return Tiers(m_r=m_r, m_h=max(m_r, m_h), m_p=m_p, m_p_proven=proven, m_p_schedule=schedule, m_p_source=source)
+    return Tiers(
+        m_r=m_r,
+        m_h=max(m_r, m_h),
+        m_p=m_p,
+        m_p_proven=order.proven_min_peak,
+        m_p_schedule=order.schedule,
+        m_p_source=order.source,
+    )
+
+
+def resolve_capacity(
+    graph: Graph,
+    hardware: Hardware,
+    weights_counted: bool,
+    capacity: int | str | None,
+    *,
+    time_limit: float | None = 10.0,
+    kinds: Sequence[str] = PEAK_ORDERS,
+) -> Bytes:
+    """Bytes from a capacity given as bytes, a size string ("384KiB"), a tier name
+    ("M_H"), or None (the hardware preset's own scratchpad). Only a tier above ``M_R``
+    searches orders."""
+    if capacity is None:
+        return hardware.capacity
+    if isinstance(capacity, str):
+        if not is_tier(capacity):
+            return parse_size(capacity)
+        tier = normalize_tier(capacity)
+        if tier == "M_R":
+            return min_capacity(Problem(graph, hardware.capacity, hardware, weights_counted))
+        return compute_tiers(graph, hardware, weights_counted, time_limit=time_limit, kinds=kinds).capacity(tier)
+    if int(capacity) <= 0:
+        raise UsageError(f"capacity must be a positive number of bytes, got {capacity}")
+    return int(capacity)
 
 
 def with_capacity(problem: Problem, capacity: Bytes) -> Problem:
     return replace(problem, capacity=capacity)
 
 
-__all__ = ["Tiers", "candidate_schedules", "compute_tiers", "with_capacity"]
+__all__ = ["TIERS", "Tiers", "compute_tiers", "resolve_capacity", "with_capacity"]
