@@ -13,7 +13,6 @@ Bad input gets one line on stderr and exit status 2 (as ``cosma``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -59,21 +58,8 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 def _write_plan(args: argparse.Namespace, problem, info) -> None:
     solver = {"name": f"mallocgame-{args.policy}", "status": "feasible", "seed": args.seed}
-    try:
-        from cosma.core.planfile import write_plan
-    except ImportError:  # the plan file module is not there: a minimal JSON
-        plan = info["plan"]
-        data = {
-            "model": args.model,
-            "capacity": problem.capacity,
-            "weights_counted": problem.weights_counted,
-            "schedule": list(plan.schedule),
-            "residencies": [r.__dict__ for r in plan.residencies],
-            "cost": info["cost"].as_dict(),
-            "solver": solver,
-        }
-        Path(args.output).write_text(json.dumps(data, indent=1) + "\n")
-        return
+    from cosma.core.planfile import write_plan
+
     write_plan(
         args.output, problem, info["plan"], model=args.model, dtype_bytes=args.dtype_bytes, solver=solver,
         cost=info["cost"],

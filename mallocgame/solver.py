@@ -64,6 +64,7 @@ def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) ->
     )
     from mallocgame.agent.rollout import play_episodes
     from mallocgame.agent.search import SearchParams
+    from mallocgame.env import greedy_action
 
     path = str(Path(params.checkpoint))
     agent = _cached_agent(path, Path(path).stat().st_mtime if Path(path).exists() else 0.0)
@@ -81,7 +82,7 @@ def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) ->
     start = time.perf_counter()
     (episode,) = play_episodes(
         make_policy(agent.net, search, params.model), [env], np.random.default_rng(options.seed),
-        deadline=deadline, fallback=_greedy_fallback(),
+        deadline=deadline, fallback=greedy_action,
     )  # fmt: skip
     plan = episode.final_info["plan"]
     nc = episode.agent_bytes
@@ -101,14 +102,6 @@ def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) ->
     if nc == 0:  # nothing non-compulsory: 0 is a lower bound, so this is optimal
         return SolveResult(Status.OPTIMAL, plan, bound=0, stats=stats, message=message)
     return SolveResult(Status.FEASIBLE, plan, stats=stats, message=message)
-
-
-def _greedy_fallback():
-    try:
-        from mallocgame.env import greedy_action
-    except ImportError:
-        return None
-    return greedy_action
 
 
 __all__ = ["MuZeroParams", "solve_muzero", "DEFAULT_CHECKPOINT"]

@@ -39,10 +39,8 @@ MiB = 1024 * 1024
 
 def sources() -> dict[str, str]:
     """Model name -> where it comes from, as recorded in the export script."""
-    try:
-        from models.export_zoo import ZOO
-    except ImportError:
-        return {}
+    from models.export_zoo import ZOO
+
     return {e.name: e.source for e in ZOO}
 
 

@@ -78,11 +78,9 @@ class Candidate:
 
 
 def default_schedule(problem: Problem) -> tuple[OpName, ...]:
-    """The memory-aware list schedule when it is available, else the file order."""
-    try:
-        from cosma.schedules.orders import memory_aware_schedule
-    except ImportError:
-        return tuple(op.name for op in problem.graph.operators)
+    """The memory-aware list schedule (``cosma.schedules.orders``)."""
+    from cosma.schedules.orders import memory_aware_schedule
+
     return tuple(memory_aware_schedule(problem))
 
 

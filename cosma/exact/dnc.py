@@ -584,12 +584,10 @@ def _pack_keeps(inc: _Incumbent, keeps: dict[tuple[TensorName, int], bool]) -> _
 
 
 def _pack_exactly(inc: _Incumbent, keeps: dict[tuple[TensorName, int], bool], time_limit: float) -> _Incumbent | None:
-    """The keep set as it is, packed by ``cosma.packing.boxes`` (greedy, then an exact packer)
-    when that module is present; None when it does not pack in time."""
-    try:
-        from cosma.packing.boxes import Box, PackStatus, pack_boxes
-    except ImportError:
-        return None
+    """The keep set as it is, packed by ``cosma.packing.boxes`` (greedy, then an exact packer);
+    None when it does not pack in time."""
+    from cosma.packing.boxes import Box, pack_boxes
+
     out = inc.copy()
     boxes, runs = [], []
     for t, st in out.tensors.items():
@@ -601,7 +599,7 @@ def _pack_exactly(inc: _Incumbent, keeps: dict[tuple[TensorName, int], bool], ti
                 runs.append((st, first, j))
                 first = j + 1
     outcome = pack_boxes(boxes, out.cap_units, time_limit)
-    if outcome.status is not PackStatus.PACKED or outcome.offsets is None:
+    if outcome.status is not Status.OPTIMAL or outcome.offsets is None:
         return None
     for (st, i, j), x in zip(runs, outcome.offsets):
         for u in range(i, j + 1):

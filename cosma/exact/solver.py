@@ -49,7 +49,7 @@ from cosma.core.errors import UsageError
 from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import OpName, Plan, Problem
 from cosma.exact.model import FixedInstance, build_joint, build_relaxation, mirror
-from cosma.packing.boxes import PackStatus, pack_boxes
+from cosma.packing.boxes import pack_boxes
 from cosma.schedules.orders import PEAK_ORDERS, candidate_orders, distinct
 
 
@@ -239,7 +239,7 @@ def solve_fixed(
             pack_limit = params.pack_time_limit if left is None else max(0.05, min(params.pack_time_limit, left / 4))
             outcome = pack_boxes(inst.boxes(blocks), inst.capacity, pack_limit, options.threads, params.use_packer)
             stats["pack_method"] = outcome.how
-            if outcome.status is PackStatus.PACKED:
+            if outcome.status is Status.OPTIMAL:
                 offsets_per_use = [[0] * len(c.uses) for c in inst.chains]
                 for (ci, a, b), off in zip(blocks, outcome.offsets or []):
                     for i in range(a, b + 1):
@@ -248,7 +248,7 @@ def solve_fixed(
                 if status == cp_model.OPTIMAL and relaxed == incumbent.cost:
                     bound = max(bound, relaxed)
                 break
-            if outcome.status is PackStatus.UNKNOWN or stats["rounds"] >= params.nogood_rounds:
+            if outcome.status is Status.TIMEOUT or stats["rounds"] >= params.nogood_rounds:
                 hint = keep
                 break
             # The keep set does not pack, nor does any superset of it: cut them all off.

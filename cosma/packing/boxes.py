@@ -6,8 +6,8 @@ offset is free. This module answers "do these boxes fit under the capacity?":
 
 1. greedy best fit in a few orders (the TFLite arena idea), which settles nearly every
    instance with slack in microseconds;
-2. the project's exact packer (``cosma.packing.exact``) when it is installed;
-3. otherwise a CP-SAT model (y offsets under no-overlap-2D with the time intervals
+2. the project's exact packer (``cosma.packing.exact``);
+3. when it runs out of time, a CP-SAT model (y offsets under no-overlap-2D with the time intervals
    fixed, plus a cumulative on the time axis), which also proves infeasibility.
 
 Heights, offsets and the capacity are all in alignment units here: the caller scales.
@@ -15,7 +15,6 @@ Heights, offsets and the capacity are all in alignment units here: the caller sc
 
 from __future__ import annotations
 
-import enum
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -23,12 +22,9 @@ from typing import Sequence
 from ortools.sat.python import cp_model
 
 from cosma.core.cpsat import keep_sigint_handler, solve_interruptibly
-
-
-class PackStatus(enum.Enum):
-    PACKED = "packed"  # offsets found
-    INFEASIBLE = "infeasible"  # proven: the boxes cannot fit under the capacity
-    UNKNOWN = "unknown"  # ran out of time
+from cosma.core.interface import Status
+from cosma.packing.exact import PackParams, pack
+from cosma.packing.problem import Buffer, PackingProblem, best_fit
 
 
 @dataclass(frozen=True)
@@ -40,7 +36,7 @@ class Box:
 
 @dataclass
 class PackOutcome:
-    status: PackStatus
+    status: Status  # OPTIMAL: packed; INFEASIBLE: proven not to fit; TIMEOUT: ran out of time
     offsets: list[int] | None  # one per box, in alignment units, when PACKED
     how: str = ""  # which method settled it ("greedy", "packer", "cp-sat")
 
@@ -70,20 +66,10 @@ def _place_in_order(boxes: Sequence[Box], capacity: int, order: Sequence[int]) -
     placed: list[int] = []
     for i in order:
         b = boxes[i]
-        busy = sorted(
-            (offsets[j], offsets[j] + boxes[j].height)  # type: ignore[operator]
-            for j in placed
-            if boxes[j].lo < b.hi and b.lo < boxes[j].hi
-        )
-        best: tuple[int, int] | None = None  # (gap size, offset)
-        cursor = 0
-        for start, end in busy + [(capacity, capacity)]:
-            if start - cursor >= b.height and (best is None or (start - cursor, cursor) < best):
-                best = (start - cursor, cursor)
-            cursor = max(cursor, end)
-        if best is None:
+        busy = [(offsets[j], offsets[j] + boxes[j].height) for j in placed if boxes[j].lo < b.hi and b.lo < boxes[j].hi]
+        offsets[i] = best_fit(busy, b.height, capacity=capacity)
+        if offsets[i] is None:
             return None
-        offsets[i] = best[1]
         placed.append(i)
     return offsets  # type: ignore[return-value]
 
@@ -96,7 +82,7 @@ def cpsat_pack(
     ys, x_iv, y_iv = [], [], []
     for i, b in enumerate(boxes):
         if b.height > capacity:
-            return PackOutcome(PackStatus.INFEASIBLE, None, "cp-sat")
+            return PackOutcome(Status.INFEASIBLE, None, "cp-sat")
         y = model.new_int_var(0, capacity - b.height, f"y{i}")
         ys.append(y)
         x_iv.append(model.new_fixed_size_interval_var(b.lo, b.hi - b.lo, f"x{i}"))
@@ -112,34 +98,22 @@ def cpsat_pack(
         solver.parameters.max_time_in_seconds = max(0.01, time_limit)
     status = solve_interruptibly(solver, model)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return PackOutcome(PackStatus.PACKED, [solver.value(y) for y in ys], "cp-sat")
+        return PackOutcome(Status.OPTIMAL, [solver.value(y) for y in ys], "cp-sat")
     if status == cp_model.INFEASIBLE:
-        return PackOutcome(PackStatus.INFEASIBLE, None, "cp-sat")
-    return PackOutcome(PackStatus.UNKNOWN, None, "cp-sat")
+        return PackOutcome(Status.INFEASIBLE, None, "cp-sat")
+    return PackOutcome(Status.TIMEOUT, None, "cp-sat")
 
 
-def _external_pack(boxes: Sequence[Box], capacity: int, time_limit: float | None) -> PackOutcome | None:
-    """The project's exact packer, when present (``cosma.packing.exact``); None when absent."""
-    try:
-        from cosma.packing import exact as packer  # noqa: PLC0415 (optional, written concurrently)
-        from cosma.packing.problem import Buffer, PackingProblem
-    except ImportError:
-        return None
-    pack = getattr(packer, "pack", None)
-    params_type = getattr(packer, "PackParams", None)
-    if pack is None or params_type is None:
-        return None
+def _exact_pack(boxes: Sequence[Box], capacity: int, time_limit: float | None) -> PackOutcome:
+    """The project's exact packer (``cosma.packing.exact``) on the boxes as buffers."""
     problem = PackingProblem(tuple(Buffer(str(i), b.lo, b.hi, b.height) for i, b in enumerate(boxes)), capacity)
     with keep_sigint_handler():
-        result = pack(problem, params_type(), time_limit, None)
-    if "interrupted" in getattr(result, "message", ""):
+        result = pack(problem, PackParams(), time_limit, None)
+    if "interrupted" in result.message:
         raise KeyboardInterrupt  # the packer caught Ctrl-C: hand it on to the caller
-    status = str(getattr(result.status, "value", result.status)).lower()
-    if result.offsets and all(str(i) in result.offsets for i in range(len(boxes))):
-        return PackOutcome(PackStatus.PACKED, [int(result.offsets[str(i)]) for i in range(len(boxes))], "packer")
-    if status == "infeasible":
-        return PackOutcome(PackStatus.INFEASIBLE, None, "packer")
-    return PackOutcome(PackStatus.UNKNOWN, None, "packer")
+    if result.fits:
+        return PackOutcome(Status.OPTIMAL, [int(result.offsets[str(i)]) for i in range(len(boxes))], "packer")
+    return PackOutcome(Status.INFEASIBLE if result.status is Status.INFEASIBLE else Status.TIMEOUT, None, "packer")
 
 
 def pack_boxes(
@@ -147,19 +121,16 @@ def pack_boxes(
 ) -> PackOutcome:
     """Greedy first, then an exact method; see the module docstring."""
     if not boxes:
-        return PackOutcome(PackStatus.PACKED, [], "trivial")
+        return PackOutcome(Status.OPTIMAL, [], "trivial")
     if max(b.height for b in boxes) > capacity or _max_load(boxes) > capacity:
-        return PackOutcome(PackStatus.INFEASIBLE, None, "load")
+        return PackOutcome(Status.INFEASIBLE, None, "load")
     offsets = greedy_pack(boxes, capacity)
     if offsets is not None:
-        return PackOutcome(PackStatus.PACKED, offsets, "greedy")
+        return PackOutcome(Status.OPTIMAL, offsets, "greedy")
     start = time.perf_counter()
     if use_packer:
-        try:
-            outcome = _external_pack(boxes, capacity, time_limit)
-        except Exception:  # noqa: BLE001 - a peer module mid-development must not break the exact solver (Ctrl-C passes)
-            outcome = None
-        if outcome is not None and outcome.status is not PackStatus.UNKNOWN:
+        outcome = _exact_pack(boxes, capacity, time_limit)
+        if outcome.status is not Status.TIMEOUT:
             return outcome
     remaining = None if time_limit is None else max(0.01, time_limit - (time.perf_counter() - start))
     return cpsat_pack(boxes, capacity, remaining, threads)
@@ -174,4 +145,4 @@ def _max_load(boxes: Sequence[Box]) -> int:
     return best
 
 
-__all__ = ["PackStatus", "Box", "PackOutcome", "greedy_pack", "cpsat_pack", "pack_boxes"]
+__all__ = ["Box", "PackOutcome", "greedy_pack", "cpsat_pack", "pack_boxes"]

@@ -59,7 +59,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
@@ -67,7 +67,7 @@ import numpy as np
 
 from cosma.core.errors import UsageError
 from cosma.core.interface import Status
-from cosma.packing.problem import BufferId, PackingProblem, check_packing
+from cosma.packing.problem import BufferId, PackingProblem, PackResult, best_fit, check_packing
 
 # ---------------------------------------------------------------------------------
 # Public types
@@ -136,26 +136,6 @@ class PackParams:
     cpsat_greedy_hint: bool = False
     # Seed of the randomized restarts and of CP-SAT, for reproducible runs.
     seed: int = 0
-
-
-@dataclass
-class PackResult:
-    """The outcome of ``pack`` / ``minimize_height``.
-
-    ``status``: OPTIMAL = a packing within the capacity was found (for ``pack`` this is
-    a feasibility problem; for ``minimize_height``: its height is proven minimal);
-    FEASIBLE = ``minimize_height`` found a packing without proving its height minimal;
-    INFEASIBLE = proven that nothing fits (``message`` says why); TIMEOUT = gave up (time
-    limit or Ctrl-C) without an answer.
-    """
-
-    status: Status
-    offsets: dict[BufferId, int] | None  # byte offset per buffer id; None without a packing
-    height: int | None  # highest byte used + 1 (max offset + size); None without a packing
-    seconds: float = 0.0  # wall time
-    stats: dict[str, Any] = field(default_factory=dict)  # method, nodes, restarts, greedy height...
-    message: str = ""  # why infeasible / what stopped the search
-    bound: int | None = None  # proven lower bound on the height (max load, or better)
 
 
 def pack(
@@ -458,29 +438,15 @@ def _best_greedy(inst: _Instance) -> tuple[np.ndarray, str]:
 
 
 def _best_fit(inst: _Instance, order: Iterable[int]) -> np.ndarray:
-    """TFLite's arena planner: each buffer, in turn, takes the smallest gap between the
-    already placed buffers alive at the same time that holds it, else the top."""
-    n = len(inst.units)
-    offsets = np.full(n, -1, dtype=np.int64)
-    placed = np.zeros(n, dtype=bool)
+    """TFLite's arena planner (``cosma.packing.problem.best_fit``) in alignment units."""
+    offsets = np.full(len(inst.units), -1, dtype=np.int64)
+    placed = np.zeros(len(inst.units), dtype=bool)
     for b in order:
         b = int(b)
-        size = int(inst.units[b])
         nb = inst.neighbours[b]
         nb = nb[placed[nb]]
-        if nb.size:
-            starts = offsets[nb]
-            ends = starts + inst.units[nb]
-            sort = np.argsort(starts, kind="stable")
-            best_offset, best_gap, cursor = -1, None, 0
-            for s, e in zip(starts[sort].tolist(), ends[sort].tolist()):
-                gap = s - cursor
-                if gap >= size and (best_gap is None or gap < best_gap):
-                    best_offset, best_gap = cursor, gap
-                cursor = max(cursor, e)
-            offsets[b] = cursor if best_offset < 0 else best_offset
-        else:
-            offsets[b] = 0
+        busy = zip(offsets[nb].tolist(), (offsets[nb] + inst.units[nb]).tolist())
+        offsets[b] = best_fit(list(busy), int(inst.units[b]))
         placed[b] = True
     return offsets
 

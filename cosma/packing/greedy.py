@@ -19,52 +19,22 @@ it fits (``PackResult.fits``). ``cosma.packing.check_packing`` is the independen
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from cosma.packing.problem import Buffer, BufferId, PackingProblem, height
-
-
-@dataclass(frozen=True)
-class PackResult:
-    offsets: dict[BufferId, int]  # buffer id -> byte offset (aligned)
-    height: int  # highest byte used + 1: max over buffers of offset + size
-    fits: bool  # height <= capacity
-    seconds: float  # wall time of the packer
-    order: str = ""  # which buffer order produced these offsets (best-fit keeps the better of two)
-
-
-def _align_up(x: int, a: int) -> int:
-    return -(-x // a) * a
+from cosma.core.interface import Status
+from cosma.packing.problem import Buffer, BufferId, PackingProblem, PackResult, height
+from cosma.packing.problem import best_fit as place
 
 
 def _place(buffers: Sequence[Buffer], alignment: int, best_fit: bool) -> dict[BufferId, int]:
-    """Place ``buffers`` in the given order; each goes into a free gap among the placed
-    buffers that overlap it in time: the smallest that fits (``best_fit``) or the
-    lowest that fits, else on top of them. Gap starts are rounded up to ``alignment``."""
+    """Place ``buffers`` in the given order, each beside the placed buffers that overlap it
+    in time: the smallest gap that fits (``best_fit``) or the lowest, else on top of them."""
     placed: list[tuple[Buffer, int]] = []
     offsets: dict[BufferId, int] = {}
     for b in buffers:
-        busy = sorted(
-            ((o, o + p.size) for p, o in placed if p.lower < b.upper and b.lower < p.upper),
-            key=lambda span: span[0],
-        )
-        chosen: int | None = None
-        chosen_gap: int | None = None
-        reach = 0  # lowest byte above every busy span seen so far
-        for lo, hi in busy:
-            start = _align_up(reach, alignment)
-            if lo - start >= b.size:
-                gap = lo - reach
-                if chosen is None or (best_fit and gap < chosen_gap):
-                    chosen, chosen_gap = start, gap
-                if not best_fit:
-                    break
-            reach = max(reach, hi)
-        if chosen is None:
-            chosen = _align_up(reach, alignment)
-        offsets[b.id] = chosen
-        placed.append((b, chosen))
+        busy = [(o, o + p.size) for p, o in placed if p.lower < b.upper and b.lower < p.upper]
+        offsets[b.id] = place(busy, b.size, alignment=alignment, first=not best_fit)
+        placed.append((b, offsets[b.id]))
     return offsets
 
 
@@ -80,7 +50,8 @@ def _by_duration(buffers: Iterable[Buffer]) -> list[Buffer]:
 
 def _result(problem: PackingProblem, offsets: dict[BufferId, int], start: float, order: str) -> PackResult:
     h = height(problem, offsets)
-    return PackResult(offsets, h, h <= problem.capacity, time.perf_counter() - start, order)
+    status = Status.OPTIMAL if h <= problem.capacity else Status.FEASIBLE  # over the capacity: no proof it can't fit
+    return PackResult(status, offsets, h, time.perf_counter() - start, order=order)
 
 
 def pack_best_fit(problem: PackingProblem) -> PackResult:

@@ -6,17 +6,21 @@ arena planner and XLA's heap simulator solve), in MiniMalloc's CSV format::
     id,lower,upper,size          (input; lifetimes half-open [lower, upper))
     id,lower,upper,size,offset   (solution)
 
-``check_packing`` is the independent overlap check every packer's output goes through.
+``check_packing`` is the independent overlap check every packer's output goes through;
+``best_fit`` is the one best-fit placement rule (TFLite's arena planner, XLA's heap
+simulator) that every packer and the exact solvers' packing checks call; ``PackResult``
+is what every packer returns.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Iterable, Mapping
 
 from cosma.core.errors import UsageError
+from cosma.core.interface import Status
 
 BufferId = str
 
@@ -47,6 +51,58 @@ class PackingProblem:
             load += delta
             best = max(best, load)
         return best
+
+
+@dataclass
+class PackResult:
+    """What a packer returns.
+
+    ``status``: OPTIMAL = a packing within the capacity was found (packing is a
+    feasibility problem; for ``minimize_height``: its height is proven minimal);
+    FEASIBLE = a packing that is not proven good enough (a greedy packing over the
+    capacity, or a height not proven minimal); INFEASIBLE = proven that nothing fits
+    (``message`` says why); TIMEOUT = gave up (time limit or Ctrl-C) without an answer.
+    """
+
+    status: Status
+    offsets: dict[BufferId, int] | None  # byte offset per buffer id; None without a packing
+    height: int | None  # highest byte used + 1 (max offset + size); None without a packing
+    seconds: float = 0.0  # wall time
+    stats: dict[str, Any] = field(default_factory=dict)  # method, nodes, restarts, greedy height...
+    message: str = ""  # why infeasible / what stopped the search
+    bound: int | None = None  # proven lower bound on the height (max load, or better)
+    order: str = ""  # greedy packers: which buffer order gave these offsets
+
+    @property
+    def fits(self) -> bool:
+        """A packing within the capacity was found."""
+        return self.status is Status.OPTIMAL and self.offsets is not None
+
+
+def best_fit(
+    busy: Iterable[tuple[int, int]], size: int, *, alignment: int = 1, capacity: int | None = None, first: bool = False
+) -> int | None:
+    """The offset for a block of ``size`` beside the ``busy`` address ranges ``[lo, hi)``
+    (the blocks placed already that are alive at the same time).
+
+    Best fit: the smallest free gap that holds the block, the lowest on ties (``first``:
+    the lowest gap that holds it). Gap starts are rounded up to ``alignment``. The space
+    above every busy range is a gap too, up to ``capacity``: with no capacity it is
+    unbounded, so the block goes there only when no gap below fits. None: nothing fits
+    under the capacity.
+    """
+    top = float("inf") if capacity is None else capacity
+    chosen: int | None = None
+    chosen_gap: float | None = None
+    reach = 0  # lowest byte above every busy range seen so far
+    for lo, hi in sorted(busy, key=lambda span: span[0]) + [(top, top)]:
+        start = -(-reach // alignment) * alignment
+        if lo - start >= size and (chosen_gap is None or lo - reach < chosen_gap):
+            chosen, chosen_gap = start, lo - reach
+            if first:
+                break
+        reach = max(reach, hi)
+    return chosen
 
 
 def read_csv(path: str | Path, capacity: int | None = None, alignment: int = 1) -> PackingProblem:
@@ -114,4 +170,14 @@ def check_packing(problem: PackingProblem, offsets: Mapping[BufferId, int]) -> l
     return errors
 
 
-__all__ = ["Buffer", "PackingProblem", "read_csv", "read_solution", "write_csv", "height", "check_packing"]
+__all__ = [
+    "PackResult",
+    "best_fit",
+    "Buffer",
+    "PackingProblem",
+    "read_csv",
+    "read_solution",
+    "write_csv",
+    "height",
+    "check_packing",
+]
