@@ -74,7 +74,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"steps         {result.steps} ({result.episodes} episodes of {result.decisions_per_episode} decisions)")
     print(f"seconds       {result.seconds:.3f} wall, {result.cpu_seconds:.3f} CPU")
     print(
-        f"steps/s       {result.steps_per_second:,.0f} per wall second, {result.steps_per_cpu_second:,.0f} per CPU second"
+        f"steps/s       {result.steps_per_second:,.0f} per wall second,"
+        f" {result.steps_per_cpu_second:,.0f} per CPU second"
     )
     return 0
 

@@ -184,7 +184,8 @@ def markdown(rows: list[Row], header: str = "") -> str:
     ]
     if "exact_known" in s:
         lines.append(
-            f"- where the exact optimum is known ({s['exact_known']}): mean agent {s['mean_agent_bytes_where_exact']:.0f}"
+            f"- where the exact optimum is known ({s['exact_known']}):"
+            f" mean agent {s['mean_agent_bytes_where_exact']:.0f}"
             f" vs exact {s['mean_exact_bytes']:.0f} bytes; the agent is optimal on {s['optimal_rate']:.0%}"
         )
         lines.append(

@@ -145,7 +145,7 @@ class InstanceSampler:
         """The lowered model, or None (and the model dropped) when it cannot be played."""
         try:
             graph = load_zoo_graph(path)
-        except Exception:  # a model the lowering does not support (yet): leave it out
+        except Exception:  # noqa: BLE001 - a model the lowering does not support (yet): leave it out
             graph = None
         if graph is None or len(graph.operators) > self.max_zoo_ops:
             self.zoo_paths.remove(path)

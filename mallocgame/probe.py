@@ -131,7 +131,8 @@ def probe_instance(prober: Prober, env, tally: Tally) -> None:
 
 
 def probe_checkpoint(checkpoint: str, *, validation: bool = True, models: str | None = None,
-                     dags: int | None = None, every: int = 1, log=print, tally: Tally | None = None) -> Tally:  # fmt: skip
+                     dags: int | None = None, every: int = 1, log=print,
+                     tally: Tally | None = None) -> Tally:  # fmt: skip
     """Probe the checkpoint on every ``every``-th instance of the validation set (or of the
     evaluation set, ``validation=False``), adding to ``tally`` (a new one if None)."""
     agent = load_agent(checkpoint)
@@ -160,9 +161,11 @@ class Deviations:
             title, "", "| | decisions | share |", "|---|---:|---:|",
             f"| with a choice | {self.decisions} | |",
             f"| the search departs from the greedy rule | {self.search} | {share(self.search, self.decisions)} |",
-            f"| ... and the prior departs with it | {self.search_and_prior} | {share(self.search_and_prior, self.search)} |",
+            f"| ... and the prior departs with it | {self.search_and_prior}"
+            f" | {share(self.search_and_prior, self.search)} |",
             f"| the prior departs from the greedy rule | {self.prior} | {share(self.prior, self.decisions)} |",
-            f"| ... and the search plays the same action | {self.prior_and_search} | {share(self.prior_and_search, self.prior)} |",
+            f"| ... and the search plays the same action | {self.prior_and_search}"
+            f" | {share(self.prior_and_search, self.prior)} |",
         ]) + "\n"  # fmt: skip
 
 
@@ -205,7 +208,8 @@ def deviations_checkpoint(checkpoint: str, *, validation: bool = True, models: s
 
 def markdown(tally: Tally, title: str) -> str:
     lines = [title, "", f"{tally.decisions} decisions where the legal actions' Monte Carlo returns differ.", "",
-             "| ranker | picks a Monte-Carlo-best action | mean regret (bytes / capacity) |", "|---|---:|---:|"]  # fmt: skip
+             "| ranker | picks a Monte-Carlo-best action | mean regret (bytes / capacity) |",
+             "|---|---:|---:|"]  # fmt: skip
     lines += [f"| {r} | {share:.1%} | {regret:.4f} |" for r, share, regret in tally.rows()]
     return "\n".join(lines) + "\n"
 
@@ -235,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "mallocgame probe " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.deviations:
         found = deviations_checkpoint(args.checkpoint, validation=not args.evaluation, dags=args.dags,
-                                      simulations=args.simulations, log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+                                      simulations=args.simulations,
+                                      log=lambda m: print(m, file=sys.stderr))  # fmt: skip
         print(found.markdown(f"`{cmd}` ({time.perf_counter() - start:.0f} s)"))
         return 0
     tally, note = Tally(), ""

@@ -413,7 +413,7 @@ def train(
     bar.close()
     try:
         plot_curve(run_dir / "log.csv", run_dir / "curve.png")
-    except Exception as e:  # a plot is a convenience: never lose a run over it
+    except Exception as e:  # noqa: BLE001 - a plot is a convenience: never lose a run over it
         print(f"could not draw the curve: {e}", file=sys.stderr)
     print(f"checkpoint: {ckpt_path}", file=sys.stderr)
     return ckpt_path

@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         try:
             path = export(entry, args.out)
-        except Exception as e:  # keep going: one broken export should not stop the rest
+        except Exception as e:  # noqa: BLE001 - keep going: one broken export should not stop the rest
             failed += 1
             print(f"{entry.name}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:200]}", flush=True)
             continue

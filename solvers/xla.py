@@ -229,8 +229,8 @@ class MsaState:
     the decision cursor and the bytes spent. ``clone`` snapshots it."""
 
     __slots__ = (
-        "tables", "blocks", "reserved", "res", "cur", "evictions", "nc_bytes", "k", "_options", "_limit", "more_offsets",
-        "all_offsets",
+        "tables", "blocks", "reserved", "res", "cur", "evictions", "nc_bytes", "k", "_options", "_limit",
+        "more_offsets", "all_offsets",
     )  # fmt: skip
 
     def __init__(self, tables: MsaTables, more_offsets: bool = True, all_offsets: bool = False):

@@ -15,14 +15,13 @@ from cosma.core.ir import Graph, Problem
 from cosma.core.synthetic import random_dag, randwire_graph
 from cosma.core.validator import validate
 from cosma.exact.auto import AutoParams
+from cosma.exact.bounds import fixed_schedule_bound, schedule_free_bound
 from cosma.exact.dnc import (
     DncParams,
     _Incumbent,
     _WindowModel,
-    fixed_schedule_bound,
     piece_cuts,
     relax_and_pack,
-    schedule_free_bound,
 )
 from cosma.schedules.minpeak import min_peak_schedule
 

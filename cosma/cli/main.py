@@ -17,6 +17,7 @@ import argparse
 import sys
 import time
 from dataclasses import fields, replace
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from cosma.core.errors import CapacityError, CosmaError, UsageError
@@ -397,12 +398,6 @@ def cmd_pack(args) -> int:
     return 0 if fits else EXIT_INVALID
 
 
-def cmd_compare(args) -> int:
-    from cosma.harness.compare import main as compare_main
-
-    return compare_main(args)
-
-
 # ---------------------------------------------------------------------------- parser
 
 
@@ -464,28 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, metavar="OUT.csv", help="write offsets as a CSV")
     p.set_defaults(func=cmd_pack)
 
-    p = sub.add_parser("compare", help="regenerate the comparison tables and plots in results/")
-    p.add_argument("--models", nargs="*", default=None, help="model names (default: the whole zoo)")
-    p.add_argument("--tiers", nargs="*", default=["M_R", "M_H", "M_P"])
-    p.add_argument("--solvers", nargs="*", default=None)
-    p.add_argument("--time-limit", type=float, default=60.0, help="seconds per cell")
-    p.add_argument("--jobs", type=int, default=2, help="parallel worker processes")
-    p.add_argument("--out", default="results", help="output folder")
-    p.add_argument("--fresh", action="store_true", help="recompute cells already in the cache")
-    p.add_argument("--no-maps", action="store_true", help="skip the side-by-side memory maps")
-    p.add_argument(
-        "--agent-max-ops",
-        type=int,
-        default=400,
-        help="record the muzero agent as skipped on graphs with more operators (0: run everywhere)",
-    )
-    p.add_argument("--no-packing", action="store_true", help="skip the allocation-only peer table")
-    p.add_argument(
-        "--all",
-        action="store_true",
-        help="also rerun every benchmark (baselines, exact, packing, NAS tables; tens of minutes)",
-    )
-    p.set_defaults(func=cmd_compare)
+    # Commands other packages add (``cosma.commands`` entry points: the harness's ``compare``).
+    for entry in sorted(entry_points(group="cosma.commands"), key=lambda e: e.name):
+        entry.load()(sub)
     return parser
 
 

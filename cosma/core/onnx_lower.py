@@ -160,7 +160,7 @@ def lower(
     if prepared.functions:
         try:
             prepared = onnx.inliner.inline_local_functions(prepared)
-        except Exception as e:  # a malformed function body
+        except Exception as e:  # noqa: BLE001 - any onnx failure on a malformed function body -> ModelError
             raise ModelError(f"cannot inline the model's local functions: {_one_line(e)}") from None
     graph = prepared.graph
     _check_structure(graph)
@@ -200,7 +200,7 @@ def _read(path: str | os.PathLike[str]) -> onnx.ModelProto:
         model = onnx.load(path, load_external_data=False)
     except DecodeError as e:
         raise ModelError(f"{os.fspath(path)}: not a valid ONNX file (malformed or truncated protobuf: {e})") from None
-    except Exception as e:  # onnx raises several types for unreadable input
+    except Exception as e:  # noqa: BLE001 - onnx raises several types for unreadable input
         raise ModelError(f"{os.fspath(path)}: cannot be read as ONNX ({type(e).__name__}: {_one_line(e)})") from None
     if not model.HasField("graph") or len(model.graph.node) == 0:
         raise ModelError(f"{os.fspath(path)}: no ONNX graph with nodes in the file (not an ONNX model, or truncated)")
@@ -316,7 +316,7 @@ def _infer_types(model: onnx.ModelProto, overridden: bool) -> dict[str, _ValueTy
     Initializer dims come from the initializers themselves (their data may be absent)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    except Exception as e:  # InferenceError, ValidationError, RuntimeError from the C++ side
+    except Exception as e:  # noqa: BLE001 - InferenceError, ValidationError, RuntimeError from the C++ side
         hint = (
             " (with the given --input-shape: the file may fix other dims to its exported shape)" if overridden else ""
         )

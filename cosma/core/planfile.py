@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from cosma import __version__
 from cosma.core.cost import Cost, evaluate
 from cosma.core.errors import UsageError
 from cosma.core.ir import Hardware, Plan, Problem, Residency
@@ -84,7 +84,7 @@ def plan_to_dict(
         "cost": cost.as_dict(),
         "solver": solver or {},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "cosma_version": __version__,
+        "cosma_version": version("cosma"),
     }
 
 

@@ -372,7 +372,7 @@ def solve_exact(problem: Problem, params: ExactParams, options: RunOptions) -> S
     if options.schedule is None and result.plan is not None:
         # We chose the order, so the proof covers that order only: report a bound valid over
         # every schedule, and "optimal" only when the plan meets it.
-        from cosma.exact.dnc import schedule_free_bound
+        from cosma.exact.bounds import schedule_free_bound
 
         cost = _cost_of(problem, result.plan)
         result.stats["fixed_schedule_bound"] = result.bound

@@ -12,8 +12,8 @@ and estimated latency.
 ``M_P`` here is the lowest peak live bytes over the baselines' own schedules (file
 order and the memory-aware list schedule), so it is an upper bound on the true ``M_P``;
 ``M_H = (M_R + M_P) / 2`` rounded down to the alignment. ``--exact-tiers SECONDS``
-takes all three from ``cosma.schedules.tiers`` instead (exact schedulers within the time limit). With no zoo model present it
-runs on seeded synthetic graphs instead, and says so in the output.
+takes all three from ``cosma.schedules.tiers`` instead (exact schedulers within the time limit).
+With no zoo model present it runs on seeded synthetic graphs instead, and says so in the output.
 """
 
 from __future__ import annotations

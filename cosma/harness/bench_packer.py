@@ -72,7 +72,8 @@ def markdown(rows: list[dict], time_limit: float, params: PackParams) -> str:
         "# Exact packer on the allocation anchors",
         "",
         (
-            f"`python -m cosma.harness.bench_packer --time-limit {time_limit:g}` on {platform.node() or 'this machine'} "
+            f"`python -m cosma.harness.bench_packer --time-limit {time_limit:g}`"
+            f" on {platform.node() or 'this machine'} "
             f"({platform.processor() or platform.machine()}), Python {platform.python_version()}, "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Method `{params.method}`, seed {params.seed}."
         ),

@@ -117,7 +117,7 @@ def run_cell(cell: Cell) -> dict:
             seconds=round(result.seconds, 3),
             message=result.message[:200],
         )
-    except Exception as e:  # recorded, never dropped: the table shows the failure
+    except Exception as e:  # noqa: BLE001 - recorded, never dropped: the table shows the failure
         row.update(
             status="error",
             non_compulsory_bytes=None,
@@ -258,7 +258,8 @@ def write_tables(rows: list[dict], out: Path, solvers: list[str], tiers: dict, m
         "The last two columns measure against the TFLite-placement baselines (`best-greedy-tflite`: the same four"
         " baselines with a block at the low end of its best-fit gap, as in the paper's comparison).",
         "",
-        "| setting | tier | solver | models | average reduction | models (TFLite ref.) | average reduction (TFLite ref.) |",
+        "| setting | tier | solver | models | average reduction | models (TFLite ref.)"
+        " | average reduction (TFLite ref.) |",
         "|---|---|---|---|---|---|---|",
     ]
     for key in sorted(set(summary) | set(literal)):
@@ -285,7 +286,8 @@ def papers_summary(rows: list[dict], by: dict) -> list[str]:
         " better of `exact` and `dnc` on each cell (what `cosma optimize --solver auto` returns, given the time)."
         " Averages over the cells where the reference moves any bytes, both settings together.",
         "",
-        "| networks | tier | cells | vs best baseline (ours) | cells | vs TFLite-placement baseline | cells at zero traffic |",
+        "| networks | tier | cells | vs best baseline (ours) | cells | vs TFLite-placement baseline"
+        " | cells at zero traffic |",
         "|---|---|---|---|---|---|---|",
     ]
     groups = {"human-designed": lambda r: "/nas/" not in r["path"], "NAS": lambda r: "/nas/" in r["path"]}
@@ -478,7 +480,8 @@ def compare_packers(out: Path, time_limit: float) -> Path | None:
                 secs = time.perf_counter() - start
                 if not offsets:
                     lines.append(
-                        f"| {f.name} | {len(problem.buffers)} | {problem.capacity} | {problem.max_load()} | {name} | - | no | {secs:.2f} |"
+                        f"| {f.name} | {len(problem.buffers)} | {problem.capacity} | {problem.max_load()} | {name}"
+                        f" | - | no | {secs:.2f} |"
                     )
                     continue
                 h = height(problem, offsets)
@@ -486,11 +489,13 @@ def compare_packers(out: Path, time_limit: float) -> Path | None:
                 ok = not check_packing(relaxed, offsets)
                 fits = "yes" if ok and h <= problem.capacity else ("INVALID" if not ok else "no")
                 lines.append(
-                    f"| {f.name} | {len(problem.buffers)} | {problem.capacity} | {problem.max_load()} | {name} | {h} | {fits} | {secs:.2f} |"
+                    f"| {f.name} | {len(problem.buffers)} | {problem.capacity} | {problem.max_load()} | {name}"
+                    f" | {h} | {fits} | {secs:.2f} |"
                 )
-            except Exception as e:  # recorded, not dropped
+            except Exception as e:  # noqa: BLE001 - recorded in the table, not dropped
                 lines.append(
-                    f"| {f.name} | {len(problem.buffers)} | {problem.capacity} | {problem.max_load()} | {name} | error: {type(e).__name__} | no | - |"
+                    f"| {f.name} | {len(problem.buffers)} | {problem.capacity} | {problem.max_load()} | {name}"
+                    f" | error: {type(e).__name__} | no | - |"
                 )
     path = out / "packing_peers.md"
     path.write_text("\n".join(lines) + "\n")
@@ -540,6 +545,32 @@ def plot_learning_curve(out: Path) -> Path | None:
     target = out / "learning_curve.png"
     plot_curve(log, target)
     return target
+
+
+def add_command(sub) -> None:
+    """``cosma compare``: added to the CLI through the ``cosma.commands`` entry point."""
+    p = sub.add_parser("compare", help="regenerate the comparison tables and plots in results/")
+    p.add_argument("--models", nargs="*", default=None, help="model names (default: the whole zoo)")
+    p.add_argument("--tiers", nargs="*", default=["M_R", "M_H", "M_P"])
+    p.add_argument("--solvers", nargs="*", default=None)
+    p.add_argument("--time-limit", type=float, default=60.0, help="seconds per cell")
+    p.add_argument("--jobs", type=int, default=2, help="parallel worker processes")
+    p.add_argument("--out", default="results", help="output folder")
+    p.add_argument("--fresh", action="store_true", help="recompute cells already in the cache")
+    p.add_argument("--no-maps", action="store_true", help="skip the side-by-side memory maps")
+    p.add_argument(
+        "--agent-max-ops",
+        type=int,
+        default=400,
+        help="record the muzero agent as skipped on graphs with more operators (0: run everywhere)",
+    )
+    p.add_argument("--no-packing", action="store_true", help="skip the allocation-only peer table")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also rerun every benchmark (baselines, exact, packing, NAS tables; tens of minutes)",
+    )
+    p.set_defaults(func=main)
 
 
 def main(args) -> int:

@@ -337,7 +337,8 @@ def _pack(
             bound=bound,
             message=(
                 f"at time {inst.times[peak]} the live buffers need {int(inst.load[peak]) * inst.scale} bytes"
-                f"{' of aligned footprints' if problem.alignment > 1 else ''}, more than the capacity {problem.capacity}"
+                f"{' of aligned footprints' if problem.alignment > 1 else ''},"
+                f" more than the capacity {problem.capacity}"
             ),
         )
 
@@ -474,7 +475,7 @@ def _ranks(inst: _Instance, order: str, rng: np.random.Generator | None = None, 
     """
     width = inst.hi - inst.lo
     keys = {
-        "T": lambda: -np.array([int(inst.load[l:h].max()) for l, h in zip(inst.lo, inst.hi)]),
+        "T": lambda: -np.array([int(inst.load[a:b].max()) for a, b in zip(inst.lo, inst.hi)]),
         "W": lambda: -width,
         "A": lambda: -(width * inst.units),
         "Z": lambda: -inst.units,

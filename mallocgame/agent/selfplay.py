@@ -98,7 +98,7 @@ def _actor(
         games.cancel_join_thread()  # stopped: exit without waiting for the learner to read what is queued
     except KeyboardInterrupt:  # Ctrl-C reaches every process of the group: the learner saves
         games.cancel_join_thread()
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - a worker reports any failure to its parent
         games.put(("error", f"actor {index}:\n{traceback.format_exc()}"))
 
 

@@ -1,0 +1,140 @@
+"""Lower bounds on non-compulsory bytes shared by the exact solvers: no-address
+relaxations solved as knapsacks in CP-SAT, each returning a proven bound even when it
+runs out of time.
+
+* ``fixed_schedule_bound``: over plans with a given operator order (one evict decision per
+  gap between consecutive uses);
+* ``schedule_free_bound``: over every operator order (a tensor kept whole must span every
+  operator the DAG places between two of its users).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from ortools.sat.python import cp_model
+
+from cosma.core.analysis import operator_footprint, use_steps
+from cosma.core.ir import Bytes, OpName, Problem, TensorKind, TensorName
+
+
+def _knapsack_bound(
+    items: dict[str, tuple[int, Bytes]],
+    rows: list[tuple[list[str], int]],
+    time_limit: float,
+    groups: Sequence[tuple[Bytes, list[str]]] = (),
+) -> Bytes:
+    """min sum(cost_i * e_i) + sum(group cost * any e_i of the group) s.t. for each row,
+    sum(units_i * (1 - e_i)) <= rhs over its items; ``items[i] = (units, cost)``, ``e_i``
+    binary (evicted). Returns CP-SAT's proven bound, rounded up."""
+    m = cp_model.CpModel()
+    rows = [(its, rhs) for its, rhs in rows if sum(items[i][0] for i in its) > rhs]
+    if not rows:
+        return 0
+    used = sorted({i for its, _ in rows for i in its})
+    evict = {i: m.NewBoolVar(i) for i in used}
+    for its, rhs in rows:
+        m.Add(sum(items[i][0] * (1 - evict[i]) for i in its) <= rhs)
+    terms = [items[i][1] * evict[i] for i in used]
+    for cost, its in groups:
+        its = [i for i in its if i in evict]
+        if its:
+            any_evicted = m.NewBoolVar("")
+            for i in its:
+                m.AddImplication(evict[i], any_evicted)
+            terms.append(cost * any_evicted)
+    m.Minimize(sum(terms))
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(time_limit, 0.05)
+    solver.parameters.num_workers = 1
+    solver.parameters.catch_sigint_signal = False
+    status = solver.Solve(m)
+    if status == cp_model.OPTIMAL:
+        return round(solver.ObjectiveValue())
+    if status in (cp_model.FEASIBLE, cp_model.UNKNOWN):
+        return max(0, math.ceil(solver.BestObjectiveBound() - 1e-6))
+    return 0
+
+
+def fixed_schedule_bound(problem: Problem, schedule: Sequence[OpName], time_limit: float = 4.0) -> Bytes:
+    """A lower bound on non-compulsory bytes over plans with this schedule.
+
+    Relaxation: offsets ignored, and one eviction decision per *gap* between consecutive
+    uses of a tensor: at each step, the operands plus every kept gap spanning the step
+    fit the capacity. An evicted gap costs a reload; the first eviction of an activation
+    also its spill, once."""
+    graph = problem.graph
+    a = problem.alignment
+    n = len(schedule)
+    spanning: list[list[str]] = [[] for _ in range(n)]
+    items: dict[str, tuple[int, Bytes]] = {}
+    groups: list[tuple[Bytes, list[str]]] = []
+    for t, uses in use_steps(problem, schedule).items():
+        size, keys = graph.tensors[t].size, []
+        for j in range(len(uses) - 1):
+            if uses[j + 1] - uses[j] > 1:  # a gap with no step inside never needs evicting
+                key = f"{t}#{j}"
+                keys.append(key)
+                items[key] = (problem.footprint(t) // a, size)
+                for s in range(uses[j] + 1, uses[j + 1]):
+                    spanning[s].append(key)
+        if graph.tensors[t].kind is TensorKind.ACTIVATION and keys:
+            groups.append((size, keys))
+    rows = [(spanning[s], problem.capacity // a - operator_footprint(problem, schedule[s]) // a) for s in range(n)]
+    return _knapsack_bound(items, rows, time_limit, groups)
+
+
+def schedule_free_bound(problem: Problem, time_limit: float = 4.0) -> Bytes:
+    """A lower bound on non-compulsory bytes over every schedule.
+
+    If tensor ``t`` is never evicted it is resident from its first use to its last, so at
+    every operator ``o`` that comes after one of its users and before another *in the DAG*
+    (hence in every schedule) and does not use it. Per operator, those tensors plus its
+    operands must fit; evicting ``t`` at least once costs a reload, plus a spill for an
+    activation."""
+    from cosma.schedules.minpeak import op_dag, topological_order
+
+    graph = problem.graph
+    order = topological_order(problem)
+    pos = {name: i for i, name in enumerate(order)}
+    dag = op_dag(problem)
+    n = len(order)
+    anc, desc = [0] * n, [0] * n
+    for i, name in enumerate(order):
+        for p in dag.predecessors(name):
+            anc[i] |= anc[pos[p]] | (1 << pos[p])
+    for i in range(n - 1, -1, -1):
+        for s in dag.successors(order[i]):
+            desc[i] |= desc[pos[s]] | (1 << pos[s])
+    a = problem.alignment
+    members: list[list[str]] = [[] for _ in range(n)]
+    items: dict[str, tuple[int, Bytes]] = {}
+    users: dict[TensorName, int] = {}
+    for op in graph.operators:
+        for t in problem.operands(op):
+            users[t] = users.get(t, 0) | (1 << pos[op.name])
+    for t, mask in users.items():
+        after = before = 0
+        m = mask
+        while m:
+            low = m & -m
+            i = low.bit_length() - 1
+            after |= desc[i]
+            before |= anc[i]
+            m ^= low
+        between = after & before & ~mask
+        if not between:
+            continue
+        tensor = graph.tensors[t]
+        items[t] = (problem.footprint(t) // a, tensor.size * (2 if tensor.kind is TensorKind.ACTIVATION else 1))
+        while between:
+            low = between & -between
+            members[low.bit_length() - 1].append(t)
+            between ^= low
+    cap_units = problem.capacity // a
+    rows = [(members[i], cap_units - operator_footprint(problem, order[i]) // a) for i in range(n)]
+    return _knapsack_bound(items, rows, time_limit)
+
+
+__all__ = ["fixed_schedule_bound", "schedule_free_bound"]
