@@ -18,7 +18,7 @@ from cosma.exact.auto import AutoParams
 from cosma.exact.bounds import fixed_schedule_bound, schedule_free_bound
 from cosma.exact.dnc import (
     DncParams,
-    _Incumbent,
+    _Layout,
     _WindowModel,
     piece_cuts,
     relax_and_pack,
@@ -43,10 +43,10 @@ GENERATED = [(random_dag(seed, 24, skip_prob=0.5), IDEAL) for seed in range(3)] 
 ]
 
 
-def stitch_open(problem: Problem, schedule, window: int) -> _Incumbent:
+def stitch_open(problem: Problem, schedule, window: int) -> _Layout:
     """The first pass by hand: pieces left to right, each choosing what stays resident
     (and where) across its end cut."""
-    inc = _Incumbent.empty(problem, schedule)
+    inc = _Layout.empty(problem, schedule)
     cuts = piece_cuts(inc, window)
     assert len(cuts) > 2  # really split
     for a, b in zip(cuts, cuts[1:]):
@@ -66,14 +66,14 @@ def test_stitched_pieces_are_valid(graph: Graph, hw, extra: float) -> None:
     assert validate(problem, plan) == []
     assert evaluate(problem, plan).non_compulsory_bytes == inc.cost()
     # Something stays resident across some cut at a fixed offset (the boundary condition used).
-    assert inc.cost() < _Incumbent.empty(problem, schedule).cost()
+    assert inc.cost() < _Layout.empty(problem, schedule).cost()
 
 
 @pytest.mark.parametrize("graph,hw", GENERATED, ids=lambda g: getattr(g, "name", ""))
 def test_pinned_windows_and_tensor_moves_keep_plans_valid(graph: Graph, hw) -> None:
     problem = tight(graph, hw, extra=0.3)
     schedule, _, _ = min_peak_schedule(problem)
-    inc, _ = relax_and_pack(_Incumbent.empty(problem, schedule), 2.0)
+    inc, _ = relax_and_pack(_Layout.empty(problem, schedule), 2.0)
     assert inc is not None and validate(problem, inc.plan()) == []
     n = len(schedule)
     evicted = sorted(t for t, st in inc.tensors.items() if not all(st.keep))

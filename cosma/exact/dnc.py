@@ -96,8 +96,11 @@ class _TensorState:
 
 
 @dataclass
-class _Incumbent:
-    """Per-tensor keep/offset decisions for one schedule; ``plan()`` turns them into residencies."""
+class _Layout:
+    """Per-tensor keep/offset decisions for one schedule; ``plan()`` turns them into residencies.
+
+    (The exact solver's incumbent is the same decision in ``FixedInstance``'s gap vectors;
+    divide and conquer keeps it per tensor because its windows re-solve a few tensors at a time.)"""
 
     problem: Problem
     schedule: tuple[OpName, ...]
@@ -105,7 +108,7 @@ class _Incumbent:
     tensors: dict[TensorName, _TensorState] = field(default_factory=dict)
 
     @classmethod
-    def empty(cls, problem: Problem, schedule: Sequence[OpName]) -> "_Incumbent":
+    def empty(cls, problem: Problem, schedule: Sequence[OpName]) -> "_Layout":
         """Every gap broken: at each step only the operator's operands are resident, laid
         out side by side from offset 0. Valid whenever the capacity is at least ``M_R``."""
         a = problem.alignment
@@ -133,7 +136,7 @@ class _Incumbent:
         return inc
 
     @classmethod
-    def from_plan(cls, problem: Problem, plan: Plan) -> "_Incumbent":
+    def from_plan(cls, problem: Problem, plan: Plan) -> "_Layout":
         """The canonical form of a valid plan: each use takes the offset of the residency
         covering it; a gap is kept when one residency covers both its uses. No worse than
         the plan (residencies only shrink, none is added)."""
@@ -154,8 +157,8 @@ class _Incumbent:
     def cost(self) -> Bytes:
         return sum(st.cost() for st in self.tensors.values())
 
-    def copy(self) -> "_Incumbent":
-        out = _Incumbent(self.problem, self.schedule, self.cap_units)
+    def copy(self) -> "_Layout":
+        out = _Layout(self.problem, self.schedule, self.cap_units)
         out.tensors = {
             t: _TensorState(st.name, st.size, st.units, st.activation, st.uses, list(st.keep), list(st.offset))
             for t, st in self.tensors.items()
@@ -196,7 +199,7 @@ class _WindowModel:
     bytes of broken gaps plus one spill per activation with a broken gap, unless a gap
     decided outside already pays it."""
 
-    def __init__(self, inc: _Incumbent, a: Step, b: Step, open_end: bool, free: frozenset[TensorName] = frozenset()):
+    def __init__(self, inc: _Layout, a: Step, b: Step, open_end: bool, free: frozenset[TensorName] = frozenset()):
         self.inc, self.a, self.b, self.open_end, self.free = inc, a, b, open_end, free
         m = self.model = cp_model.CpModel()
         self.x: dict[tuple[TensorName, int], cp_model.IntVar] = {}  # (tensor, use index) -> offset
@@ -308,7 +311,7 @@ class _WindowModel:
             m.AddNoOverlap2D(x_rects, y_rects)
         m.Minimize(sum(cost_terms) if cost_terms else 0)
 
-    def solve(self, time_limit: float, threads: int, seed: int) -> tuple[str, _Incumbent | None, float]:
+    def solve(self, time_limit: float, threads: int, seed: int) -> tuple[str, _Layout | None, float]:
         """``(status name, new incumbent or None, seconds)``; the incumbent is unchanged."""
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(time_limit, 0.05)
@@ -334,7 +337,7 @@ class _WindowModel:
 # Where to cut, and which windows to re-solve.
 
 
-def crossing_bytes(inc: _Incumbent) -> list[Bytes]:
+def crossing_bytes(inc: _Layout) -> list[Bytes]:
     """``out[s]``: footprint bytes live across the cut before step ``s`` (no spills): what a
     cut there forces the two sides to agree on. Few bytes crossing = a good place to cut."""
     n = len(inc.schedule)
@@ -350,7 +353,7 @@ def crossing_bytes(inc: _Incumbent) -> list[Bytes]:
     return out
 
 
-def piece_cuts(inc: _Incumbent, window: int) -> list[Step]:
+def piece_cuts(inc: _Layout, window: int) -> list[Step]:
     """Cut points ``0 = c0 < c1 < ... < n``: each piece is at most ``window`` steps, and each
     cut is where the fewest bytes cross among the steps from half a window on."""
     n = len(inc.schedule)
@@ -368,7 +371,7 @@ def piece_cuts(inc: _Incumbent, window: int) -> list[Step]:
 
 
 def _relaxed_keeps(
-    inc: _Incumbent, cap_units: int, time_limit: float, seed: int
+    inc: _Layout, cap_units: int, time_limit: float, seed: int
 ) -> dict[tuple[TensorName, int], bool] | None:
     """Keep/evict per gap from the no-address relaxation at ``cap_units``: the cheapest set of
     evictions such that, at every step, the operands plus the kept gaps spanning it fit."""
@@ -410,7 +413,7 @@ def _relaxed_keeps(
     return {key: k if k is True else bool(solver.Value(k)) for key, k in keep.items()}
 
 
-def _pack_keeps(inc: _Incumbent, keeps: dict[tuple[TensorName, int], bool]) -> _Incumbent | None:
+def _pack_keeps(inc: _Layout, keeps: dict[tuple[TensorName, int], bool]) -> _Layout | None:
     """A plan that keeps the given gaps where it can: the residencies they imply are placed
     largest first at the lowest free offset (TFLite's greedy-by-size); a residency that
     does not fit is evicted across its longest gap and its two halves queued again. None
@@ -462,7 +465,7 @@ def _pack_keeps(inc: _Incumbent, keeps: dict[tuple[TensorName, int], bool]) -> _
     return out
 
 
-def _pack_exactly(inc: _Incumbent, keeps: dict[tuple[TensorName, int], bool], time_limit: float) -> _Incumbent | None:
+def _pack_exactly(inc: _Layout, keeps: dict[tuple[TensorName, int], bool], time_limit: float) -> _Layout | None:
     """The keep set as it is, packed by ``cosma.packing.boxes`` (greedy, then an exact packer);
     None when it does not pack in time."""
     from cosma.packing.boxes import Box, pack_boxes
@@ -486,7 +489,7 @@ def _pack_exactly(inc: _Incumbent, keeps: dict[tuple[TensorName, int], bool], ti
     return out
 
 
-def relax_and_pack(inc: _Incumbent, time_limit: float, seed: int = 0) -> tuple[_Incumbent | None, dict]:
+def relax_and_pack(inc: _Layout, time_limit: float, seed: int = 0) -> tuple[_Layout | None, dict]:
     """Solve the relaxation at shrinking capacities (slack for fragmentation) and pack each
     answer (greedily, splitting what does not fit; for the two largest capacities also
     exactly, keeping the whole keep set); the cheapest plan that packs. ``inc`` only
@@ -574,11 +577,11 @@ def improve_schedule(
 class _Search:
     """The running state of one solve: the best valid plan and the figures for ``stats``."""
 
-    best: _Incumbent
+    best: _Layout
     best_cost: Bytes
     stats: dict = field(default_factory=dict)
 
-    def offer(self, inc: _Incumbent, source: str) -> bool:
+    def offer(self, inc: _Layout, source: str) -> bool:
         cost = inc.cost()
         if cost < self.best_cost:
             self.best, self.best_cost = inc, cost
@@ -614,14 +617,14 @@ def dnc_search(
     # Ctrl-C at any point returns a plan.
     from cosma.schedules.minpeak import topological_order
 
-    first = _Incumbent.empty(problem, options.schedule or tuple(topological_order(problem)))
+    first = _Layout.empty(problem, options.schedule or tuple(topological_order(problem)))
     search = _Search(first, first.cost(), stats)
     stats["best_from"] = "all evicted"
     schedule, schedule_bound, single_optimal = first.schedule, None, False
 
     try:
         # Warm start: the best greedy baseline, canonicalized (never worse than its plan).
-        def greedy(schedule: tuple[OpName, ...] | None) -> _Incumbent | None:
+        def greedy(schedule: tuple[OpName, ...] | None) -> _Layout | None:
             from cosma.core.interface import run
 
             if not params.warm_start:
@@ -632,13 +635,13 @@ def dnc_search(
             if result.plan is None:
                 return None
             stats.setdefault("best_greedy_bytes", result.objective)
-            return _Incumbent.from_plan(problem, result.plan)
+            return _Layout.from_plan(problem, result.plan)
 
         warm = greedy(options.schedule)
         if warm is not None:
             search.offer(warm, "best-greedy")
         for plan, origin in starts:
-            search.offer(_Incumbent.from_plan(problem, plan), origin)
+            search.offer(_Layout.from_plan(problem, plan), origin)
 
         # The schedule.
         if options.schedule is not None:
@@ -670,7 +673,7 @@ def dnc_search(
         def settled() -> bool:
             return search.best.schedule == schedule and search.best_cost <= schedule_bound
 
-        empty = _Incumbent.empty(problem, schedule)
+        empty = _Layout.empty(problem, schedule)
         search.offer(empty, "all evicted")
         if options.schedule is None and (warm is None or warm.schedule != schedule):
             same = greedy(schedule)
@@ -794,7 +797,7 @@ def dnc_search(
     return SolveResult(status, plan, bound=min(bound, cost), stats=stats, message=message)
 
 
-def _pick_window(inc: _Incumbent, size: int, rng: random.Random) -> Step:
+def _pick_window(inc: _Layout, size: int, rng: random.Random) -> Step:
     """Start of the next LNS window: around an eviction, chosen with probability
     proportional to its bytes (most of the time), or anywhere."""
     steps = len(inc.schedule)
@@ -809,7 +812,7 @@ def _pick_window(inc: _Incumbent, size: int, rng: random.Random) -> Step:
     return rng.randint(0, max(0, steps - size))
 
 
-def _pick_tensors(inc: _Incumbent, size: int, rng: random.Random) -> tuple[frozenset[TensorName], Step, Step]:
+def _pick_tensors(inc: _Layout, size: int, rng: random.Random) -> tuple[frozenset[TensorName], Step, Step]:
     """A tensor neighbourhood: one to three evicted tensors (chosen by bytes evicted), free
     over their whole lifetime, plus a small window around one of their evictions."""
     steps = len(inc.schedule)
