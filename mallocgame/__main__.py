@@ -1,0 +1,7 @@
+"""``python -m mallocgame``: the ``mallocgame`` command."""
+
+import sys
+
+from mallocgame.cli import main
+
+sys.exit(main())
