@@ -36,7 +36,7 @@ def part_of(module: str) -> str:
         return parts[0]
     if len(parts) == 1:
         return "top"
-    return parts[1]
+    return "cli" if parts[1] == "__main__" else parts[1]
 
 
 def project_imports(path: Path) -> set[str]:
