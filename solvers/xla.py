@@ -111,7 +111,7 @@ def memory_boundedness(problem: Problem, schedule: Sequence[OpName]) -> dict[Ten
         benefit = sum(slowdown(u, size) for u in steps[1:])
         if graph.tensors[t].kind is TensorKind.ACTIVATION and len(steps) > 1:
             benefit += slowdown(steps[0], size)  # the spill it avoids
-        out[t] = benefit / math.sqrt(size)
+        out[t] = benefit / math.sqrt(max(size, 1))  # an empty tensor: as a 1-byte one
     return out
 
 

@@ -3,7 +3,8 @@
 Conventions used everywhere in cosma:
 
 * Sizes and offsets are whole **bytes**. A tensor's *footprint* in the scratchpad is
-  its size rounded up to the problem's alignment; offsets are multiples of it.
+  its size rounded up to the problem's alignment, at least one alignment unit (so an
+  empty tensor has an address too); offsets are multiples of the alignment.
 * Time is counted in **steps**: step ``t`` runs the ``t``-th operator of the schedule.
 * A residency's step interval is **half-open**: ``[start, end)`` means the tensor is
   resident at steps ``start, start+1, ..., end-1``. Loads happen just before
@@ -38,7 +39,7 @@ class TensorKind(enum.Enum):
 @dataclass(frozen=True)
 class Tensor:
     name: TensorName
-    size: Bytes  # bytes of data, > 0
+    size: Bytes  # bytes of data, >= 0 (an empty tensor still takes a footprint: see Problem.footprint)
     kind: TensorKind
     shape: tuple[int, ...] = ()  # element shape, informational
     dtype_bytes: int = 0  # bytes per element, informational (0: unknown)
@@ -125,9 +126,13 @@ class Problem:
         return self.hardware.alignment
 
     def footprint(self, tensor: TensorName) -> Bytes:
+        """Scratchpad bytes ``tensor`` occupies while resident: its size rounded up to the
+        alignment, and at least one alignment unit. A zero-size tensor (an empty shape
+        tensor, a zero-length dimension) still takes an address, as a runtime's allocator
+        gives it one; it moves no bytes (traffic counts ``size``)."""
         size = self.graph.tensors[tensor].size
         a = self.alignment
-        return -(-size // a) * a
+        return max(a, -(-size // a) * a)
 
     def is_managed(self, tensor: TensorName) -> bool:
         """True when the tensor lives in the scratchpad (weights only when counted)."""

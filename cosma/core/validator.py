@@ -11,7 +11,9 @@ Rules (see MISSION.md, "The problem model"):
 * one tensor's residencies never overlap in time (a tensor cannot move while resident; it
   may be relocated through DRAM: evicted after step ``t-1`` and reloaded before ``t``, which
   the cost model charges as a reload, and a spill for an activation);
-* resident footprints at the same step never overlap and stay inside the capacity;
+* resident footprints at the same step never overlap and stay inside the capacity (a
+  footprint is ``Problem.footprint``: at least one alignment unit, so an empty tensor
+  occupies an address like any other);
 * offsets are multiples of the alignment;
 * a reload of an activation needs an earlier residency that spilled it; only activations
   spill, and at most once (tensors are immutable: the DRAM copy stays valid).
