@@ -3,7 +3,8 @@
     cosma optimize MODEL.onnx --scratchpad 1MiB [-o plan.json]   find a plan
     cosma bounds MODEL.onnx                                       the tiers M_R, M_H, M_P
     cosma validate MODEL.onnx plan.json                           re-check a plan
-    cosma show plan.json -o map.png                               draw its memory map
+    cosma show plan.json -o map.png                               draw its memory map (map.html: interactive)
+    cosma export plan.json --format csv|c-header                  its offsets as a MiniMalloc CSV or a C header
     cosma solvers                                                 list the solvers
     cosma pack FILE.csv --capacity N                              allocation only (MiniMalloc CSV)
     cosma compare                                                 regenerate results/
@@ -307,6 +308,21 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from cosma.cli.export import default_output, export_text
+    from cosma.cli.planview import atomic_write_text, load_plan_view
+
+    view = load_plan_view(args.plan)
+    text = export_text(view, args.format, prefix=args.prefix)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    out = args.output or default_output(args.plan, args.format, view.problem.capacity)
+    atomic_write_text(out, text)
+    print(f"{args.format} export of {args.plan} ({len(view.plan.residencies)} residencies) written to {out}")
+    return 0
+
+
 def cmd_solvers(args) -> int:
     from cosma.core.hardware import PRESETS
     from cosma.core.interface import load_all
@@ -418,6 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", default=None, metavar="MAP", help="MAP.png/.svg/.pdf, or MAP.html: an interactive page"
     )
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("export", help="a plan's offsets and intervals as a MiniMalloc CSV or a C header")
+    p.add_argument("plan", help="plan file (JSON)")
+    p.add_argument("--format", choices=("csv", "c-header"), default="csv")
+    p.add_argument("-o", "--output", default=None, help="OUT file, - for stdout; default: beside the plan")
+    p.add_argument("--prefix", default=None, help="c-header: the macro and array name prefix (default COSMA_<GRAPH>)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("solvers", help="list the solvers and hardware presets")
     p.add_argument("--params", action="store_true", help="also list each solver's parameters and defaults")
