@@ -3,7 +3,8 @@
     cosma optimize MODEL.onnx --scratchpad 1MiB [-o plan.json]   find a plan
     cosma bounds MODEL.onnx                                       the tiers M_R, M_H, M_P
     cosma validate MODEL.onnx plan.json                           re-check a plan
-    cosma show plan.json -o map.png                               draw its memory map
+    cosma show plan.json -o map.png                               draw its memory map (map.html: interactive)
+    cosma export plan.json --format csv|c-header                  its offsets as a MiniMalloc CSV or a C header
     cosma solvers                                                 list the solvers
     cosma pack FILE.csv --capacity N                              allocation only (MiniMalloc CSV)
     cosma compare                                                 regenerate results/
@@ -298,41 +299,27 @@ def cmd_validate(args) -> int:
 
 
 def cmd_show(args) -> int:
-    import json
+    from cosma.cli.planview import load_plan_view, write_map
 
-    from cosma.cli.show import save_memory_map
-    from cosma.core.ir import Graph, Operator, Problem, Tensor, TensorKind
-    from cosma.core.planfile import read_plan
-
-    pf = read_plan(args.plan)
-    data = json.loads(Path(args.plan).read_text())
-    if not pf.tensors:
-        raise UsageError(f"{args.plan}: the plan file has no tensors table to draw from")
-    try:
-        tensors = {
-            name: Tensor(name, int(t["size"]), TensorKind(t["kind"]), tuple(t.get("shape", ())))
-            for name, t in pf.tensors.items()
-        }
-        operators = tuple(
-            Operator(
-                op["name"], op.get("op_type", ""), tuple(op["inputs"]), tuple(op["outputs"]), 0, op.get("onnx_node", "")
-            )
-            for op in data["ops"]
-        )
-        missing = {t for op in operators for t in (*op.inputs, *op.outputs)} - set(tensors)
-        if missing:
-            raise KeyError(sorted(missing)[0])
-    except (KeyError, TypeError, ValueError) as e:
-        raise UsageError(f"{args.plan}: malformed ops or tensors table ({type(e).__name__}: {e})") from None
-    graph = Graph(data.get("graph", Path(pf.model).stem), tensors, operators)
-    problem = Problem(graph, capacity=pf.capacity, hardware=pf.hardware, weights_counted=pf.weights_counted)
+    view = load_plan_view(args.plan)
     out = args.output or str(Path(args.plan).with_suffix(".png"))
-    nc = pf.cost.get("non_compulsory_bytes")
-    title = (
-        f"{graph.name}: {pf.solver.get('name', '?')} at {format_bytes(pf.capacity)}, non-compulsory {format_bytes(nc)}"
-    )
-    save_memory_map(problem, pf.plan, out, title)
+    write_map(view, out)
     print(f"memory map of {args.plan} drawn to {out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from cosma.cli.export import default_output, export_text
+    from cosma.cli.planview import atomic_write_text, load_plan_view
+
+    view = load_plan_view(args.plan)
+    text = export_text(view, args.format, prefix=args.prefix)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    out = args.output or default_output(args.plan, args.format, view.problem.capacity)
+    atomic_write_text(out, text)
+    print(f"{args.format} export of {args.plan} ({len(view.plan.residencies)} residencies) written to {out}")
     return 0
 
 
@@ -443,8 +430,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="draw a plan's memory map (time x address)")
     p.add_argument("plan", help="plan file (JSON)")
-    p.add_argument("-o", "--output", default=None, metavar="MAP.png")
+    p.add_argument(
+        "-o", "--output", default=None, metavar="MAP", help="MAP.png/.svg/.pdf, or MAP.html: an interactive page"
+    )
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("export", help="a plan's offsets and intervals as a MiniMalloc CSV or a C header")
+    p.add_argument("plan", help="plan file (JSON)")
+    p.add_argument("--format", choices=("csv", "c-header"), default="csv")
+    p.add_argument("-o", "--output", default=None, help="OUT file, - for stdout; default: beside the plan")
+    p.add_argument("--prefix", default=None, help="c-header: the macro and array name prefix (default COSMA_<GRAPH>)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("solvers", help="list the solvers and hardware presets")
     p.add_argument("--params", action="store_true", help="also list each solver's parameters and defaults")

@@ -4,6 +4,7 @@ where one starts (green, up), so the traffic a plan pays is visible at a glance.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,6 +21,7 @@ KIND_COLORS = {
 
 def draw_memory_map(problem: Problem, plan: Plan, ax, title: str = "") -> None:
     """Draw ``plan`` on a matplotlib ``Axes``."""
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch, Rectangle
 
     graph = problem.graph
@@ -57,15 +59,47 @@ def draw_memory_map(problem: Problem, plan: Plan, ax, title: str = "") -> None:
     ax.set_xlim(0, max(1, len(plan.schedule)))
     ax.set_ylim(0, problem.capacity * 1.02)
     ax.set_xlabel("step")
-    ax.set_ylabel("address (bytes)")
+    unit, scale = address_unit(problem.capacity)
+    ax.set_ylabel(f"address ({unit})")
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+    ax.yaxis.set_major_locator(MultipleLocator(nice_step(problem.capacity / scale / 8) * scale))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v / scale:g}"))
     if title:
         ax.set_title(title, fontsize=9)
     handles = [Patch(color=c, label=k.value) for k, c in KIND_COLORS.items()]
     handles += [
-        ax.scatter([], [], marker="v", color="red", label="spill"),
+        ax.scatter([], [], marker="v", color="red", label="spilled when evicted"),
         ax.scatter([], [], marker="^", color="green", label="reload"),
+        Line2D([], [], color="black", linestyle="--", linewidth=0.8, label="capacity"),
     ]
-    ax.legend(handles=handles, loc="upper right", fontsize=6, framealpha=0.8)
+    # Below the axes, outside them: the legend never covers a block.
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.16),
+        ncol=len(handles),
+        fontsize=6,
+        frameon=False,
+        borderaxespad=0.0,
+    )
+
+
+def address_unit(span: float) -> tuple[str, int]:
+    """The unit an address axis spanning ``span`` bytes is labelled in: MiB, KiB or B."""
+    if span >= 2 * 1024**2:
+        return "MiB", 1024**2
+    if span >= 2 * 1024:
+        return "KiB", 1024
+    return "B", 1
+
+
+def nice_step(raw: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 x 10^k that is at least ``raw`` (a tick spacing)."""
+    if raw <= 0:
+        return 1.0
+    p = 10 ** math.floor(math.log10(raw))
+    return next(m * p for m in (1, 2, 2.5, 5, 10) if m * p >= raw)
 
 
 def save_memory_map(problem: Problem, plan: Plan, path: str | Path, title: str = "") -> None:
@@ -78,8 +112,8 @@ def save_memory_map(problem: Problem, plan: Plan, path: str | Path, title: str =
     fig, ax = plt.subplots(figsize=(width, 4.5))
     draw_memory_map(problem, plan, ax, title or f"{problem.graph.name}: capacity {format_bytes(problem.capacity)}")
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
 
-__all__ = ["KIND_COLORS", "draw_memory_map", "save_memory_map"]
+__all__ = ["KIND_COLORS", "draw_memory_map", "save_memory_map", "address_unit", "nice_step"]
