@@ -38,9 +38,7 @@ def min_over_orders(problem: Problem) -> int:
     assert complete
     best = None
     for order in orders:
-        result = run(
-            problem, "exact", options=RunOptions(schedule=order, time_limit=30)
-        )
+        result = run(problem, "exact", options=RunOptions(schedule=order, time_limit=30))
         assert result.status is Status.OPTIMAL
         best = result.objective if best is None else min(best, result.objective)
     assert best is not None
@@ -59,9 +57,7 @@ def graphs() -> list[tuple[str, Graph]]:
     return out
 
 
-def wide_dag(
-    seed: int, n: int = 7, max_size: int = 24, weight_prob: float = 0.4
-) -> Graph:
+def wide_dag(seed: int, n: int = 7, max_size: int = 24, weight_prob: float = 0.4) -> Graph:
     """Operators reading one or two of ANY earlier tensors, some with a weight: many
     orders, and at M_R orders that differ in cost (branchy_dag plus weights)."""
     rng = np.random.default_rng(seed)
@@ -136,9 +132,7 @@ CASES = cases()
 def test_joint_is_min_over_every_order(name: str, problem: Problem) -> None:
     reference = min_over_orders(problem)
     if name.startswith("wide"):
-        assert (
-            reference > 0 and len(topological_orders(problem, 5000)[0]) > 1
-        )  # a case that tests something
+        assert reference > 0 and len(topological_orders(problem, 5000)[0]) > 1  # a case that tests something
     result = solve_joint(problem, time_limit=30)
     assert result.plan is not None
     assert validate(problem, result.plan) == []
@@ -166,18 +160,19 @@ def test_bounds_never_exceed_a_valid_plan(name: str, problem: Problem) -> None:
     assert chunked_bound(problem, 5.0, params=JointParams(chunk_ops=3)) <= ceiling
 
 
-@pytest.mark.parametrize("seed", [1, 4, 7])
-def test_ilp_with_schedule_variables_agrees(seed: int) -> None:
-    graph = branchy_dag(seed, 6)
-    problem = Problem(graph, min_capacity(Problem(graph, 10**9, IDEAL)), IDEAL)
-    ilp = run(
-        problem, "ilp", IlpParams(schedule_mode="free"), RunOptions(time_limit=60)
-    )
+@pytest.mark.parametrize(
+    "graph,weights_counted",
+    [(branchy_dag(1, 6), True), (wide_dag(0, 6), True), (wide_dag(2, 6), False), (wide_dag(3, 6), True)],
+)
+def test_ilp_with_schedule_variables_agrees(graph: Graph, weights_counted: bool) -> None:
+    problem = Problem(graph, min_capacity(Problem(graph, 10**9, IDEAL, weights_counted)), IDEAL, weights_counted)
+    ilp = run(problem, "ilp", IlpParams(schedule_mode="free"), RunOptions(time_limit=60))
     assert ilp.status is Status.OPTIMAL, ilp.message
     assert validate(problem, ilp.plan) == []
     joint = solve_joint(problem, time_limit=30)
     assert joint.proven
     assert ilp.objective == joint.cost == min_over_orders(problem)
+    assert graph.name == "branchy1" or joint.cost > 0
 
 
 def test_order_freedom_pays_and_is_proven() -> None:
@@ -242,21 +237,14 @@ def test_model_optimum_is_min_of_fixed_relaxations(name: str, problem: Problem) 
     orders, complete = topological_orders(problem, 5000)
     assert complete
     reference = min(fixed_relaxation(problem, o) for o in orders)
-    result = order_bound(
-        problem, time_limit=10, params=JointParams(use_free_bound=False)
-    )
+    result = order_bound(problem, time_limit=10, params=JointParams(use_free_bound=False))
     assert result.relaxation_optimal and result.how == "model"
     assert result.bound == result.objective == reference
-    assert (
-        result.order is not None
-        and fixed_relaxation(problem, result.order) == reference
-    )
+    assert result.order is not None and fixed_relaxation(problem, result.order) == reference
 
 
 @pytest.mark.parametrize("name,problem", CASES[1::2], ids=[c[0] for c in CASES[1::2]])
 def test_joint_proves_without_the_cheap_bounds(name: str, problem: Problem) -> None:
-    result = solve_joint(
-        problem, time_limit=30, params=JointParams(use_free_bound=False)
-    )
+    result = solve_joint(problem, time_limit=30, params=JointParams(use_free_bound=False))
     assert result.proven and result.cost == min_over_orders(problem)
     assert validate(problem, result.plan) == []
