@@ -65,12 +65,10 @@ class JointParams:
     chunk_ops: int = 40  # operators per chunk in the decomposition bound
     nogood_rounds: int = 20  # solve_joint: relaxation orders tried (and cut off) before giving up on closing
     linearization_level: int = 2  # CP-SAT: full LP relaxation (helps the capacity rows)
-    candidate_time: float = (
-        2.0  # seconds for the candidate orders (cosma.exact.candidate_schedules)
-    )
-    use_free_bound: bool = (
-        True  # also take cosma.dnc.schedule_free_bound (cheap, valid) into the max
-    )
+    candidate_time: float = 2.0  # seconds for the candidate orders (cosma.exact.candidate_schedules)
+    cumulative: bool = True  # add the redundant kept-whole-or-reloaded cumulative (much faster proofs)
+    cheap_time: float = 5.0  # seconds for the cheap positions-only relaxation first (0: skip it)
+    use_free_bound: bool = True  # also take cosma.dnc.schedule_free_bound (cheap, valid) into the max
 
 
 @dataclass
@@ -78,17 +76,11 @@ class BoundResult:
     """A lower bound on non-compulsory bytes valid over every topological order."""
 
     bound: int  # proven lower bound (bytes)
-    relaxation_optimal: (
-        bool  # the bound is the relaxation's optimum (not a time-limit bound)
-    )
-    order: (
-        tuple[OpName, ...] | None
-    )  # the relaxation's best order (None: none found / chunked)
+    relaxation_optimal: bool  # the bound is the relaxation's optimum (not a time-limit bound)
+    order: tuple[OpName, ...] | None  # the relaxation's best order (None: none found / chunked)
     objective: int | None  # the relaxation's value for ``order``
     seconds: float
-    how: str = (
-        ""  # which argument gave the bound: "model", "chunks", "single order", ...
-    )
+    how: str = ""  # which argument gave the bound: "model", "chunks", "single order", ...
     stats: dict[str, Any] = field(default_factory=dict)
 
 
@@ -134,18 +126,12 @@ class OrderInstance:
     asap: list[int]
     alap: list[int]
     capacity: int  # alignment units
-    touch: dict[
-        TensorName, list[int]
-    ]  # managed tensor -> operators that must have it resident
+    touch: dict[TensorName, list[int]]  # managed tensor -> operators that must have it resident
     units: dict[TensorName, int]
-    charge: dict[
-        TensorName, bool
-    ]  # False: this tensor's traffic is charged elsewhere (chunks)
+    charge: dict[TensorName, bool]  # False: this tensor's traffic is charged elsewhere (chunks)
 
     @classmethod
-    def build(
-        cls, problem: Problem, charge: dict[TensorName, bool] | None = None
-    ) -> OrderInstance:
+    def build(cls, problem: Problem, charge: dict[TensorName, bool] | None = None) -> OrderInstance:
         graph = problem.graph
         ops = list(graph.operators)
         n = len(ops)
@@ -171,11 +157,7 @@ class OrderInstance:
             for a in problem.operands(op):
                 touch.setdefault(a, []).append(i)
         units = {a: problem.footprint(a) // problem.alignment for a in touch}
-        charge = (
-            {a: True for a in touch}
-            if charge is None
-            else {a: charge.get(a, True) for a in touch}
-        )
+        charge = {a: True for a in touch} if charge is None else {a: charge.get(a, True) for a in touch}
         return cls(
             problem,
             ops,
@@ -240,6 +222,7 @@ def build_order_model(
     upper: int | None = None,
     nogoods: Sequence[Sequence[int]] = (),
     hint: Sequence[int] | None = None,
+    cumulative: bool = True,
 ) -> OrderModel:
     """The order-aware no-address model (see the module docstring).
 
@@ -290,10 +273,18 @@ def build_order_model(
                     continue
                 model.add(lhs <= rhs)
 
+    pos = []
+    for o in range(n):
+        lo, hi = inst.asap[o], inst.alap[o]
+        if lo == hi:
+            pos.append(lo)
+        else:
+            pos.append(model.new_int_var(lo, hi, f"pos_{o}"))
+            model.add(pos[o] == sum(t * x[o, t] for t in range(lo, hi + 1)))
+
+    evicted: dict[TensorName, Any] = {}
     # Residency: variables only for tensors touched by more than one operator.
-    load: list[list[tuple[int, Any]]] = [
-        [] for _ in range(n)
-    ]  # per step: (units, 0/1 expr)
+    load: list[list[tuple[int, Any]]] = [[] for _ in range(n)]  # per step: (units, 0/1 expr)
     terms: list[Any] = []
     for a, ops in inst.touch.items():
         units = inst.units[a]
@@ -322,6 +313,8 @@ def build_order_model(
             if not any(isinstance(e, int) and e == 1 for e in after):
                 model.add(r[t] <= sum(after))
         if not inst.charge[a]:
+            if cumulative:
+                evicted[a] = model.new_bool_var(f"ev_{a}")  # charged elsewhere: free to evict
             continue
         # Starts: a residency begins at t when resident at t and not at t - 1.
         starts = []
@@ -330,10 +323,13 @@ def build_order_model(
             prev = r.get(t - 1, 0)
             model.add(st >= r[t] - prev)
             starts.append((t, st))
+        if cumulative:
+            # ev = reloaded at least once; otherwise one start, so resident first touch .. last.
+            ev = evicted[a] = model.new_bool_var(f"ev_{a}")
+            model.add(sum(st for _, st in starts) - 1 >= ev)
+            model.add(sum(st for _, st in starts) - 1 <= len(w) * ev)
         size = tensor.size
-        terms.append(
-            size * (sum(st for _, st in starts) - 1)
-        )  # the first start is compulsory
+        terms.append(size * (sum(st for _, st in starts) - 1))  # the first start is compulsory
         if tensor.kind is TensorKind.ACTIVATION:
             # One spill when reloaded: a start that is not the producer's step.
             p = graph.op_index[graph.producer[a]]
@@ -352,6 +348,9 @@ def build_order_model(
             continue
         model.add(sum(u * e for u, e in row) <= inst.capacity)
 
+    if cumulative:
+        _add_cumulative(model, inst, pos, evicted)
+
     objective = sum(terms) if terms else cp_model.LinearExpr.constant(0)
     if upper is not None:
         model.add(objective <= upper)
@@ -368,9 +367,99 @@ def build_order_model(
     return OrderModel(model, x, objective, free_x)
 
 
-def _solver(
-    time_limit: float | None, threads: int, seed: int, params: JointParams
-) -> cp_model.CpSolver:
+def _add_cumulative(
+    model: cp_model.CpModel, inst: OrderInstance, pos: list[Any], evicted: dict[TensorName, Any]
+) -> None:
+    """Redundant (valid) global view of capacity: each operator is a unit interval at its
+    position whose demand is its operands not kept whole; each tensor never reloaded
+    (``not ev``) is kept whole, an interval from its first touch to its last. Interval
+    reasoning over positions prunes orders far better than the per-step rows alone
+    (the "kept whole or reloaded" relaxation of the issue, linked to the exact model)."""
+    graph = inst.problem.graph
+    intervals, demands = [], []
+    for o in range(inst.n):
+        fixed = 0
+        varying = []
+        for a in inst.problem.operands(inst.ops[o]):
+            if a in evicted:
+                varying.append((inst.units[a], evicted[a]))
+            else:
+                fixed += inst.units[a]
+        intervals.append(model.new_fixed_size_interval_var(pos[o], 1, f"op_{o}"))
+        if varying:
+            top = fixed + sum(u for u, _ in varying)
+            d = model.new_int_var(fixed, top, f"d_{o}")
+            model.add(d == fixed + sum(u * e for u, e in varying))
+            demands.append(d)
+        else:
+            demands.append(fixed)
+    horizon = inst.n
+    for a, ev in evicted.items():
+        ops = inst.touch[a]
+        tensor = graph.tensors[a]
+        producer = graph.producer.get(a)
+        if producer is not None and tensor.kind is not TensorKind.INPUT and graph.op_index[producer] in ops:
+            start = pos[graph.op_index[producer]]
+        else:
+            start = model.new_int_var(0, horizon, f"ks_{a}")
+            model.add_min_equality(start, [pos[o] for o in ops])
+        end = model.new_int_var(0, horizon, f"ke_{a}")
+        model.add_max_equality(end, [pos[o] + 1 for o in ops])
+        size = model.new_int_var(0, horizon, f"kz_{a}")
+        intervals.append(model.new_optional_interval_var(start, size, end, ev.Not(), f"keep_{a}"))
+        demands.append(inst.units[a])
+    model.add_cumulative(intervals, demands, inst.capacity)
+
+
+def build_cheap_model(inst: OrderInstance, upper: int | None = None) -> tuple[cp_model.CpModel, Any]:
+    """The cheaper relaxation: positions only, each multi-touch tensor either kept whole
+    (an interval from its first touch to its last in the one cumulative) or reloaded at
+    least once (one reload, plus one spill for an activation). A relaxation of the
+    step-indexed model (a partial keep is priced as a reload and takes room only at its
+    uses), so its optimum is a bound over every order too; it proves some cells in a
+    fraction of the time but is weak where partial keeps matter."""
+    model = cp_model.CpModel()
+    graph = inst.problem.graph
+    pos: list[Any] = []
+    for o in range(inst.n):
+        lo, hi = inst.asap[o], inst.alap[o]
+        pos.append(lo if lo == hi else model.new_int_var(lo, hi, f"pos_{o}"))
+    model.add_all_different(pos)
+    for o in range(inst.n):
+        for p in set(inst.preds[o]):
+            if not (isinstance(pos[p], int) and isinstance(pos[o], int)):
+                model.add(pos[p] + 1 <= pos[o])
+    evicted: dict[TensorName, Any] = {}
+    terms = []
+    for a, ops in inst.touch.items():
+        if len(ops) < 2:
+            continue
+        ev = evicted[a] = model.new_bool_var(f"ev_{a}")
+        if inst.charge[a]:
+            tensor = graph.tensors[a]
+            terms.append(tensor.size * (2 if tensor.kind is TensorKind.ACTIVATION else 1) * ev)
+    _add_cumulative(model, inst, pos, evicted)
+    objective = sum(terms) if terms else cp_model.LinearExpr.constant(0)
+    if upper is not None:
+        model.add(objective <= upper)
+    model.minimize(objective)
+    return model, objective
+
+
+def _solve_cheap(
+    inst: OrderInstance, time_limit: float | None, threads: int, seed: int, upper: int | None = None
+) -> _ModelOutcome:
+    model, _ = build_cheap_model(inst, upper)
+    solver = _solver(time_limit, threads, seed, JointParams(linearization_level=1))
+    status = solve_interruptibly(solver, model)
+    if status == cp_model.INFEASIBLE:
+        return _ModelOutcome("infeasible", (upper + 1) if upper is not None else 0, None, None)
+    if status == cp_model.OPTIMAL:
+        return _ModelOutcome("optimal", round(solver.objective_value), None, round(solver.objective_value))
+    return _ModelOutcome("unknown", max(0, _ceil(solver.best_objective_bound)), None, None)
+
+
+def _solver(time_limit: float | None, threads: int, seed: int, params: JointParams) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = max(1, threads)
     solver.parameters.random_seed = seed
@@ -380,9 +469,7 @@ def _solver(
     return solver
 
 
-def _extract_order(
-    inst: OrderInstance, om: OrderModel, solver: cp_model.CpSolver
-) -> tuple[int, ...]:
+def _extract_order(inst: OrderInstance, om: OrderModel, solver: cp_model.CpSolver) -> tuple[int, ...]:
     step = [0] * inst.n
     for (o, t), v in om.x.items():
         if (v == 1) if isinstance(v, int) else solver.boolean_value(v):
@@ -408,28 +495,23 @@ def _solve_model(
     nogoods: Sequence[Sequence[int]] = (),
     hint: Sequence[int] | None = None,
 ) -> _ModelOutcome:
-    om = build_order_model(inst, upper, nogoods, hint)
-    solver = _solver(time_limit, threads, seed, params)
+    started = time.perf_counter()
+    om = build_order_model(inst, upper, nogoods, hint, params.cumulative)
+    # Building a large model takes seconds in Python: charge it to the time limit.
+    left = None if time_limit is None else time_limit - (time.perf_counter() - started)
+    if left is not None and left <= 0:
+        return _ModelOutcome("unknown", 0, None, None)
+    solver = _solver(left, threads, seed, params)
     status = solve_interruptibly(solver, om.model)
     if status == cp_model.INFEASIBLE:
         # Nothing at or below ``upper`` among the orders not cut off.
-        return _ModelOutcome(
-            "infeasible", (upper + 1) if upper is not None else 0, None, None
-        )
+        return _ModelOutcome("infeasible", (upper + 1) if upper is not None else 0, None, None)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         order = _extract_order(inst, om, solver)
         value = round(solver.objective_value)
-        bound = (
-            value
-            if status == cp_model.OPTIMAL
-            else max(0, _ceil(solver.best_objective_bound))
-        )
-        return _ModelOutcome(
-            "optimal" if status == cp_model.OPTIMAL else "feasible", bound, order, value
-        )
-    return _ModelOutcome(
-        "unknown", max(0, _ceil(solver.best_objective_bound)), None, None
-    )
+        bound = value if status == cp_model.OPTIMAL else max(0, _ceil(solver.best_objective_bound))
+        return _ModelOutcome("optimal" if status == cp_model.OPTIMAL else "feasible", bound, order, value)
+    return _ModelOutcome("unknown", max(0, _ceil(solver.best_objective_bound)), None, None)
 
 
 def _ceil(v: float) -> int:
@@ -440,9 +522,7 @@ def _ceil(v: float) -> int:
 # ----- chunks: a decomposition bound for graphs too large for one model -----
 
 
-def _chunk_problem(
-    problem: Problem, ops: Sequence[Operator]
-) -> tuple[Problem, dict[TensorName, bool]]:
+def _chunk_problem(problem: Problem, ops: Sequence[Operator]) -> tuple[Problem, dict[TensorName, bool]]:
     """The sub-problem of a set of operators: tensors produced outside become inputs."""
     graph = problem.graph
     names = {op.name for op in ops}
@@ -450,10 +530,7 @@ def _chunk_problem(
     for op in ops:
         for a in (*op.inputs, *op.outputs):
             t = graph.tensors[a]
-            if (
-                t.kind in (TensorKind.ACTIVATION, TensorKind.OUTPUT)
-                and graph.producer.get(a) not in names
-            ):
+            if t.kind in (TensorKind.ACTIVATION, TensorKind.OUTPUT) and graph.producer.get(a) not in names:
                 t = Tensor(t.name, t.size, TensorKind.INPUT, t.shape, t.dtype_bytes)
             tensors[a] = t
     sub = Problem(
@@ -486,9 +563,7 @@ def chunked_bound(
     inst = OrderInstance.build(problem)
     # Chunks from a topological order sorted by ASAP (then file index): stable and tight.
     order = sorted(range(inst.n), key=lambda o: (inst.asap[o], inst.alap[o], o))
-    chunks = [
-        order[i : i + params.chunk_ops] for i in range(0, inst.n, params.chunk_ops)
-    ]
+    chunks = [order[i : i + params.chunk_ops] for i in range(0, inst.n, params.chunk_ops)]
     owner: dict[TensorName, int] = {}
     for ci, chunk in enumerate(chunks):
         for o in chunk:
@@ -535,35 +610,36 @@ def order_bound(
     if params.use_free_bound:
         from cosma.dnc import schedule_free_bound
 
-        free = schedule_free_bound(
-            problem, min(1.0, max(0.05, (clock.left() or 10.0) / 10))
-        )
+        free = schedule_free_bound(problem, min(1.0, max(0.05, (clock.left() or 10.0) / 10)))
         stats["free_bound"] = free
     if inst.size_estimate() > params.max_window_vars:
         b = chunked_bound(problem, clock.left() or 10.0, threads, seed, params)
         stats["chunked_bound"] = b
         how = "chunks" if b >= free else "schedule_free_bound"
         return BoundResult(max(b, free), False, None, None, clock.elapsed(), how, stats)
-    out = _solve_model(
-        inst,
-        clock.left(),
-        threads,
-        seed,
-        params,
-        upper=None if upper is None else upper - 1,
-    )
+    cheap = 0
+    if params.cheap_time > 0:
+        left = clock.left()
+        limit = params.cheap_time if left is None else min(params.cheap_time, left / 4)
+        c = _solve_cheap(inst, limit, threads, seed, upper=None if upper is None else upper - 1)
+        cheap = c.bound
+        stats["cheap_bound"] = cheap
+        if upper is not None and cheap >= upper:
+            return BoundResult(upper, False, None, None, clock.elapsed(), "cheap relaxation", stats)
+    out = _solve_model(inst, clock.left(), threads, seed, params, upper=None if upper is None else upper - 1)
     stats["model_status"] = out.status
     order = None if out.order is None else tuple(inst.ops[o].name for o in out.order)
-    bound = max(out.bound, free)
+    bound = max(out.bound, free, cheap)
     if out.status == "infeasible" and upper is not None:
         bound = max(bound, upper)
+    how = "model" if out.bound >= max(free, cheap) else ("cheap relaxation" if cheap >= free else "schedule_free_bound")
     return BoundResult(
         bound,
         out.status == "optimal",
         order,
         out.objective,
         clock.elapsed(),
-        "model" if out.bound >= free else "schedule_free_bound",
+        how,
         stats,
     )
 
@@ -584,9 +660,7 @@ def _fixed_plan(
     return run(
         problem,
         "exact",
-        options=RunOptions(
-            schedule=tuple(order), time_limit=time_limit, threads=threads, seed=seed
-        ),
+        options=RunOptions(schedule=tuple(order), time_limit=time_limit, threads=threads, seed=seed),
     )
 
 
@@ -627,13 +701,9 @@ def solve_joint(
         if inst.single_order() and result.bound is not None:
             # One topological order: the fixed-order proof is the proof over every order.
             bound = max(bound, result.bound)
-        assert not validate(problem, result.plan), (
-            "cosma.exact returned an invalid plan"
-        )
+        assert not validate(problem, result.plan), "cosma.exact returned an invalid plan"
         cost = evaluate(problem, result.plan).non_compulsory_bytes
-        say(
-            f"joint: {source}: {cost} B (fixed-order bound {result.bound}) {clock.elapsed():.2f}s"
-        )
+        say(f"joint: {source}: {cost} B (fixed-order bound {result.bound}) {clock.elapsed():.2f}s")
         if best_cost is None or cost < best_cost:
             best_plan, best_cost = result.plan, cost
             stats["best_source"] = source
@@ -651,9 +721,7 @@ def solve_joint(
         )
 
     inst = OrderInstance.build(problem)
-    cands = candidate_schedules(
-        problem, ExactClock(clock.left()), params.candidate_time
-    )
+    cands = candidate_schedules(problem, ExactClock(clock.left()), params.candidate_time)
     for name, sched in cands:
         offer(sched, name)
         if best_cost == 0:
@@ -680,12 +748,25 @@ def solve_joint(
             bound,
             min(
                 best_cost,
-                chunked_bound(
-                    problem, max(0.1, clock.left() or 10.0), threads, seed, params
-                ),
+                chunked_bound(problem, max(0.1, clock.left() or 10.0), threads, seed, params),
             ),
         )
         return done("chunks")
+
+    if params.cheap_time > 0:
+        # The cheap relaxation first: when it proves nothing beats the incumbent, done.
+        left = clock.left()
+        out = _solve_cheap(
+            inst,
+            params.cheap_time if left is None else min(params.cheap_time, left / 4),
+            threads,
+            seed,
+            upper=best_cost - 1,
+        )
+        say(f"joint: cheap relaxation: {out.status}, bound {out.bound}")
+        bound = max(bound, min(best_cost, out.bound))
+        if bound >= best_cost:
+            return done("cheap relaxation: nothing cheaper over any order")
 
     index = {op.name: i for i, op in enumerate(inst.ops)}
     nogoods: list[tuple[int, ...]] = []
@@ -703,9 +784,7 @@ def solve_joint(
             nogoods=nogoods,
             hint=hint,
         )
-        say(
-            f"joint: model round {stats['rounds']}: {out.status}, bound {out.bound}, value {out.objective}"
-        )
+        say(f"joint: model round {stats['rounds']}: {out.status}, bound {out.bound}, value {out.objective}")
         # Orders cut off so far were solved exactly and cost >= best_cost; the rest cost >= out.bound.
         bound = max(bound, min(best_cost, out.bound))
         if out.status == "infeasible" or bound >= best_cost:

@@ -241,6 +241,9 @@ def test_model_optimum_is_min_of_fixed_relaxations(name: str, problem: Problem) 
     assert result.relaxation_optimal and result.how == "model"
     assert result.bound == result.objective == reference
     assert result.order is not None and fixed_relaxation(problem, result.order) == reference
+    # The cheaper positions-only relaxation is a relaxation of the step model: never above it.
+    cheap = _solve_cheap(OrderInstance.build(problem), 10.0, 1, 0)
+    assert cheap.status == "optimal" and cheap.bound <= reference
 
 
 @pytest.mark.parametrize("name,problem", CASES[1::2], ids=[c[0] for c in CASES[1::2]])
