@@ -19,6 +19,7 @@ from cosma.ir import Graph, Problem
 from cosma.joint import (
     JointParams,
     OrderInstance,
+    _solve_cheap,
     chunked_bound,
     order_bound,
     solve_joint,
