@@ -72,7 +72,16 @@ def _build(problem: Problem, schedule: Sequence[OpName] | None, prune_pairs: boo
 
     # ----- variables -----
     if schedule is None:
-        x = {(o, t): pulp.LpVariable(f"x_{o}_{t}", cat="Binary") for o in range(n) for t in steps}
+        # COSMA's schedule variables, only inside each operator's ASAP/ALAP window (every
+        # topological order puts it there; 0 elsewhere): same optimum, far fewer binaries.
+        from cosma.joint import OrderInstance
+
+        order = OrderInstance.build(problem)
+        x = {
+            (o, t): pulp.LpVariable(f"x_{o}_{t}", cat="Binary") if order.asap[o] <= t <= order.alap[o] else 0
+            for o in range(n)
+            for t in steps
+        }
     else:
         pos = {name: t for t, name in enumerate(schedule)}
         x = {(o, t): int(pos[op.name] == t) for o, op in enumerate(graph.operators) for t in steps}
@@ -84,8 +93,8 @@ def _build(problem: Problem, schedule: Sequence[OpName] | None, prune_pairs: boo
     for a, ops in touching.items():
         if not ops:
             continue
-        if schedule is None:
-            window[a] = range(n)
+        if schedule is None:  # from the first step a toucher can run to the last
+            window[a] = range(min(order.asap[o] for o in ops), max(order.alap[o] for o in ops) + 1)
         else:
             ts = [x_t for o in ops for x_t in steps if x[o, x_t]]
             window[a] = range(min(ts), max(ts) + 1)

@@ -1,0 +1,817 @@
+"""Order-aware exact search: a lower bound over EVERY topological order, and the search
+over orders that closes it (tracker issue #17).
+
+``cosma.exact`` is optimal for one operator order at a time. Here the order is a
+variable too, in a step-indexed CP-SAT model whose only relaxation is fragmentation:
+
+* **order**: ``x[o, t]`` = operator ``o`` runs at step ``t``, for ``t`` in its ASAP/ALAP
+  window (``|ancestors|`` .. ``n - 1 - |descendants|``: every topological order puts it
+  there); one operator per step, one step per operator, precedence;
+* **residency**: ``r[a, t]`` = managed tensor ``a`` is resident at step ``t``, only
+  inside the window where ``a`` can be alive (first possible touch .. last possible
+  touch); forced where an operator using or producing it runs, forbidden before its
+  first touch and after its last (a dead tensor gains nothing: forcing it out is sound).
+  A tensor touched by one operator only (most weights, graph outputs nobody reads) needs
+  no variable: it is resident exactly when that operator runs;
+* **capacity** (no addresses): per step, the resident footprints fit the scratchpad;
+* **objective**: the exact byte accounting of ``cosma.cost``: every residency start after
+  the first is a reload of ``size`` bytes; an activation with a reload pays one spill of
+  ``size`` bytes. (Footprints are what take room, sizes are what is charged.)
+
+Every valid plan, in whatever order, maps onto a solution of this model of no higher
+cost (trim residencies to the alive window, merge adjacent ones), so its optimum, and
+CP-SAT's ``best_objective_bound`` at a time limit, is a lower bound on non-compulsory
+bytes over every order (``order_bound``). For one fixed order the model is exactly
+``cosma.exact_model``'s relaxation (a partial keep never beats evict-after-use plus
+reload-before-use), so when the order it picks packs, the bound is met.
+
+``solve_joint`` closes the gap: candidate orders solved exactly give an incumbent
+``U``; the model is re-solved with ``objective <= U - 1``: infeasible proves ``U``
+optimal over every order; otherwise its order is solved exactly (``cosma.exact``, with
+addresses) and, if fragmentation makes it cost more than the relaxation said, cut off
+by a no-good, and so on. Large graphs (NAS cells) are bounded by a decomposition:
+consecutive chunks of a topological order, each tensor's cost charged in one chunk only,
+each chunk's model solved alone; the sum is a valid bound (see ``chunked_bound``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ortools.sat.python import cp_model
+
+from cosma.exact_pack import solve_interruptibly
+from cosma.ir import (
+    Graph,
+    Operator,
+    OpName,
+    Plan,
+    Problem,
+    Tensor,
+    TensorKind,
+    TensorName,
+)
+
+
+@dataclass(frozen=True)
+class JointParams:
+    """Switches of the order-aware model and search; defaults are the measured-fastest valid setting."""
+
+    max_window_vars: int = 60_000  # above this many x+r booleans the whole-graph model is skipped for chunks
+    chunk_ops: int = 40  # operators per chunk in the decomposition bound
+    nogood_rounds: int = 20  # solve_joint: relaxation orders tried (and cut off) before giving up on closing
+    linearization_level: int = 2  # CP-SAT: full LP relaxation (helps the capacity rows)
+    candidate_time: float = 2.0  # seconds for the candidate orders (cosma.exact.candidate_schedules)
+    cumulative: bool = False  # add the kept-whole-or-reloaded cumulative to the step model (measured: slower on ViT;
+    # the cheap stage below carries it instead)
+    cheap_time: float = 2.0  # seconds for the cheap positions-only relaxation first (0: skip it)
+    use_free_bound: bool = True  # also take cosma.dnc.schedule_free_bound (cheap, valid) into the max
+
+
+@dataclass
+class BoundResult:
+    """A lower bound on non-compulsory bytes valid over every topological order."""
+
+    bound: int  # proven lower bound (bytes)
+    relaxation_optimal: bool  # the bound is the relaxation's optimum (not a time-limit bound)
+    order: tuple[OpName, ...] | None  # the relaxation's best order (None: none found / chunked)
+    objective: int | None  # the relaxation's value for ``order``
+    seconds: float
+    how: str = ""  # which argument gave the bound: "model", "chunks", "single order", ...
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JointResult:
+    """The best valid plan over orders, with its bound over every order."""
+
+    plan: Plan | None
+    cost: int | None  # non-compulsory bytes of ``plan`` (cosma.cost.evaluate)
+    bound: int  # valid over every topological order
+    proven: bool  # cost == bound
+    seconds: float
+    how: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class _Clock:
+    def __init__(self, time_limit: float | None):
+        self.start = time.perf_counter()
+        self.deadline = None if time_limit is None else self.start + time_limit
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.perf_counter()
+
+    def expired(self) -> bool:
+        left = self.left()
+        return left is not None and left <= 0.01
+
+
+# ----- data: windows -----
+
+
+@dataclass
+class OrderInstance:
+    """The data of the order-aware model: operator windows and tensor touch sets."""
+
+    problem: Problem
+    ops: list[Operator]
+    preds: list[list[int]]  # operator indices read from
+    asap: list[int]
+    alap: list[int]
+    capacity: int  # alignment units
+    touch: dict[TensorName, list[int]]  # managed tensor -> operators that must have it resident
+    units: dict[TensorName, int]
+    charge: dict[TensorName, bool]  # False: this tensor's traffic is charged elsewhere (chunks)
+
+    @classmethod
+    def build(cls, problem: Problem, charge: dict[TensorName, bool] | None = None) -> OrderInstance:
+        graph = problem.graph
+        ops = list(graph.operators)
+        n = len(ops)
+        index = {op.name: i for i, op in enumerate(ops)}
+        preds = [[index[p] for p in graph.predecessors(op.name)] for op in ops]
+        succs: list[list[int]] = [[] for _ in range(n)]
+        for i, ps in enumerate(preds):
+            for p in ps:
+                succs[p].append(i)
+        topo = _kahn(preds, succs)
+        anc = [0] * n
+        for i in topo:
+            for p in preds[i]:
+                anc[i] |= anc[p] | (1 << p)
+        desc = [0] * n
+        for i in reversed(topo):
+            for s in succs[i]:
+                desc[i] |= desc[s] | (1 << s)
+        asap = [anc[i].bit_count() for i in range(n)]
+        alap = [n - 1 - desc[i].bit_count() for i in range(n)]
+        touch: dict[TensorName, list[int]] = {}
+        for i, op in enumerate(ops):
+            for a in problem.operands(op):
+                touch.setdefault(a, []).append(i)
+        units = {a: problem.footprint(a) // problem.alignment for a in touch}
+        charge = {a: True for a in touch} if charge is None else {a: charge.get(a, True) for a in touch}
+        return cls(
+            problem,
+            ops,
+            preds,
+            asap,
+            alap,
+            problem.capacity // problem.alignment,
+            touch,
+            units,
+            charge,
+        )
+
+    @property
+    def n(self) -> int:
+        return len(self.ops)
+
+    def window(self, a: TensorName) -> range:
+        ops = self.touch[a]
+        return range(min(self.asap[o] for o in ops), max(self.alap[o] for o in ops) + 1)
+
+    def single_order(self) -> bool:
+        return all(lo == hi for lo, hi in zip(self.asap, self.alap))
+
+    def size_estimate(self) -> int:
+        """Booleans the model would have (x plus r), to decide between whole and chunks."""
+        xs = sum(hi - lo + 1 for lo, hi in zip(self.asap, self.alap))
+        rs = sum(len(self.window(a)) for a, ops in self.touch.items() if len(ops) > 1)
+        return xs + rs
+
+
+def _kahn(preds: list[list[int]], succs: list[list[int]]) -> list[int]:
+    indeg = [len(set(p)) for p in preds]
+    ready = [i for i, d in enumerate(indeg) if d == 0]
+    out: list[int] = []
+    seen_edge: set[tuple[int, int]] = set()
+    while ready:
+        i = ready.pop()
+        out.append(i)
+        for s in succs[i]:
+            if (i, s) in seen_edge:
+                continue
+            seen_edge.add((i, s))
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                ready.append(s)
+    return out
+
+
+# ----- the model -----
+
+
+@dataclass
+class OrderModel:
+    model: cp_model.CpModel
+    x: dict[tuple[int, int], Any]  # (op, step) -> bool var or 0/1 constant
+    objective: cp_model.LinearExpr
+    free_x: list[Any]  # the x that are variables (for no-goods)
+
+
+def build_order_model(
+    inst: OrderInstance,
+    upper: int | None = None,
+    nogoods: Sequence[Sequence[int]] = (),
+    hint: Sequence[int] | None = None,
+    cumulative: bool = True,
+) -> OrderModel:
+    """The order-aware no-address model (see the module docstring).
+
+    ``upper``: only solutions of cost <= upper (infeasible then proves the bound upper + 1);
+    ``nogoods``: orders (operator index per step) to exclude; ``hint``: an order to start from.
+    """
+    model = cp_model.CpModel()
+    n, graph = inst.n, inst.problem.graph
+
+    # Variables: the order. Constants where the window is one step (chains, single orders).
+    x: dict[tuple[int, int], Any] = {}
+    by_step: list[list[int]] = [[] for _ in range(n)]
+    free_x = []
+    for o in range(n):
+        lo, hi = inst.asap[o], inst.alap[o]
+        for t in range(lo, hi + 1):
+            if lo == hi:
+                x[o, t] = 1
+            else:
+                x[o, t] = model.new_bool_var(f"x_{o}_{t}")
+                free_x.append(x[o, t])
+            by_step[t].append(o)
+        if lo < hi:
+            model.add_exactly_one(x[o, t] for t in range(lo, hi + 1))
+    for t in range(n):
+        if len(by_step[t]) > 1:
+            model.add_exactly_one(x[o, t] for o in by_step[t])
+
+    def done_by(o: int, t: int) -> Any:
+        """1 when operator ``o`` has run at a step <= t."""
+        lo, hi = inst.asap[o], inst.alap[o]
+        if t >= hi:
+            return 1
+        if t < lo:
+            return 0
+        return sum(x[o, s] for s in range(lo, t + 1))
+
+    def not_before(o: int, t: int) -> Any:
+        """1 when operator ``o`` runs at a step >= t."""
+        return 1 - done_by(o, t - 1) if t > 0 else 1
+
+    # Precedence, in its strong (time-indexed) form: o done by t => each predecessor done by t - 1.
+    for o in range(n):
+        for p in set(inst.preds[o]):
+            for t in range(inst.asap[o], inst.alap[o]):
+                lhs, rhs = done_by(o, t), done_by(p, t - 1)
+                if isinstance(lhs, int) and isinstance(rhs, int):
+                    continue
+                model.add(lhs <= rhs)
+
+    pos = []
+    for o in range(n):
+        lo, hi = inst.asap[o], inst.alap[o]
+        if lo == hi:
+            pos.append(lo)
+        else:
+            pos.append(model.new_int_var(lo, hi, f"pos_{o}"))
+            model.add(pos[o] == sum(t * x[o, t] for t in range(lo, hi + 1)))
+
+    evicted: dict[TensorName, Any] = {}
+    # Residency: variables only for tensors touched by more than one operator.
+    load: list[list[tuple[int, Any]]] = [[] for _ in range(n)]  # per step: (units, 0/1 expr)
+    terms: list[Any] = []
+    for a, ops in inst.touch.items():
+        units = inst.units[a]
+        if len(ops) == 1:
+            o = ops[0]
+            for t in range(inst.asap[o], inst.alap[o] + 1):
+                load[t].append((units, x[o, t]))
+            continue
+        tensor = graph.tensors[a]
+        w = inst.window(a)
+        r = {t: model.new_bool_var(f"r_{a}_{t}") for t in w}
+        for t in w:
+            load[t].append((units, r[t]))
+            # Resident where a toucher runs.
+            for o in ops:
+                if inst.asap[o] <= t <= inst.alap[o]:
+                    if isinstance(x[o, t], int):
+                        model.add(r[t] == 1)
+                    else:
+                        model.add_implication(x[o, t], r[t])
+            # Dead before its first touch and after its last (sound: keeping it gains nothing).
+            before = [done_by(o, t) for o in ops]
+            after = [not_before(o, t) for o in ops]
+            if not any(isinstance(e, int) and e == 1 for e in before):
+                model.add(r[t] <= sum(before))
+            if not any(isinstance(e, int) and e == 1 for e in after):
+                model.add(r[t] <= sum(after))
+        if not inst.charge[a]:
+            if cumulative:
+                evicted[a] = model.new_bool_var(f"ev_{a}")  # charged elsewhere: free to evict
+            continue
+        # Starts: a residency begins at t when resident at t and not at t - 1.
+        starts = []
+        for t in w:
+            st = model.new_bool_var(f"s_{a}_{t}")
+            prev = r.get(t - 1, 0)
+            model.add(st >= r[t] - prev)
+            starts.append((t, st))
+        if cumulative:
+            # ev = reloaded at least once; otherwise one start, so resident first touch .. last.
+            ev = evicted[a] = model.new_bool_var(f"ev_{a}")
+            model.add(sum(st for _, st in starts) - 1 >= ev)
+            model.add(sum(st for _, st in starts) - 1 <= len(w) * ev)
+        size = tensor.size
+        terms.append(size * (sum(st for _, st in starts) - 1))  # the first start is compulsory
+        if tensor.kind is TensorKind.ACTIVATION:
+            # One spill when reloaded: a start that is not the producer's step.
+            p = graph.op_index[graph.producer[a]]
+            spill = model.new_bool_var(f"sp_{a}")
+            for t, st in starts:
+                xp = x.get((p, t), 0)
+                if isinstance(xp, int) and xp == 1:
+                    continue
+                model.add(spill >= st - xp)
+            terms.append(size * spill)
+
+    # Capacity per step: footprints without addresses (fragmentation relaxed).
+    for t in range(n):
+        row = load[t]
+        if sum(u for u, _ in row) <= inst.capacity:
+            continue
+        model.add(sum(u * e for u, e in row) <= inst.capacity)
+
+    if cumulative:
+        _add_cumulative(model, inst, pos, evicted)
+
+    objective = sum(terms) if terms else cp_model.LinearExpr.constant(0)
+    if upper is not None:
+        model.add(objective <= upper)
+    for order in nogoods:
+        lits = [x[o, t] for t, o in enumerate(order) if not isinstance(x[o, t], int)]
+        if lits:
+            model.add_bool_or([lit.Not() for lit in lits])
+    if hint is not None:
+        for t, o in enumerate(hint):
+            for s in range(inst.asap[o], inst.alap[o] + 1):
+                if not isinstance(x[o, s], int):
+                    model.add_hint(x[o, s], s == t)
+    model.minimize(objective)
+    return OrderModel(model, x, objective, free_x)
+
+
+def _add_cumulative(
+    model: cp_model.CpModel, inst: OrderInstance, pos: list[Any], evicted: dict[TensorName, Any]
+) -> None:
+    """Redundant (valid) global view of capacity: each operator is a unit interval at its
+    position whose demand is its operands not kept whole; each tensor never reloaded
+    (``not ev``) is kept whole, an interval from its first touch to its last. Interval
+    reasoning over positions prunes orders far better than the per-step rows alone
+    (the "kept whole or reloaded" relaxation of the issue, linked to the exact model)."""
+    graph = inst.problem.graph
+    intervals, demands = [], []
+    for o in range(inst.n):
+        fixed = 0
+        varying = []
+        for a in inst.problem.operands(inst.ops[o]):
+            if a in evicted:
+                varying.append((inst.units[a], evicted[a]))
+            else:
+                fixed += inst.units[a]
+        intervals.append(model.new_fixed_size_interval_var(pos[o], 1, f"op_{o}"))
+        if varying:
+            top = fixed + sum(u for u, _ in varying)
+            d = model.new_int_var(fixed, top, f"d_{o}")
+            model.add(d == fixed + sum(u * e for u, e in varying))
+            demands.append(d)
+        else:
+            demands.append(fixed)
+    horizon = inst.n
+    for a, ev in evicted.items():
+        ops = inst.touch[a]
+        tensor = graph.tensors[a]
+        producer = graph.producer.get(a)
+        if producer is not None and tensor.kind is not TensorKind.INPUT and graph.op_index[producer] in ops:
+            start = pos[graph.op_index[producer]]
+        else:
+            start = model.new_int_var(0, horizon, f"ks_{a}")
+            model.add_min_equality(start, [pos[o] for o in ops])
+        end = model.new_int_var(0, horizon, f"ke_{a}")
+        model.add_max_equality(end, [pos[o] + 1 for o in ops])
+        size = model.new_int_var(0, horizon, f"kz_{a}")
+        intervals.append(model.new_optional_interval_var(start, size, end, ev.Not(), f"keep_{a}"))
+        demands.append(inst.units[a])
+    model.add_cumulative(intervals, demands, inst.capacity)
+
+
+def build_cheap_model(inst: OrderInstance, upper: int | None = None) -> tuple[cp_model.CpModel, Any]:
+    """The cheaper relaxation: positions only, each multi-touch tensor either kept whole
+    (an interval from its first touch to its last in the one cumulative) or reloaded at
+    least once (one reload, plus one spill for an activation). A relaxation of the
+    step-indexed model (a partial keep is priced as a reload and takes room only at its
+    uses), so its optimum is a bound over every order too; it proves some cells in a
+    fraction of the time but is weak where partial keeps matter."""
+    model = cp_model.CpModel()
+    graph = inst.problem.graph
+    pos: list[Any] = []
+    for o in range(inst.n):
+        lo, hi = inst.asap[o], inst.alap[o]
+        pos.append(lo if lo == hi else model.new_int_var(lo, hi, f"pos_{o}"))
+    model.add_all_different(pos)
+    for o in range(inst.n):
+        for p in set(inst.preds[o]):
+            if not (isinstance(pos[p], int) and isinstance(pos[o], int)):
+                model.add(pos[p] + 1 <= pos[o])
+    evicted: dict[TensorName, Any] = {}
+    terms = []
+    for a, ops in inst.touch.items():
+        if len(ops) < 2:
+            continue
+        ev = evicted[a] = model.new_bool_var(f"ev_{a}")
+        if inst.charge[a]:
+            tensor = graph.tensors[a]
+            terms.append(tensor.size * (2 if tensor.kind is TensorKind.ACTIVATION else 1) * ev)
+    _add_cumulative(model, inst, pos, evicted)
+    objective = sum(terms) if terms else cp_model.LinearExpr.constant(0)
+    if upper is not None:
+        model.add(objective <= upper)
+    model.minimize(objective)
+    return model, objective
+
+
+def _solve_cheap(
+    inst: OrderInstance, time_limit: float | None, threads: int, seed: int, upper: int | None = None
+) -> _ModelOutcome:
+    model, _ = build_cheap_model(inst, upper)
+    solver = _solver(time_limit, threads, seed, JointParams(linearization_level=1))
+    status = solve_interruptibly(solver, model)
+    if status == cp_model.INFEASIBLE:
+        return _ModelOutcome("infeasible", (upper + 1) if upper is not None else 0, None, None)
+    if status == cp_model.OPTIMAL:
+        return _ModelOutcome("optimal", round(solver.objective_value), None, round(solver.objective_value))
+    return _ModelOutcome("unknown", max(0, _ceil(solver.best_objective_bound)), None, None)
+
+
+def _solver(time_limit: float | None, threads: int, seed: int, params: JointParams) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = max(1, threads)
+    solver.parameters.random_seed = seed
+    solver.parameters.linearization_level = params.linearization_level
+    if time_limit is not None:
+        solver.parameters.max_time_in_seconds = max(0.01, time_limit)
+    return solver
+
+
+def _extract_order(inst: OrderInstance, om: OrderModel, solver: cp_model.CpSolver) -> tuple[int, ...]:
+    step = [0] * inst.n
+    for (o, t), v in om.x.items():
+        if (v == 1) if isinstance(v, int) else solver.boolean_value(v):
+            step[o] = t
+    return tuple(sorted(range(inst.n), key=lambda o: step[o]))
+
+
+@dataclass
+class _ModelOutcome:
+    status: str  # "optimal", "infeasible", "feasible", "unknown"
+    bound: int  # valid lower bound on the model (upper + 1 when infeasible)
+    order: tuple[int, ...] | None
+    objective: int | None
+
+
+def _solve_model(
+    inst: OrderInstance,
+    time_limit: float | None,
+    threads: int,
+    seed: int,
+    params: JointParams,
+    upper: int | None = None,
+    nogoods: Sequence[Sequence[int]] = (),
+    hint: Sequence[int] | None = None,
+) -> _ModelOutcome:
+    started = time.perf_counter()
+    om = build_order_model(inst, upper, nogoods, hint, params.cumulative)
+    # Building a large model takes seconds in Python: charge it to the time limit.
+    left = None if time_limit is None else time_limit - (time.perf_counter() - started)
+    if left is not None and left <= 0:
+        return _ModelOutcome("unknown", 0, None, None)
+    solver = _solver(left, threads, seed, params)
+    status = solve_interruptibly(solver, om.model)
+    if status == cp_model.INFEASIBLE:
+        # Nothing at or below ``upper`` among the orders not cut off.
+        return _ModelOutcome("infeasible", (upper + 1) if upper is not None else 0, None, None)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        order = _extract_order(inst, om, solver)
+        value = round(solver.objective_value)
+        bound = value if status == cp_model.OPTIMAL else max(0, _ceil(solver.best_objective_bound))
+        return _ModelOutcome("optimal" if status == cp_model.OPTIMAL else "feasible", bound, order, value)
+    return _ModelOutcome("unknown", max(0, _ceil(solver.best_objective_bound)), None, None)
+
+
+def _ceil(v: float) -> int:
+    # CP-SAT's bound on an integer objective is integral up to float noise.
+    return math.ceil(v) if abs(v - round(v)) > 1e-6 else round(v)
+
+
+# ----- chunks: a decomposition bound for graphs too large for one model -----
+
+
+def _chunk_problem(problem: Problem, ops: Sequence[Operator]) -> tuple[Problem, dict[TensorName, bool]]:
+    """The sub-problem of a set of operators: tensors produced outside become inputs."""
+    graph = problem.graph
+    names = {op.name for op in ops}
+    tensors: dict[TensorName, Tensor] = {}
+    for op in ops:
+        for a in (*op.inputs, *op.outputs):
+            t = graph.tensors[a]
+            if t.kind in (TensorKind.ACTIVATION, TensorKind.OUTPUT) and graph.producer.get(a) not in names:
+                t = Tensor(t.name, t.size, TensorKind.INPUT, t.shape, t.dtype_bytes)
+            tensors[a] = t
+    sub = Problem(
+        Graph(f"{graph.name}[chunk]", tensors, tuple(ops)),
+        problem.capacity,
+        problem.hardware,
+        problem.weights_counted,
+    )
+    return sub, {}
+
+
+def chunked_bound(
+    problem: Problem,
+    time_limit: float,
+    threads: int = 1,
+    seed: int = 0,
+    params: JointParams = JointParams(),
+) -> int:
+    """A lower bound over every order from consecutive chunks of one topological order.
+
+    Project any valid plan onto a chunk's operators (in their relative order, a
+    topological order of the chunk): capacity holds at each of those steps, and every
+    residency start of a tensor there, after its first, is a start in the whole plan
+    (the tensor was absent at some step in between). Charging each tensor in exactly one
+    chunk (its producer's, else its first reader's) makes the sum of chunk bounds a
+    bound: a whole-plan reload is counted at most once, in the chunk that owns it.
+    Tensors produced outside a chunk enter it as inputs (first residency free).
+    """
+    clock = _Clock(time_limit)
+    inst = OrderInstance.build(problem)
+    # Chunks from a topological order sorted by ASAP (then file index): stable and tight.
+    order = sorted(range(inst.n), key=lambda o: (inst.asap[o], inst.alap[o], o))
+    chunks = [order[i : i + params.chunk_ops] for i in range(0, inst.n, params.chunk_ops)]
+    owner: dict[TensorName, int] = {}
+    for ci, chunk in enumerate(chunks):
+        for o in chunk:
+            for a in problem.operands(inst.ops[o]):
+                owner.setdefault(a, ci)
+    # (The chunks follow a topological order, so a producer's chunk is its tensor's first.)
+    total = 0
+    for ci, chunk in enumerate(chunks):
+        if clock.expired():
+            break
+        ops = [inst.ops[o] for o in sorted(chunk, key=lambda o: o)]
+        sub, _ = _chunk_problem(problem, ops)
+        charge = {a: owner.get(a) == ci for a in sub.managed_tensors}
+        sub_inst = OrderInstance.build(sub, charge)
+        left = clock.left() or 0.0
+        share = max(0.05, left / (len(chunks) - ci))
+        out = _solve_model(sub_inst, share, threads, seed, params)
+        total += out.bound
+    return total
+
+
+# ----- the bound over every order -----
+
+
+def order_bound(
+    problem: Problem,
+    time_limit: float | None = 10.0,
+    threads: int = 1,
+    seed: int = 0,
+    params: JointParams = JointParams(),
+    upper: int | None = None,
+) -> BoundResult:
+    """A lower bound on non-compulsory bytes over every topological order; always valid,
+    also at the time limit (CP-SAT's best objective bound, or the chunked bound).
+
+    ``upper``: the cost of a known plan; when the model proves nothing cheaper exists the
+    bound is ``upper`` (``relaxation_optimal`` is then False: the relaxation's own optimum
+    was not computed, only that it is >= upper).
+    """
+    clock = _Clock(time_limit)
+    inst = OrderInstance.build(problem)
+    stats: dict[str, Any] = {"ops": inst.n, "booleans": inst.size_estimate()}
+    free = 0
+    if params.use_free_bound:
+        from cosma.dnc import schedule_free_bound
+
+        free = schedule_free_bound(problem, min(1.0, max(0.05, (clock.left() or 10.0) / 10)))
+        stats["free_bound"] = free
+    if inst.size_estimate() > params.max_window_vars:
+        b = chunked_bound(problem, clock.left() or 10.0, threads, seed, params)
+        stats["chunked_bound"] = b
+        how = "chunks" if b >= free else "schedule_free_bound"
+        return BoundResult(max(b, free), False, None, None, clock.elapsed(), how, stats)
+    cheap = 0
+    if params.cheap_time > 0:
+        left = clock.left()
+        limit = params.cheap_time if left is None else min(params.cheap_time, left / 4)
+        c = _solve_cheap(inst, limit, threads, seed, upper=None if upper is None else upper - 1)
+        cheap = c.bound
+        stats["cheap_bound"] = cheap
+        if upper is not None and cheap >= upper:
+            return BoundResult(upper, False, None, None, clock.elapsed(), "cheap relaxation", stats)
+    out = _solve_model(inst, clock.left(), threads, seed, params, upper=None if upper is None else upper - 1)
+    stats["model_status"] = out.status
+    order = None if out.order is None else tuple(inst.ops[o].name for o in out.order)
+    bound = max(out.bound, free, cheap)
+    if out.status == "infeasible" and upper is not None:
+        bound = max(bound, upper)
+    how = "model" if out.bound >= max(free, cheap) else ("cheap relaxation" if cheap >= free else "schedule_free_bound")
+    return BoundResult(
+        bound,
+        out.status == "optimal",
+        order,
+        out.objective,
+        clock.elapsed(),
+        how,
+        stats,
+    )
+
+
+# ----- the search over orders -----
+
+
+def _fixed_plan(
+    problem: Problem,
+    order: Sequence[OpName],
+    time_limit: float | None,
+    threads: int,
+    seed: int,
+):
+    """The exact fixed-order answer through the registry (validated, scored)."""
+    from solvers.base import RunOptions, run
+
+    return run(
+        problem,
+        "exact",
+        options=RunOptions(schedule=tuple(order), time_limit=time_limit, threads=threads, seed=seed),
+    )
+
+
+def solve_joint(
+    problem: Problem,
+    time_limit: float | None = 60.0,
+    threads: int = 1,
+    seed: int = 0,
+    params: JointParams = JointParams(),
+    say=lambda line: None,
+) -> JointResult:
+    """The best valid plan over orders, with a bound valid over every order.
+
+    1. candidate orders (file, memory-aware, MPMF), each solved exactly: incumbent ``U``;
+       cost 0 or a single topological order settles it;
+    2. the order model with ``objective <= U - 1``: infeasible proves ``U``; else its
+       order is solved exactly; if that meets the model's optimum it is optimal over every
+       order; else the order is cut off (no-good) and the model re-solved.
+    Every plan comes from ``cosma.exact`` through ``solvers.base.run`` (validated).
+    """
+    from cosma.cost import evaluate
+    from cosma.exact import _Clock as ExactClock
+    from cosma.exact import candidate_schedules
+    from cosma.validator import validate
+
+    clock = _Clock(time_limit)
+    stats: dict[str, Any] = {"orders_solved": 0, "rounds": 0}
+    best_plan: Plan | None = None
+    best_cost: int | None = None
+    bound = 0
+
+    def offer(order: Sequence[OpName], source: str) -> None:
+        nonlocal best_plan, best_cost, bound
+        result = _fixed_plan(problem, order, clock.left(), threads, seed)
+        stats["orders_solved"] += 1
+        if result.plan is None:
+            return
+        if inst.single_order() and result.bound is not None:
+            # One topological order: the fixed-order proof is the proof over every order.
+            bound = max(bound, result.bound)
+        assert not validate(problem, result.plan), "cosma.exact returned an invalid plan"
+        cost = evaluate(problem, result.plan).non_compulsory_bytes
+        say(f"joint: {source}: {cost} B (fixed-order bound {result.bound}) {clock.elapsed():.2f}s")
+        if best_cost is None or cost < best_cost:
+            best_plan, best_cost = result.plan, cost
+            stats["best_source"] = source
+
+    def done(how: str) -> JointResult:
+        proven = best_cost is not None and bound >= best_cost
+        return JointResult(
+            best_plan,
+            best_cost,
+            min(bound, best_cost) if best_cost is not None else bound,
+            proven,
+            clock.elapsed(),
+            how,
+            stats,
+        )
+
+    inst = OrderInstance.build(problem)
+    cands = candidate_schedules(problem, ExactClock(clock.left()), params.candidate_time)
+    for name, sched in cands:
+        offer(sched, name)
+        if best_cost == 0:
+            bound = 0
+            return done("a candidate order needs no traffic")
+        if clock.expired():
+            break
+    if best_cost is None:
+        return done("no plan")
+    if inst.single_order():
+        return done("single topological order")
+
+    free = 0
+    if params.use_free_bound:
+        from cosma.dnc import schedule_free_bound
+
+        free = schedule_free_bound(problem, 0.5)
+        bound = max(bound, min(free, best_cost))
+        if bound >= best_cost:
+            return done("schedule_free_bound")
+
+    if inst.size_estimate() > params.max_window_vars:
+        bound = max(
+            bound,
+            min(
+                best_cost,
+                chunked_bound(problem, max(0.1, clock.left() or 10.0), threads, seed, params),
+            ),
+        )
+        return done("chunks")
+
+    if params.cheap_time > 0:
+        # The cheap relaxation first: when it proves nothing beats the incumbent, done.
+        left = clock.left()
+        out = _solve_cheap(
+            inst,
+            params.cheap_time if left is None else min(params.cheap_time, left / 4),
+            threads,
+            seed,
+            upper=best_cost - 1,
+        )
+        say(f"joint: cheap relaxation: {out.status}, bound {out.bound}")
+        bound = max(bound, min(best_cost, out.bound))
+        if bound >= best_cost:
+            return done("cheap relaxation: nothing cheaper over any order")
+
+    index = {op.name: i for i, op in enumerate(inst.ops)}
+    nogoods: list[tuple[int, ...]] = []
+    hint = tuple(index[name] for name in best_plan.schedule)
+    seen: set[tuple[int, ...]] = set()
+    while not clock.expired() and stats["rounds"] <= params.nogood_rounds:
+        stats["rounds"] += 1
+        out = _solve_model(
+            inst,
+            clock.left(),
+            threads,
+            seed,
+            params,
+            upper=best_cost - 1,
+            nogoods=nogoods,
+            hint=hint,
+        )
+        say(f"joint: model round {stats['rounds']}: {out.status}, bound {out.bound}, value {out.objective}")
+        # Orders cut off so far were solved exactly and cost >= best_cost; the rest cost >= out.bound.
+        bound = max(bound, min(best_cost, out.bound))
+        if out.status == "infeasible" or bound >= best_cost:
+            bound = best_cost
+            return done("model: nothing cheaper over any order")
+        if out.order is None:
+            return done("time limit in the order model")
+        if out.order in seen:
+            return done("order repeated")
+        seen.add(out.order)
+        order_names = tuple(inst.ops[o].name for o in out.order)
+        offer(order_names, f"model order {stats['rounds']}")
+        if best_cost <= bound:
+            return done("model order meets the bound")
+        nogoods.append(out.order)
+    return done("round limit" if not clock.expired() else "time limit")
+
+
+__all__ = [
+    "BoundResult",
+    "JointParams",
+    "JointResult",
+    "OrderInstance",
+    "OrderModel",
+    "build_order_model",
+    "chunked_bound",
+    "order_bound",
+    "solve_joint",
+]

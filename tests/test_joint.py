@@ -1,0 +1,254 @@
+"""The order-aware model (cosma.joint): its optimum is the minimum over every topological
+order of the fixed-order exact optimum (enumerated), which the paper-faithful ILP with
+schedule variables also finds; its bound never exceeds any valid plan's cost.
+
+Every plan is checked by the validator and scored by the one cost model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cosma.analysis import min_capacity
+from cosma.cost import evaluate
+from cosma.exact import topological_orders
+from cosma.hardware import get_hardware
+from cosma.ilp import IlpParams
+from cosma.ir import Graph, Problem
+from cosma.joint import (
+    JointParams,
+    OrderInstance,
+    _solve_cheap,
+    chunked_bound,
+    order_bound,
+    solve_joint,
+)
+from cosma.synthetic import branchy_dag, build_graph, random_dag
+from cosma.validator import validate
+from solvers.base import RunOptions, Status, run
+from tests.test_exact import tiers
+
+IDEAL = get_hardware("ideal")
+MCU = get_hardware("mcu")  # alignment > 1: footprints differ from sizes
+
+
+def min_over_orders(problem: Problem) -> int:
+    """The brute-force reference: every topological order solved exactly, the cheapest."""
+    orders, complete = topological_orders(problem, 5000)
+    assert complete
+    best = None
+    for order in orders:
+        result = run(problem, "exact", options=RunOptions(schedule=order, time_limit=30))
+        assert result.status is Status.OPTIMAL
+        best = result.objective if best is None else min(best, result.objective)
+    assert best is not None
+    return best
+
+
+def graphs() -> list[tuple[str, Graph]]:
+    out = [(f"branchy{s}", branchy_dag(s, 6)) for s in range(6)]
+    out += [
+        (
+            f"random{s}",
+            random_dag(s, 7, size_range=(1, 24), skip_prob=0.6, max_inputs=3),
+        )
+        for s in range(2)
+    ]
+    return out
+
+
+def wide_dag(seed: int, n: int = 7, max_size: int = 24, weight_prob: float = 0.4) -> Graph:
+    """Operators reading one or two of ANY earlier tensors, some with a weight: many
+    orders, and at M_R orders that differ in cost (branchy_dag plus weights)."""
+    rng = np.random.default_rng(seed)
+    sizes = {"x": int(rng.integers(1, max_size + 1))}
+    produced, ops, weights = ["x"], [], []
+    for i in range(n):
+        picks = rng.integers(0, len(produced), size=int(rng.integers(1, 3)))
+        ins = list(dict.fromkeys(produced[int(j)] for j in picks))
+        if rng.random() < weight_prob:
+            sizes[f"w{i}"] = int(rng.integers(1, max_size + 1))
+            weights.append(f"w{i}")
+            ins.append(f"w{i}")
+        sizes[f"t{i}"] = int(rng.integers(1, max_size + 1))
+        ops.append((f"op{i}", ins, [f"t{i}"]))
+        produced.append(f"t{i}")
+    read = {t for _, ins, _ in ops for t in ins}
+    outputs = tuple(t for t in produced[1:] if t not in read)
+    return build_graph(
+        f"wide{seed}",
+        sizes,
+        ops,
+        inputs=("x",),
+        weights=tuple(weights),
+        outputs=outputs,
+    )
+
+
+# Seeds whose M_R cell costs > 0 with several orders (measured once; the tests re-check it).
+WIDE = [
+    (0, True),
+    (1, True),
+    (2, True),
+    (6, True),
+    (7, True),
+    (18, True),
+    (27, True),
+    (39, True),
+]
+WIDE += [(2, False), (4, False), (6, False), (12, False), (13, False), (25, False)]
+
+
+def cases() -> list[tuple[str, Problem]]:
+    out = []
+    for seed, weights_counted in WIDE:
+        graph = wide_dag(seed)
+        m_r = min_capacity(Problem(graph, 10**9, IDEAL, weights_counted))
+        out.append(
+            (
+                f"wide{seed}-w{int(weights_counted)}-M_R",
+                Problem(graph, m_r, IDEAL, weights_counted),
+            )
+        )
+    for name, graph in graphs():
+        for weights_counted in (True, False):
+            for capacity in tiers(graph, weights_counted)[:2]:
+                out.append(
+                    (
+                        f"{name}-w{int(weights_counted)}-{capacity}",
+                        Problem(graph, capacity, IDEAL, weights_counted),
+                    )
+                )
+    graph = random_dag(3, 6, size_range=(1, 100), skip_prob=0.6)
+    m_r = min_capacity(Problem(graph, 10**9, MCU))
+    out.append(("mcu-aligned", Problem(graph, m_r + 16, MCU)))
+    return out
+
+
+CASES = cases()
+
+
+@pytest.mark.parametrize("name,problem", CASES, ids=[c[0] for c in CASES])
+def test_joint_is_min_over_every_order(name: str, problem: Problem) -> None:
+    reference = min_over_orders(problem)
+    if name.startswith("wide"):
+        assert reference > 0 and len(topological_orders(problem, 5000)[0]) > 1  # a case that tests something
+    result = solve_joint(problem, time_limit=30)
+    assert result.plan is not None
+    assert validate(problem, result.plan) == []
+    assert evaluate(problem, result.plan).non_compulsory_bytes == result.cost
+    assert result.proven, result.how
+    assert result.cost == reference
+    assert result.bound == reference
+    bound = order_bound(problem, time_limit=10)
+    assert bound.bound <= reference
+    if bound.relaxation_optimal:
+        # The relaxation of the best order is never above that order's exact optimum.
+        assert bound.objective is not None and bound.objective <= reference
+
+
+@pytest.mark.parametrize("name,problem", CASES[::3], ids=[c[0] for c in CASES[::3]])
+def test_bounds_never_exceed_a_valid_plan(name: str, problem: Problem) -> None:
+    greedy = run(problem, "best-greedy", options=RunOptions(time_limit=10))
+    assert greedy.plan is not None and validate(problem, greedy.plan) == []
+    ceiling = min_over_orders(problem)
+    assert ceiling <= greedy.objective
+    # A time limit too short to finish still returns a valid bound.
+    for limit in (0.001, 5.0):
+        assert order_bound(problem, time_limit=limit).bound <= ceiling
+    # The decomposition bound, with chunks small enough to split these graphs.
+    assert chunked_bound(problem, 5.0, params=JointParams(chunk_ops=3)) <= ceiling
+
+
+@pytest.mark.parametrize(
+    "graph,weights_counted",
+    [(branchy_dag(1, 6), True), (wide_dag(0, 6), True), (wide_dag(2, 6), False), (wide_dag(3, 6), True)],
+)
+def test_ilp_with_schedule_variables_agrees(graph: Graph, weights_counted: bool) -> None:
+    problem = Problem(graph, min_capacity(Problem(graph, 10**9, IDEAL, weights_counted)), IDEAL, weights_counted)
+    ilp = run(problem, "ilp", IlpParams(schedule_mode="free"), RunOptions(time_limit=60))
+    assert ilp.status is Status.OPTIMAL, ilp.message
+    assert validate(problem, ilp.plan) == []
+    joint = solve_joint(problem, time_limit=30)
+    assert joint.proven
+    assert ilp.objective == joint.cost == min_over_orders(problem)
+    assert graph.name == "branchy1" or joint.cost > 0
+
+
+def test_order_freedom_pays_and_is_proven() -> None:
+    """Two independent branches whose order matters: one order keeps the big tensor
+    alive across the other branch, which must then reload; the best order does not."""
+    sizes = {"x": 1, "a": 6, "b": 1, "c": 6, "d": 1, "y": 1}
+    ops = [
+        ("pa", ["x"], ["a"]),
+        ("pc", ["x"], ["c"]),
+        ("ua", ["a"], ["b"]),
+        ("uc", ["c"], ["d"]),
+        ("join", ["b", "d", "x"], ["y"]),
+    ]
+    graph = build_graph("two-branches", sizes, ops, inputs=("x",), outputs=("y",))
+    problem = Problem(graph, 9, IDEAL)
+    file_order = run(
+        problem,
+        "exact",
+        options=RunOptions(schedule=tuple(o[0] for o in ops), time_limit=10),
+    )
+    result = solve_joint(problem, time_limit=10)
+    assert result.proven and result.cost == 0 < file_order.objective
+    assert "no traffic" in result.how or result.bound == 0
+
+
+def test_single_topological_order_is_proven_by_the_fixed_solve() -> None:
+    graph = random_dag(5, 8, skip_prob=0.7, max_inputs=3)
+    chain = build_graph(
+        "chain",
+        {"x": 4, "a": 8, "b": 8, "y": 4},
+        [("f", ["x"], ["a"]), ("g", ["a", "x"], ["b"]), ("h", ["b", "x", "a"], ["y"])],
+        inputs=("x",),
+        outputs=("y",),
+    )
+    for g in (chain, graph):
+        problem = Problem(g, min_capacity(Problem(g, 10**9, IDEAL)), IDEAL)
+        if not OrderInstance.build(problem).single_order():
+            continue
+        result = solve_joint(problem, time_limit=10)
+        assert result.proven
+        assert result.cost == min_over_orders(problem)
+
+
+def fixed_relaxation(problem: Problem, order: tuple[str, ...]) -> int:
+    """The fixed-order no-address relaxation's optimum (cosma.exact_model)."""
+    from ortools.sat.python import cp_model
+
+    from cosma.exact_model import FixedInstance, build_relaxation
+
+    inst = FixedInstance.build(problem, order)
+    model, _, _ = build_relaxation(inst, set(inst.forced_evictions()), [], None)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    assert solver.solve(model) == cp_model.OPTIMAL
+    return round(solver.objective_value)
+
+
+@pytest.mark.parametrize("name,problem", CASES, ids=[c[0] for c in CASES])
+def test_model_optimum_is_min_of_fixed_relaxations(name: str, problem: Problem) -> None:
+    """Not only a bound: the order model's optimum is exactly the cheapest order's
+    no-address relaxation (so nothing is lost to the order being a variable)."""
+    orders, complete = topological_orders(problem, 5000)
+    assert complete
+    reference = min(fixed_relaxation(problem, o) for o in orders)
+    result = order_bound(problem, time_limit=10, params=JointParams(use_free_bound=False))
+    assert result.relaxation_optimal and result.how == "model"
+    assert result.bound == result.objective == reference
+    assert result.order is not None and fixed_relaxation(problem, result.order) == reference
+    # The cheaper positions-only relaxation is a relaxation of the step model: never above it.
+    cheap = _solve_cheap(OrderInstance.build(problem), 10.0, 1, 0)
+    assert cheap.status == "optimal" and cheap.bound <= reference
+
+
+@pytest.mark.parametrize("name,problem", CASES[1::2], ids=[c[0] for c in CASES[1::2]])
+def test_joint_proves_without_the_cheap_bounds(name: str, problem: Problem) -> None:
+    result = solve_joint(problem, time_limit=30, params=JointParams(use_free_bound=False))
+    assert result.proven and result.cost == min_over_orders(problem)
+    assert validate(problem, result.plan) == []
