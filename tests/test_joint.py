@@ -1,4 +1,4 @@
-"""The order-aware model (cosma.joint): its optimum is the minimum over every topological
+"""The order-aware model (cosma.exact.joint): its optimum is the minimum over every topological
 order of the fixed-order exact optimum (enumerated), which the paper-faithful ILP with
 schedule variables also finds; its bound never exceeds any valid plan's cost.
 
@@ -10,13 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cosma.analysis import min_capacity
-from cosma.cost import evaluate
-from cosma.exact import topological_orders
-from cosma.hardware import get_hardware
-from cosma.ilp import IlpParams
-from cosma.ir import Graph, Problem
-from cosma.joint import (
+from cosma.core.analysis import min_capacity
+from cosma.core.cost import evaluate
+from cosma.core.hardware import get_hardware
+from cosma.core.interface import RunOptions, Status, run
+from cosma.core.ir import Graph, Problem
+from cosma.core.synthetic import branchy_dag, build_graph, random_dag
+from cosma.core.validator import validate
+from cosma.exact.ilp import IlpParams
+from cosma.exact.joint import (
     JointParams,
     OrderInstance,
     _solve_cheap,
@@ -24,9 +26,7 @@ from cosma.joint import (
     order_bound,
     solve_joint,
 )
-from cosma.synthetic import branchy_dag, build_graph, random_dag
-from cosma.validator import validate
-from solvers.base import RunOptions, Status, run
+from cosma.exact.solver import topological_orders
 from tests.test_exact import tiers
 
 IDEAL = get_hardware("ideal")
@@ -218,10 +218,10 @@ def test_single_topological_order_is_proven_by_the_fixed_solve() -> None:
 
 
 def fixed_relaxation(problem: Problem, order: tuple[str, ...]) -> int:
-    """The fixed-order no-address relaxation's optimum (cosma.exact_model)."""
+    """The fixed-order no-address relaxation's optimum (cosma.exact.model)."""
     from ortools.sat.python import cp_model
 
-    from cosma.exact_model import FixedInstance, build_relaxation
+    from cosma.exact.model import FixedInstance, build_relaxation
 
     inst = FixedInstance.build(problem, order)
     model, _, _ = build_relaxation(inst, set(inst.forced_evictions()), [], None)

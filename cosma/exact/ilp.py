@@ -74,7 +74,7 @@ def _build(problem: Problem, schedule: Sequence[OpName] | None, prune_pairs: boo
     if schedule is None:
         # COSMA's schedule variables, only inside each operator's ASAP/ALAP window (every
         # topological order puts it there; 0 elsewhere): same optimum, far fewer binaries.
-        from cosma.joint import OrderInstance
+        from cosma.exact.joint import OrderInstance
 
         order = OrderInstance.build(problem)
         x = {

@@ -44,6 +44,7 @@ from typing import Any, Sequence
 from ortools.sat.python import cp_model
 
 from cosma.core.analysis import is_topological
+from cosma.core.clock import Clock
 from cosma.core.cpsat import solve_interruptibly
 from cosma.core.errors import UsageError
 from cosma.core.interface import RunOptions, SolveResult, Status, register
@@ -87,22 +88,6 @@ class FixedOutcome:
     message: str = ""
 
 
-class _Clock:
-    def __init__(self, time_limit: float | None):
-        self.start = time.perf_counter()
-        self.deadline = None if time_limit is None else self.start + time_limit
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def left(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.perf_counter()
-
-    def expired(self) -> bool:
-        left = self.left()
-        return left is not None and left <= 0
-
-
 class _Incumbent:
     """The best plan for one schedule so far, kept as keep bits + per-use offsets."""
 
@@ -124,7 +109,7 @@ class _Incumbent:
 
 
 def _new_solver(
-    params: ExactParams, options: RunOptions, clock: _Clock, linearization_level: int = 1
+    params: ExactParams, options: RunOptions, clock: Clock, linearization_level: int = 1
 ) -> cp_model.CpSolver:
     """A CP-SAT solver on the time left, with the user's parameters merged last."""
     solver = cp_model.CpSolver()
@@ -147,7 +132,7 @@ def _dump(params: ExactParams, model: cp_model.CpModel) -> None:
 class _Progress(cp_model.CpSolverSolutionCallback):
     """Keeps every improving joint solution and prints a live line for each."""
 
-    def __init__(self, inst: FixedInstance, joint, incumbent: _Incumbent, options: RunOptions, clock: _Clock):
+    def __init__(self, inst: FixedInstance, joint, incumbent: _Incumbent, options: RunOptions, clock: Clock):
         super().__init__()
         self.inst, self.joint, self.incumbent, self.options, self.clock = inst, joint, incumbent, options, clock
 
@@ -161,7 +146,7 @@ class _Progress(cp_model.CpSolverSolutionCallback):
             self.options.say(f"exact: incumbent {cost} bound {bound} gap {gap:.1%} {self.clock.elapsed():.2f}s")
 
 
-def _warm_start(problem: Problem, schedule: tuple[OpName, ...], clock: _Clock) -> Plan | None:
+def _warm_start(problem: Problem, schedule: tuple[OpName, ...], clock: Clock) -> Plan | None:
     """The best-greedy baseline's plan for this schedule."""
     from cosma.core.interface import run
 
@@ -173,7 +158,7 @@ def solve_fixed(
     schedule: Sequence[OpName],
     params: ExactParams,
     options: RunOptions,
-    clock: _Clock,
+    clock: Clock,
     cutoff: int | None = None,
 ) -> FixedOutcome:
     """The exact answer for one operator order (see the module docstring).
@@ -297,7 +282,7 @@ def solve_fixed(
 # ----- schedules -----
 
 
-def candidate_schedules(problem: Problem, clock: _Clock, budget: float = 2.0) -> list[tuple[str, tuple[OpName, ...]]]:
+def candidate_schedules(problem: Problem, clock: Clock, budget: float = 2.0) -> list[tuple[str, tuple[OpName, ...]]]:
     """``(source, schedule)``: file order, the memory-aware list order and the minimum-peak
     (MPMF) order, without repeats, found within ``budget`` seconds (a quarter of the time left at most)."""
     left = clock.left()
@@ -363,7 +348,7 @@ def topological_orders(problem: Problem, limit: int) -> tuple[list[tuple[OpName,
 def solve_exact(problem: Problem, params: ExactParams, options: RunOptions) -> SolveResult:
     if params.schedule_mode not in SCHEDULE_MODES:
         raise UsageError(f"schedule_mode must be one of {', '.join(SCHEDULE_MODES)}, got {params.schedule_mode!r}")
-    clock = _Clock(options.time_limit)
+    clock = Clock(options.time_limit)
     if options.schedule is not None and not is_topological(problem, options.schedule):
         raise UsageError("the given schedule is not a topological order of the graph's operators")
     if params.schedule_mode == "free" and options.schedule is None:
@@ -386,14 +371,14 @@ def solve_exact(problem: Problem, params: ExactParams, options: RunOptions) -> S
     return result
 
 
-def _result(outcome: FixedOutcome, clock: _Clock, **extra: Any) -> SolveResult:
+def _result(outcome: FixedOutcome, clock: Clock, **extra: Any) -> SolveResult:
     stats = dict(outcome.stats, **extra)
     return SolveResult(
         outcome.status, outcome.plan, bound=outcome.bound, seconds=clock.elapsed(), stats=stats, message=outcome.message
     )
 
 
-def _solve_fixed_best(problem: Problem, params: ExactParams, options: RunOptions, clock: _Clock) -> SolveResult:
+def _solve_fixed_best(problem: Problem, params: ExactParams, options: RunOptions, clock: Clock) -> SolveResult:
     """Fixed mode: the given schedule, or the best of the candidate schedules."""
     if options.schedule is not None:
         outcome = solve_fixed(problem, options.schedule, params, options, clock)
@@ -404,7 +389,7 @@ def _solve_fixed_best(problem: Problem, params: ExactParams, options: RunOptions
     for i, (name, sched) in enumerate(candidates):
         # Give each remaining candidate an equal share of the remaining time.
         left = clock.left()
-        sub = _Clock(None if left is None else max(0.05, left / (len(candidates) - i)))
+        sub = Clock(None if left is None else max(0.05, left / (len(candidates) - i)))
         # Orders whose bound cannot beat the best so far are cut short (status FEASIBLE: pruned).
         outcome = solve_fixed(problem, sched, params, options, sub, cutoff=best[1].objective if best else None)
         pruned = best is not None and outcome.status is Status.FEASIBLE and outcome.bound >= best[1].objective
@@ -425,7 +410,7 @@ def _solve_fixed_best(problem: Problem, params: ExactParams, options: RunOptions
     return _result(outcome, clock, schedule_mode="fixed", schedule_source=name, candidates=per_schedule)
 
 
-def _solve_free(problem: Problem, params: ExactParams, options: RunOptions, clock: _Clock) -> SolveResult:
+def _solve_free(problem: Problem, params: ExactParams, options: RunOptions, clock: Clock) -> SolveResult:
     """Free mode: minimum over every topological order, when there are few enough."""
     # Zero is the floor: if some candidate order needs no traffic, nothing beats it.
     fixed = _solve_fixed_best(problem, params, options, clock)

@@ -1,7 +1,7 @@
 """Order-aware exact search: a lower bound over EVERY topological order, and the search
 over orders that closes it (tracker issue #17).
 
-``cosma.exact`` is optimal for one operator order at a time. Here the order is a
+``cosma.exact.solver`` is optimal for one operator order at a time. Here the order is a
 variable too, in a step-indexed CP-SAT model whose only relaxation is fragmentation:
 
 * **order**: ``x[o, t]`` = operator ``o`` runs at step ``t``, for ``t`` in its ASAP/ALAP
@@ -14,7 +14,7 @@ variable too, in a step-indexed CP-SAT model whose only relaxation is fragmentat
   A tensor touched by one operator only (most weights, graph outputs nobody reads) needs
   no variable: it is resident exactly when that operator runs;
 * **capacity** (no addresses): per step, the resident footprints fit the scratchpad;
-* **objective**: the exact byte accounting of ``cosma.cost``: every residency start after
+* **objective**: the exact byte accounting of ``cosma.core.cost``: every residency start after
   the first is a reload of ``size`` bytes; an activation with a reload pays one spill of
   ``size`` bytes. (Footprints are what take room, sizes are what is charged.)
 
@@ -22,12 +22,12 @@ Every valid plan, in whatever order, maps onto a solution of this model of no hi
 cost (trim residencies to the alive window, merge adjacent ones), so its optimum, and
 CP-SAT's ``best_objective_bound`` at a time limit, is a lower bound on non-compulsory
 bytes over every order (``order_bound``). For one fixed order the model is exactly
-``cosma.exact_model``'s relaxation (a partial keep never beats evict-after-use plus
+``cosma.exact.model``'s relaxation (a partial keep never beats evict-after-use plus
 reload-before-use), so when the order it picks packs, the bound is met.
 
 ``solve_joint`` closes the gap: candidate orders solved exactly give an incumbent
 ``U``; the model is re-solved with ``objective <= U - 1``: infeasible proves ``U``
-optimal over every order; otherwise its order is solved exactly (``cosma.exact``, with
+optimal over every order; otherwise its order is solved exactly (``cosma.exact.solver``, with
 addresses) and, if fragmentation makes it cost more than the relaxation said, cut off
 by a no-good, and so on. Large graphs (NAS cells) are bounded by a decomposition:
 consecutive chunks of a topological order, each tensor's cost charged in one chunk only,
@@ -44,8 +44,9 @@ from typing import Any
 
 from ortools.sat.python import cp_model
 
-from cosma.exact_pack import solve_interruptibly
-from cosma.ir import (
+from cosma.core.clock import Clock
+from cosma.core.cpsat import solve_interruptibly
+from cosma.core.ir import (
     Graph,
     Operator,
     OpName,
@@ -65,11 +66,11 @@ class JointParams:
     chunk_ops: int = 40  # operators per chunk in the decomposition bound
     nogood_rounds: int = 20  # solve_joint: relaxation orders tried (and cut off) before giving up on closing
     linearization_level: int = 2  # CP-SAT: full LP relaxation (helps the capacity rows)
-    candidate_time: float = 2.0  # seconds for the candidate orders (cosma.exact.candidate_schedules)
+    candidate_time: float = 2.0  # seconds for the candidate orders (cosma.exact.solver.candidate_schedules)
     cumulative: bool = False  # add the kept-whole-or-reloaded cumulative to the step model (measured: slower on ViT;
     # the cheap stage below carries it instead)
     cheap_time: float = 2.0  # seconds for the cheap positions-only relaxation first (0: skip it)
-    use_free_bound: bool = True  # also take cosma.dnc.schedule_free_bound (cheap, valid) into the max
+    use_free_bound: bool = True  # also take cosma.exact.dnc.schedule_free_bound (cheap, valid) into the max
 
 
 @dataclass
@@ -90,28 +91,12 @@ class JointResult:
     """The best valid plan over orders, with its bound over every order."""
 
     plan: Plan | None
-    cost: int | None  # non-compulsory bytes of ``plan`` (cosma.cost.evaluate)
+    cost: int | None  # non-compulsory bytes of ``plan`` (cosma.core.cost.evaluate)
     bound: int  # valid over every topological order
     proven: bool  # cost == bound
     seconds: float
     how: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
-
-
-class _Clock:
-    def __init__(self, time_limit: float | None):
-        self.start = time.perf_counter()
-        self.deadline = None if time_limit is None else self.start + time_limit
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def left(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.perf_counter()
-
-    def expired(self) -> bool:
-        left = self.left()
-        return left is not None and left <= 0.01
 
 
 # ----- data: windows -----
@@ -560,7 +545,7 @@ def chunked_bound(
     bound: a whole-plan reload is counted at most once, in the chunk that owns it.
     Tensors produced outside a chunk enter it as inputs (first residency free).
     """
-    clock = _Clock(time_limit)
+    clock = Clock(time_limit)
     inst = OrderInstance.build(problem)
     # Chunks from a topological order sorted by ASAP (then file index): stable and tight.
     order = sorted(range(inst.n), key=lambda o: (inst.asap[o], inst.alap[o], o))
@@ -573,7 +558,7 @@ def chunked_bound(
     # (The chunks follow a topological order, so a producer's chunk is its tensor's first.)
     total = 0
     for ci, chunk in enumerate(chunks):
-        if clock.expired():
+        if clock.expired(0.01):
             break
         ops = [inst.ops[o] for o in sorted(chunk, key=lambda o: o)]
         sub, _ = _chunk_problem(problem, ops)
@@ -604,12 +589,12 @@ def order_bound(
     bound is ``upper`` (``relaxation_optimal`` is then False: the relaxation's own optimum
     was not computed, only that it is >= upper).
     """
-    clock = _Clock(time_limit)
+    clock = Clock(time_limit)
     inst = OrderInstance.build(problem)
     stats: dict[str, Any] = {"ops": inst.n, "booleans": inst.size_estimate()}
     free = 0
     if params.use_free_bound:
-        from cosma.dnc import schedule_free_bound
+        from cosma.exact.bounds import schedule_free_bound
 
         free = schedule_free_bound(problem, min(1.0, max(0.05, (clock.left() or 10.0) / 10)))
         stats["free_bound"] = free
@@ -656,7 +641,7 @@ def _fixed_plan(
     seed: int,
 ):
     """The exact fixed-order answer through the registry (validated, scored)."""
-    from solvers.base import RunOptions, run
+    from cosma.core.interface import RunOptions, run
 
     return run(
         problem,
@@ -672,6 +657,7 @@ def solve_joint(
     seed: int = 0,
     params: JointParams = JointParams(),
     say=lambda line: None,
+    start: tuple[Plan, int | None] | None = None,
 ) -> JointResult:
     """The best valid plan over orders, with a bound valid over every order.
 
@@ -680,33 +666,37 @@ def solve_joint(
     2. the order model with ``objective <= U - 1``: infeasible proves ``U``; else its
        order is solved exactly; if that meets the model's optimum it is optimal over every
        order; else the order is cut off (no-good) and the model re-solved.
-    Every plan comes from ``cosma.exact`` through ``solvers.base.run`` (validated).
-    """
-    from cosma.cost import evaluate
-    from cosma.exact import _Clock as ExactClock
-    from cosma.exact import candidate_schedules
-    from cosma.validator import validate
+    Every plan comes from ``cosma.exact.solver`` through ``cosma.core.interface.run`` (validated).
 
-    clock = _Clock(time_limit)
+    ``start``: a valid plan already found (and its proven bound for its own order, or
+    None): step 1 is skipped and the search starts from it.
+    """
+    from cosma.core.cost import evaluate
+    from cosma.core.validator import validate
+    from cosma.exact.solver import candidate_schedules
+
+    clock = Clock(time_limit)
     stats: dict[str, Any] = {"orders_solved": 0, "rounds": 0}
     best_plan: Plan | None = None
     best_cost: int | None = None
     bound = 0
 
     def offer(order: Sequence[OpName], source: str) -> None:
-        nonlocal best_plan, best_cost, bound
         result = _fixed_plan(problem, order, clock.left(), threads, seed)
         stats["orders_solved"] += 1
-        if result.plan is None:
-            return
-        if inst.single_order() and result.bound is not None:
+        if result.plan is not None:
+            offer_plan(result.plan, result.bound, source)
+
+    def offer_plan(plan: Plan, fixed_bound: int | None, source: str) -> None:
+        nonlocal best_plan, best_cost, bound
+        if inst.single_order() and fixed_bound is not None:
             # One topological order: the fixed-order proof is the proof over every order.
-            bound = max(bound, result.bound)
-        assert not validate(problem, result.plan), "cosma.exact returned an invalid plan"
-        cost = evaluate(problem, result.plan).non_compulsory_bytes
-        say(f"joint: {source}: {cost} B (fixed-order bound {result.bound}) {clock.elapsed():.2f}s")
+            bound = max(bound, fixed_bound)
+        assert not validate(problem, plan), "cosma.exact.solver returned an invalid plan"
+        cost = evaluate(problem, plan).non_compulsory_bytes
+        say(f"joint: {source}: {cost} B (fixed-order bound {fixed_bound}) {clock.elapsed():.2f}s")
         if best_cost is None or cost < best_cost:
-            best_plan, best_cost = result.plan, cost
+            best_plan, best_cost = plan, cost
             stats["best_source"] = source
 
     def done(how: str) -> JointResult:
@@ -722,13 +712,15 @@ def solve_joint(
         )
 
     inst = OrderInstance.build(problem)
-    cands = candidate_schedules(problem, ExactClock(clock.left()), params.candidate_time)
+    if start is not None:
+        offer_plan(start[0], start[1], "start")
+    cands = [] if start is not None else candidate_schedules(problem, Clock(clock.left()), params.candidate_time)
     for name, sched in cands:
         offer(sched, name)
         if best_cost == 0:
             bound = 0
             return done("a candidate order needs no traffic")
-        if clock.expired():
+        if clock.expired(0.01):
             break
     if best_cost is None:
         return done("no plan")
@@ -737,7 +729,7 @@ def solve_joint(
 
     free = 0
     if params.use_free_bound:
-        from cosma.dnc import schedule_free_bound
+        from cosma.exact.bounds import schedule_free_bound
 
         free = schedule_free_bound(problem, 0.5)
         bound = max(bound, min(free, best_cost))
@@ -773,7 +765,7 @@ def solve_joint(
     nogoods: list[tuple[int, ...]] = []
     hint = tuple(index[name] for name in best_plan.schedule)
     seen: set[tuple[int, ...]] = set()
-    while not clock.expired() and stats["rounds"] <= params.nogood_rounds:
+    while not clock.expired(0.01) and stats["rounds"] <= params.nogood_rounds:
         stats["rounds"] += 1
         out = _solve_model(
             inst,
@@ -801,7 +793,7 @@ def solve_joint(
         if best_cost <= bound:
             return done("model order meets the bound")
         nogoods.append(out.order)
-    return done("round limit" if not clock.expired() else "time limit")
+    return done("round limit" if not clock.expired(0.01) else "time limit")
 
 
 __all__ = [
