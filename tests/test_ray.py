@@ -68,3 +68,82 @@ def test_a_cell_that_fails_on_ray_is_recorded(tmp_path):
     done = run_cells([cell], tmp_path / "cells.jsonl", jobs=2, ray="local")
     assert done[cell.key]["status"] == "error" and done[cell.key]["message"]
     assert load_cache(tmp_path / "cells.jsonl")[cell.key]["status"] == "error"
+
+
+# --- mallocgame train --ray -------------------------------------------------------------
+
+
+def test_a_ray_actor_plays_on_the_weights_the_learner_publishes():
+    """RayActorPool: the actor's finished games come back, and it loads the weights the
+    learner publishes every ``weights_every`` gradient steps (and only then)."""
+    import time
+
+    from mallocgame.agent.networks import MuZeroNet, NetConfig
+    from mallocgame.agent.search import SearchParams
+    from mallocgame.agent.selfplay import RayActorPool
+    from tests.test_agent import ToyMallocEnv, toy_envs
+
+    env = ToyMallocEnv()
+    net = MuZeroNet(NetConfig.from_space(env.observation_space, int(env.action_space.n), latent_dim=16, hidden_dim=32))
+    params = SearchParams(num_simulations=4, max_num_considered_actions=4)
+    pool = RayActorPool("local", 5, 1, net, params, "learned", toy_envs, None, 0, 2, False)
+    try:
+        games, deadline = [], time.monotonic() + 30
+        while len(games) < 2 and time.monotonic() < deadline:
+            games += pool.collect(wait_s=0.5)
+        assert len(games) >= 2 and all(len(game) == ToyMallocEnv.LENGTH for game, _ in games)
+        pool.sync(net, 4)  # 4 steps since the last broadcast (at 0): not yet
+        pool.sync(net, 5)
+        later, deadline = [], time.monotonic() + 30
+        while len(later) < 4 and time.monotonic() < deadline:  # games played after the broadcast
+            later += pool.collect(wait_s=0.5)
+    finally:
+        reports = pool.close()
+    assert reports and reports[0]["version"] == 5 and reports[0]["decisions"] > 0
+    assert ray.is_initialized()
+
+
+def test_training_on_ray_checkpoints_logs_and_resumes(tmp_path):
+    """`mallocgame train --ray --actors 1`: self-play in a Ray actor on the real env; the run
+    writes its checkpoint and log, and --resume --ray continues it."""
+    import torch
+
+    from mallocgame.train import main
+    from tests.test_agent import read_log, tiny_real_argv
+
+    argv = tiny_real_argv(tmp_path, "onray", "--ray", "--actors", "1", "--selfplay-model", "true",
+                          "--weights-every", "2")  # fmt: skip
+    assert main([*argv, "--max-env-steps", "40"]) == 0
+    ckpt = tmp_path / "onray" / "checkpoint.pt"
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["config"]["ray"] == "local" and saved["config"]["weights_every"] == 2
+    assert saved["counters"]["env_steps"] >= 40 and saved["counters"]["episodes"] > 0
+    assert saved["counters"]["updates"] > 2  # past the warm start's 2: learning on the actors' games
+    rows = read_log(tmp_path / "onray" / "log.csv")
+    assert rows
+
+    assert main(["--resume", str(ckpt), "--ray", "--max-env-steps", "80", "--no-progress"]) == 0
+    resumed = torch.load(ckpt, weights_only=False)
+    counters, before = resumed["counters"], saved["counters"]
+    assert counters["env_steps"] >= 80 and counters["episodes"] > before["episodes"]
+    assert counters["updates"] >= before["updates"] and counters["wall_s"] > before["wall_s"]
+    assert len(read_log(tmp_path / "onray" / "log.csv")) > len(rows)
+
+
+def crashing_env(settings, seed):
+    """A self-play env that cannot be built inside a Ray actor (the learner's process can)."""
+    if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
+        raise RuntimeError("no env in this actor")
+    from tests.test_agent import ToyMallocEnv
+
+    return ToyMallocEnv()
+
+
+def test_a_ray_actor_failure_stops_the_run_with_its_error_and_a_checkpoint(tmp_path):
+    from mallocgame.train import train
+    from tests.test_agent import tiny_config
+
+    with pytest.raises(RuntimeError, match="no env in this actor"):
+        train(tiny_config(tmp_path, ray="local", actors=1), make_env=crashing_env, make_eval_envs=lambda cfg: [],
+              progress=False)  # fmt: skip
+    assert (tmp_path / "smoke" / "checkpoint.pt").exists()
