@@ -36,6 +36,8 @@ def part_of(module: str) -> str:
         return parts[0]
     if len(parts) == 1:
         return "top"
+    if parts[1] == "__main__":  # ``python -m cosma``: the command line
+        return "cli"
     return parts[1]
 
 
