@@ -28,7 +28,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -44,7 +44,7 @@ from mallocgame.agent.policy import INFERENCE_C_SCALE, INFERENCE_MIN_Q_RANGE, MO
 from mallocgame.agent.replay import Game, ReplayBuffer
 from mallocgame.agent.rollout import Episode, play_episodes
 from mallocgame.agent.search import SearchParams
-from mallocgame.agent.selfplay import ActorPool, SelfPlay
+from mallocgame.agent.selfplay import ActorPool, RayActorPool, SelfPlay
 
 
 @dataclass
@@ -95,6 +95,14 @@ class TrainConfig:
     and learning take turns in one process. The learner keeps updates_per_iteration's ratio of
     gradient steps to decisions, which takes little CPU: on 2 cores, 2 actors played twice the
     games of a one-process run in 30 minutes (session 4; no better agent from them yet)."""
+    ray: str = field(default="", metadata={"const": "local"})
+    """Self-play actors on Ray (the learner stays here): --ray alone starts a local Ray with
+    --actors CPUs; --ray ADDRESS joins a running cluster (auto, ray://head:10001) whose nodes have
+    the project installed; "": no Ray (process actors, or none). Taken from the command line
+    on --resume: where a run continues is not part of its checkpoint. --actors 0 plays with 1."""
+    weights_every: int = 10
+    """With --ray: gradient steps between two broadcasts of the learner's weights to the actors
+    (the process actors read the live weights in shared memory)."""
     num_simulations: int = 32
     """Model calls per searched decision in self-play (Gumbel MuZero works with few)."""
     max_considered_actions: int = 8
@@ -254,9 +262,9 @@ def train(
     if cfg.selfplay_model not in MODELS:
         raise UsageError(f"unknown self-play model {cfg.selfplay_model!r}; known: {', '.join(MODELS)}")
     checkpoint = torch.load(resume, weights_only=False) if resume else None
-    if checkpoint is not None:  # the checkpoint's config wins, except the budget and run length
+    if checkpoint is not None:  # the checkpoint's config wins, except the budget, run length and where it runs
         saved = TrainConfig(**{**asdict(TrainConfig()), **AS_BEFORE_THEY_EXISTED, **checkpoint["config"]})
-        cfg = TrainConfig(**{**asdict(saved), "minutes": cfg.minutes, "max_env_steps": cfg.max_env_steps})
+        cfg = TrainConfig(**{**asdict(saved), **{k: getattr(cfg, k) for k in ("minutes", "max_env_steps", "ray")}})
     if not cfg.run_name:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         model = "" if cfg.selfplay_model == "learned" else f"_{cfg.selfplay_model}"
@@ -332,7 +340,7 @@ def train(
     start = time.perf_counter() - counters.wall_s  # the clock runs across --resume
     recent_losses: list[dict[str, float]] = []
     interrupted = False
-    actors: ActorPool | None = None
+    actors: ActorPool | RayActorPool | None = None
     try:
         if cfg.demo_episodes and counters.iteration == 0:  # a warm start, only at the start of a run
             demonstrator = "lookahead" if cfg.lookahead else "greedy"
@@ -342,9 +350,12 @@ def train(
                 learn()
             print(f"warm start: {cfg.demo_episodes} {demonstrator} games, {cfg.demo_updates} updates", file=sys.stderr)
         seeds = [cfg.seed * 1000 + i for i in range(cfg.num_envs)]
-        if cfg.actors > 0:  # self-play in processes of its own; this one learns
-            actors = ActorPool(cfg.actors, net, cfg.search_params(), cfg.selfplay_model, make_env, settings,
-                               cfg.seed, cfg.num_envs, real_siblings)  # fmt: skip
+        pool_args = (net, cfg.search_params(), cfg.selfplay_model, make_env, settings, cfg.seed, cfg.num_envs,
+                     real_siblings)  # fmt: skip
+        if cfg.ray:  # self-play in Ray actors, here or on a cluster; this one learns
+            actors = RayActorPool(cfg.ray, cfg.weights_every, max(1, cfg.actors), *pool_args)
+        elif cfg.actors > 0:  # self-play in processes of its own; this one learns
+            actors = ActorPool(cfg.actors, *pool_args)
         else:
             selfplay = SelfPlay(make_policy(net, cfg.search_params(), cfg.selfplay_model), envs, seeds, real_siblings)
         steps_at_start, updates_at_start = counters.env_steps, counters.updates
@@ -379,6 +390,7 @@ def train(
                         learn()
                 elif counters.updates - updates_at_start < due:
                     learn()
+                    actors.sync(net, counters.updates)
 
             now = time.perf_counter() - start
             if eval_envs and now - last_eval >= cfg.eval_every_s:
@@ -594,6 +606,8 @@ def build_parser(cls=TrainConfig, **kwargs) -> argparse.ArgumentParser:
         text = f"{docs.get(f.name, '')} [{default}]".replace("%", "%%")  # argparse formats help with %
         if isinstance(default, bool):  # bool("False") is True: a switch, --flag / --no-flag
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+        elif "const" in f.metadata:  # an optional value: the flag alone means metadata["const"]
+            parser.add_argument(flag, nargs="?", const=f.metadata["const"], default=default, help=text)
         else:
             parser.add_argument(flag, type=type(default), default=default, help=text)
     return parser

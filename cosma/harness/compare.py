@@ -1,10 +1,11 @@
 """``cosma compare``: every solver side by side on the zoo, in COSMA's protocol.
 
-One *cell* = (model, setting, tier, solver). Cells run in worker processes, each result is
-appended to a JSON-lines cache as soon as it is known (``results/cells.jsonl``), so an
-interrupted run keeps what it did and a rerun computes only what is missing. A cell that
-fails or runs out of time is recorded as such, never dropped. From the cache the command
-writes ``comparison.md``, ``comparison.csv`` and the plots.
+One *cell* = (model, setting, tier, solver). Cells run in worker processes (``--jobs N``) or
+as Ray tasks, on a local Ray or a cluster (``--ray [ADDRESS]``); each result is appended to
+a JSON-lines cache as soon as it is known (``results/cells.jsonl``), so an interrupted run
+keeps what it did and a rerun computes only what is missing. A cell that fails or runs out
+of time is recorded as such, never dropped. From the cache the command writes
+``comparison.md``, ``comparison.csv`` and the plots, the same whichever way the cells ran.
 """
 
 from __future__ import annotations
@@ -81,8 +82,17 @@ def tiers_for(path: Path) -> dict[str, dict[str, int]]:
     return out
 
 
-def run_cell(cell: Cell) -> dict:
-    """Solve one cell in a worker process; every failure becomes a recorded row."""
+def _unsolved(cell: Cell, status: str, message: str, seconds: float = 0.0) -> dict:
+    """The row of a cell that has no plan: skipped, or failed with ``message``."""
+    row = asdict(cell)
+    row.update(status=status, non_compulsory_bytes=None, latency_cycles=None, bound=None, gap=None,
+               seconds=round(seconds, 3), message=message[:200])  # fmt: skip
+    return row
+
+
+def run_cell(cell: Cell, source: str | None = None) -> dict:
+    """Solve one cell in a worker process; every failure becomes a recorded row. ``source``:
+    where to read the model from, when not at ``cell.path`` (a Ray worker on another node)."""
     import torch
 
     torch.set_num_threads(1)
@@ -94,18 +104,11 @@ def run_cell(cell: Cell) -> dict:
         from cosma.core.ir import Problem
         from cosma.core.onnx_lower import load_model
 
-        graph = load_model(cell.path, dtype_bytes=DTYPE_BYTES)
+        graph = load_model(source or cell.path, dtype_bytes=DTYPE_BYTES)
         if cell.max_ops and len(graph.operators) > cell.max_ops:
-            row.update(
-                status="skipped",
-                non_compulsory_bytes=None,
-                latency_cycles=None,
-                bound=None,
-                gap=None,
-                seconds=0.0,
-                message=f"{cell.solver} not run above {cell.max_ops} operators (see --agent-max-ops)",
+            return _unsolved(
+                cell, "skipped", f"{cell.solver} not run above {cell.max_ops} operators (see --agent-max-ops)"
             )
-            return row
         problem = Problem(graph, cell.capacity, get_hardware(HARDWARE), weights_counted=cell.setting == "weights")
         result = run(problem, cell.solver, None, RunOptions(time_limit=cell.time_limit, seed=0))
         row.update(
@@ -118,16 +121,19 @@ def run_cell(cell: Cell) -> dict:
             message=result.message[:200],
         )
     except Exception as e:  # noqa: BLE001 - recorded, never dropped: the table shows the failure
-        row.update(
-            status="error",
-            non_compulsory_bytes=None,
-            latency_cycles=None,
-            bound=None,
-            gap=None,
-            seconds=round(time.perf_counter() - start, 3),
-            message=f"{type(e).__name__}: {e}"[:200],
-        )
+        return _unsolved(cell, "error", f"{type(e).__name__}: {e}", time.perf_counter() - start)
     return row
+
+
+def _ray_cell(cell: Cell, model: bytes) -> dict:
+    """``run_cell`` as a Ray task: the model's bytes come through the object store (a node of a
+    cluster need not hold the zoo), written under the file's own name (the graph's name)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cosma-cell-") as tmp:
+        source = Path(tmp) / Path(cell.path).name
+        source.write_bytes(model)
+        return run_cell(cell, str(source))
 
 
 def load_cache(path: Path) -> dict[str, dict]:
@@ -140,37 +146,72 @@ def load_cache(path: Path) -> dict[str, dict]:
     return rows
 
 
-def run_cells(cells: list[Cell], cache_path: Path, jobs: int) -> dict[str, dict]:
+def run_cells(cells: list[Cell], cache_path: Path, jobs: int, ray: str | None = None) -> dict[str, dict]:
+    """Every cell not in the cache, each written to it as soon as it is done: one after the
+    other (``jobs`` <= 1), in ``jobs`` worker processes, or as Ray tasks (``ray``: the address
+    of a cluster, or ``LOCAL`` for a Ray started here with ``jobs`` CPUs)."""
     from tqdm import tqdm
 
     done = load_cache(cache_path)
     todo = [c for c in cells if c.key not in done]
-    print(f"compare: {len(cells)} cells, {len(cells) - len(todo)} cached, {len(todo)} to run on {jobs} process(es)")
+    if ray is None:
+        where = f"on {jobs} process(es)"
+    else:
+        from cosma.core.distributed import LOCAL
+
+        where = f"as Ray tasks ({f'a local Ray, {max(1, jobs)} CPUs' if ray == LOCAL else ray})"
+    print(f"compare: {len(cells)} cells, {len(cells) - len(todo)} cached, {len(todo)} to run {where}")
     if not todo:
         return done
     with cache_path.open("a") as cache, tqdm(total=len(todo), unit="cell", file=sys.stderr) as bar:
+
+        def record(cell: Cell, row: dict) -> None:
+            cache.write(json.dumps(row) + "\n")
+            cache.flush()
+            done[cell.key] = row
+            bar.set_postfix_str(f"{row['model']} {row['tier']} {row['solver']}: {row['status']}")
+            bar.update()
+
         try:
-            if jobs <= 1:
+            if ray is not None:
+                _run_on_ray(todo, ray, jobs, record)
+            elif jobs <= 1:
                 for cell in todo:
-                    row = run_cell(cell)
-                    cache.write(json.dumps(row) + "\n")
-                    cache.flush()
-                    done[cell.key] = row
-                    bar.update()
+                    record(cell, run_cell(cell))
             else:
                 with ProcessPoolExecutor(max_workers=jobs) as pool:
                     futures = {pool.submit(run_cell, c): c for c in todo}
                     for future in as_completed(futures):
-                        row = future.result()
-                        cache.write(json.dumps(row) + "\n")
-                        cache.flush()
-                        done[futures[future].key] = row
-                        bar.set_postfix_str(f"{row['model']} {row['tier']} {row['solver']}: {row['status']}")
-                        bar.update()
+                        record(futures[future], future.result())
         except KeyboardInterrupt:
             print("\ncompare: interrupted; finished cells are kept in the cache", file=sys.stderr)
             raise
     return done
+
+
+def _run_on_ray(todo: list[Cell], address: str, jobs: int, record) -> None:
+    """The cells as Ray tasks of one CPU each, recorded in the order they finish; Ctrl-C
+    cancels the tasks still queued or running (what was recorded stays)."""
+    from cosma.core.distributed import ray_session
+
+    with ray_session(address, jobs) as ray:
+        task = ray.remote(num_cpus=1)(_ray_cell)
+        models = {path: ray.put(Path(path).read_bytes()) for path in sorted({c.path for c in todo})}
+        pending = {task.remote(cell, models[cell.path]): cell for cell in todo}
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    cell = pending.pop(ref)
+                    try:
+                        row = ray.get(ref)
+                    except ray.exceptions.RayError as e:  # the worker died (out of memory, a lost node)
+                        row = _unsolved(cell, "error", f"{type(e).__name__}: {e}")
+                    record(cell, row)
+        except KeyboardInterrupt:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
 
 
 def _kib(n) -> str:
@@ -554,7 +595,16 @@ def add_command(sub) -> None:
     p.add_argument("--tiers", nargs="*", default=["M_R", "M_H", "M_P"])
     p.add_argument("--solvers", nargs="*", default=None)
     p.add_argument("--time-limit", type=float, default=60.0, help="seconds per cell")
-    p.add_argument("--jobs", type=int, default=2, help="parallel worker processes")
+    p.add_argument("--jobs", type=int, default=2, help="parallel worker processes (with --ray: a local Ray's CPUs)")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run the cells as Ray tasks: alone, on a local Ray with --jobs CPUs; with an ADDRESS (auto,"
+        " ray://head:10001), on that running cluster, whose nodes have cosma installed",
+    )
     p.add_argument("--out", default="results", help="output folder")
     p.add_argument("--fresh", action="store_true", help="recompute cells already in the cache")
     p.add_argument("--no-maps", action="store_true", help="skip the side-by-side memory maps")
@@ -613,7 +663,7 @@ def main(args) -> int:
         for tier in args.tiers
         for s in solvers
     ]
-    done = run_cells(cells, cache_path, args.jobs)
+    done = run_cells(cells, cache_path, args.jobs, getattr(args, "ray", None))
     rows = [done[c.key] for c in cells if c.key in done]
     import importlib.metadata as md
 

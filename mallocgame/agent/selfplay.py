@@ -11,6 +11,15 @@ twice the games of one process in the same wall-clock budget (results/muzero/REA
 An actor reads the weights while the learner writes them, without a lock: a search may
 see a half-applied gradient step. That is A3C's "Hogwild" bargain (Mnih et al., 2016),
 and harmless here: one step moves the weights by far less than self-play's own noise.
+
+``RayActorPool`` (``--ray``) is the same pool on Ray, on this machine or across a cluster,
+in muzero-general's layout: every ``weights_every`` gradient steps the learner puts its
+weights in Ray's object store and tells a shared-storage actor (``WeightStore``); each
+self-play actor (``RaySelfPlayer``, one CPU: the same ``SelfPlay`` loop) polls the store
+between decisions, loads weights newer than its own, and pushes its finished games to an
+inbox actor (``GameInbox``) that the learner empties into its replay. One learner: this
+process. Nothing is shared in memory, so the actors play on weights at most
+``weights_every`` steps old rather than on the live ones.
 """
 
 from __future__ import annotations
@@ -102,6 +111,12 @@ def _actor(
         games.put(("error", f"actor {index}:\n{traceback.format_exc()}"))
 
 
+def actor_seeds(seed: int, index: int, num_envs: int) -> list[int]:
+    """The env seeds of actor ``index``: its own, apart from the learner's envs (seed * 1000 + i,
+    i < num_envs) and from every other actor's."""
+    return [seed * 1000 + 100 * (index + 1) + i for i in range(num_envs)]
+
+
 class ActorPool:
     """``n`` actor processes playing on ``net``'s weights (moved to shared memory)."""
 
@@ -115,8 +130,7 @@ class ActorPool:
         self.stop = context.Event()
         self.processes = []
         for j in range(n):
-            # Seeds of their own, apart from the learner's envs (seed * 1000 + i, i < num_envs).
-            seeds = [seed * 1000 + 100 * (j + 1) + i for i in range(num_envs)]
+            seeds = actor_seeds(seed, j, num_envs)
             args = (j, net, params, model, make_env, settings, seeds, sibling_targets, self.games, self.stop)
             process = context.Process(target=_actor, args=args, daemon=True, name=f"mallocgame-actor-{j}")
             process.start()
@@ -138,6 +152,9 @@ class ActorPool:
             raise RuntimeError("every self-play actor has exited")
         return out
 
+    def sync(self, net: MuZeroNet, updates: int) -> None:
+        """Nothing to send: the actors read the learner's weights in shared memory."""
+
     def close(self) -> None:
         """Stop the actors (their unfinished games are dropped)."""
         self.stop.set()
@@ -154,4 +171,182 @@ class ActorPool:
         self.games.cancel_join_thread()
 
 
-__all__ = ["ActorPool", "Finished", "SelfPlay"]
+class WeightStore:
+    """Shared storage (a Ray actor of no CPU): the learner's latest weights, as a reference into
+    the object store with the number of gradient steps they are from, and the stop signal."""
+
+    def __init__(self):
+        self.version, self.weights, self.stopping = -1, None, False
+
+    def publish(self, version: int, boxed: list) -> None:
+        self.version, self.weights = version, boxed  # [ObjectRef]: boxed, so Ray passes the reference on
+
+    def poll(self, known: int) -> tuple[bool, tuple[int, list] | None]:
+        """(stop?, (version, [weights ref]) when newer than ``known``, else None)."""
+        return self.stopping, None if self.version == known else (self.version, self.weights)
+
+    def stop(self) -> None:
+        self.stopping = True
+
+
+class GameInbox:
+    """Finished games on their way to the learner's replay (a Ray actor of no CPU)."""
+
+    def __init__(self):
+        self.items: list[Finished] = []
+
+    def put(self, items: list[Finished]) -> int:
+        self.items.extend(items)
+        return len(self.items)
+
+    def size(self) -> int:
+        return len(self.items)
+
+    def take(self) -> list[Finished]:
+        out, self.items = self.items, []
+        return out
+
+
+class RaySelfPlayer:
+    """A self-play actor on Ray (one CPU): ``SelfPlay`` on the store's latest weights, its
+    finished games pushed to the inbox, until the store says stop."""
+
+    def __init__(
+        self, net_config, params: SearchParams, model: str, make_env: Callable[[EnvSettings, int], Any],
+        settings: EnvSettings, seeds: list[int], sibling_targets: bool, store: Any, inbox: Any, room: int,
+    ):  # fmt: skip
+        torch.set_num_threads(1)
+        torch.manual_seed(seeds[0])
+        self.rng = np.random.default_rng(seeds)
+        self.net, self.version = MuZeroNet(net_config), -1
+        self.store, self.inbox, self.room = store, inbox, room
+        envs = [make_env(settings, seed) for seed in seeds]
+        self.play = SelfPlay(make_policy(self.net, params, model), envs, seeds, sibling_targets)
+
+    def _stopping(self) -> bool:
+        """Whether to stop; loads the learner's weights when they are newer than the actor's."""
+        import ray
+
+        stopping, newer = ray.get(self.store.poll.remote(self.version))
+        if newer is not None and not stopping:
+            self.version, (ref,) = newer
+            self.net.load_state_dict(ray.get(ref))
+        return stopping
+
+    def run(self) -> dict[str, int]:
+        """Play until stopped; returns the decisions played and the version of the weights last
+        loaded (an error is raised to the learner)."""
+        import ray
+
+        decisions = 0
+        while not self._stopping():
+            finished = self.play.step(self.rng)
+            decisions += len(self.play.envs)
+            if finished and ray.get(self.inbox.put.remote(finished)) >= self.room:
+                while not self._stopping() and ray.get(self.inbox.size.remote()) >= self.room:
+                    time.sleep(0.05)  # the learner is behind: wait for it to empty the inbox
+        return {"decisions": decisions, "version": self.version}
+
+
+class RayActorPool:
+    """``ActorPool`` on Ray: ``n`` ``RaySelfPlayer`` actors, the ``WeightStore`` and the
+    ``GameInbox``, on the Ray at ``address`` (``cosma.core.distributed.ray_session``: a local
+    one with ``n`` CPUs, or a cluster's), which ``close`` leaves as it found it."""
+
+    def __init__(
+        self, address: str, weights_every: int, n: int, net: MuZeroNet, params: SearchParams, model: str,
+        make_env: Callable[[EnvSettings, int], Any], settings: EnvSettings, seed: int, num_envs: int,
+        sibling_targets: bool,
+    ):  # fmt: skip
+        import contextlib
+
+        from cosma.core.distributed import ray_session
+
+        self.session = contextlib.ExitStack()
+        ray = self.ray = self.session.enter_context(ray_session(address, n))
+        try:
+            self.weights_every, self.published = max(1, weights_every), -1
+            self.store = ray.remote(num_cpus=0)(WeightStore).remote()
+            self.inbox = ray.remote(num_cpus=0)(GameInbox).remote()
+            self.sync(net, 0, force=True)
+            player = ray.remote(num_cpus=1)(RaySelfPlayer)
+            self.players = [
+                player.remote(
+                    net.cfg,
+                    params,
+                    model,
+                    make_env,
+                    settings,
+                    actor_seeds(seed, j, num_envs),
+                    sibling_targets,
+                    self.store,
+                    self.inbox,
+                    16 * num_envs,
+                )  # fmt: skip
+                for j in range(n)
+            ]
+            self.runs = [p.run.remote() for p in self.players]
+        except BaseException:
+            self.session.close()
+            raise
+
+    def sync(self, net: MuZeroNet, updates: int, force: bool = False) -> None:
+        """Publish the learner's weights when ``weights_every`` gradient steps passed since the last time."""
+        if force or updates - self.published >= self.weights_every:
+            weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            self.store.publish.remote(updates, [self.ray.put(weights)])
+            self.published = updates
+
+    def _check(self) -> None:
+        """Raise an actor's error (or its exit: none stops before ``close``)."""
+        ended, _ = self.ray.wait(self.runs, num_returns=len(self.runs), timeout=0)
+        for ref in ended:
+            try:
+                self.ray.get(ref)
+            except self.ray.exceptions.RayError as e:
+                raise RuntimeError(f"a self-play actor failed: {e}") from None
+            raise RuntimeError("a self-play actor has exited")
+
+    def collect(self, wait_s: float = 0.0) -> list[Finished]:
+        """The games the actors finished since the last call (waiting up to ``wait_s`` for a
+        first one when there is none); an actor's error is raised here."""
+        out = self.ray.get(self.inbox.take.remote())
+        if not out and wait_s > 0:
+            self.ray.wait(self.runs, num_returns=1, timeout=wait_s)  # a pause that a failing actor cuts short
+            out = self.ray.get(self.inbox.take.remote())
+        if not out:
+            self._check()
+        return out
+
+    def close(self) -> list[dict[str, int]]:
+        """Stop the actors (their unfinished games are dropped) and leave Ray as found; returns
+        what each actor that stopped cleanly reports (``RaySelfPlayer.run``)."""
+        ray = self.ray
+        reports = []
+        try:
+            ray.get(self.store.stop.remote(), timeout=10.0)
+            ended, _ = ray.wait(self.runs, num_returns=len(self.runs), timeout=10.0)
+            for ref in ended:
+                try:
+                    reports.append(ray.get(ref))
+                except ray.exceptions.RayError:
+                    pass  # its error was raised by collect, or the run is ending over another one
+        except ray.exceptions.RayError:
+            pass  # a lost store: the actors are killed below all the same
+        finally:
+            for actor in (*self.players, self.store, self.inbox):
+                ray.kill(actor)
+            self.session.close()
+        return reports
+
+
+__all__ = [
+    "ActorPool",
+    "Finished",
+    "GameInbox",
+    "RayActorPool",
+    "RaySelfPlayer",
+    "SelfPlay",
+    "WeightStore",
+    "actor_seeds",
+]
