@@ -166,7 +166,7 @@ def test_free_mode_is_min_over_orders(seed: int) -> None:
 def test_free_mode_reports_intractable() -> None:
     graph = branchy(1)
     problem = Problem(graph, min_capacity(Problem(graph, 10**9, IDEAL)), IDEAL)
-    result = solve(problem, ExactParams(schedule_mode="free", max_free_orders=3), time_limit=20)
+    result = solve(problem, ExactParams(schedule_mode="enumerate", max_free_orders=3), time_limit=20)
     assert result.status is not Status.OPTIMAL
     assert "not tractable" in result.message
 
@@ -228,7 +228,7 @@ def test_ctrl_c_returns_best_plan() -> None:
 def test_best_candidate_schedule_when_none_given() -> None:
     graph = branchy(4, 8)
     problem = Problem(graph, min_capacity(Problem(graph, 10**9, IDEAL)), IDEAL)
-    result = solve(problem, time_limit=20)
+    result = solve(problem, ExactParams(schedule_mode="fixed"), time_limit=20)
     assert result.stats["schedule_mode"] == "fixed"
     assert result.stats["schedule_source"] in result.stats["candidates"]
     given = solve(problem, schedule=file_order(graph), time_limit=20)

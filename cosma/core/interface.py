@@ -40,6 +40,9 @@ class RunOptions:
     schedule: tuple[OpName, ...] | None = None  # fix the operator order (None: the solver's choice)
     verbose: bool = False  # print progress lines to stderr
     log: Callable[[str], None] | None = None  # where progress lines go (default: stderr when verbose)
+    # Called with (incumbent bytes, lower bound bytes), either None, as a solver improves them:
+    # how a caller running solvers inside its own (``auto``) follows them without their chatter.
+    progress: Callable[[Bytes | None, Bytes | None], None] | None = None
 
     def say(self, line: str) -> None:
         if self.log is not None:
@@ -48,6 +51,58 @@ class RunOptions:
             import sys
 
             print(line, file=sys.stderr, flush=True)
+
+    def report(self, incumbent: Bytes | None = None, bound: Bytes | None = None) -> None:
+        """A new best plan's non-compulsory bytes, or a new lower bound (for the problem as posed)."""
+        if self.progress is not None:
+            self.progress(incumbent, bound)
+
+
+class Heartbeat:
+    """The live figures of a long solve: the best plan and the best bound so far, printed
+    through ``say`` every ``every`` seconds by a background thread (and never otherwise),
+    so that a user sees a long solve move::
+
+        with Heartbeat(options.say, "auto", 5.0) as beat:
+            run(problem, "exact", options=replace(options, progress=beat.update))
+    """
+
+    def __init__(self, say: Callable[[str], None], name: str, every: float, what: str = "bound"):
+        import threading
+
+        self.say, self.name, self.every, self.what = say, name, every, what
+        self.incumbent: Bytes | None = None
+        self.bound: Bytes | None = None
+        self.started = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def update(self, incumbent: Bytes | None = None, bound: Bytes | None = None) -> None:
+        if incumbent is not None and (self.incumbent is None or incumbent < self.incumbent):
+            self.incumbent = incumbent
+        if bound is not None and (self.bound is None or bound > self.bound):
+            self.bound = bound
+
+    def line(self) -> str:
+        inc = "-" if self.incumbent is None else f"{self.incumbent:,} B"
+        bound = "-" if self.bound is None else f"{min(self.bound, self.incumbent or self.bound):,} B"
+        gap = "-"
+        if self.incumbent is not None and self.bound is not None:
+            gap = "0.0%" if self.incumbent == 0 else f"{max(0, self.incumbent - self.bound) / self.incumbent:.1%}"
+        seconds = time.perf_counter() - self.started
+        return f"{self.name}: incumbent {inc}, {self.what} {bound}, gap {gap}, {seconds:.0f} s"
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            self.say(self.line())
+
+    def __enter__(self) -> Heartbeat:
+        if self.every > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
 
 
 @dataclass
@@ -236,6 +291,7 @@ __all__ = [
     "RunOptions",
     "SolveResult",
     "SolverSpec",
+    "Heartbeat",
     "REGISTRY",
     "register",
     "get_solver",

@@ -2,10 +2,18 @@
 
 1. ``exact`` runs first with part of the budget (``exact_fraction``), unless the schedule
    is too long for it to have a chance (``exact_max_steps``: at NAS scale a joint CP-SAT
-   model finds no plan at all in a minute). If it proves optimality, that is the answer.
+   model finds no plan at all in a minute): the candidate orders, then the order-aware
+   model of ``cosma.exact.joint`` closing the gap over every order. If it proves
+   optimality over every schedule, that is the answer, returned at once.
 2. Otherwise ``dnc`` gets the rest of the budget, starting from the exact solver's best
-   plan (and, inside dnc, from ``best-greedy``'s).
+   plan (and, inside dnc, from ``best-greedy``'s), and stops as soon as a plan meets the
+   exact solver's bound over every schedule.
 3. The answer is never worse than ``best-greedy``: its plan is compared last.
+
+The bound is the best of the sub-solvers' bounds, each valid over every schedule (or for
+the schedule the caller fixed). On a long solve a line (incumbent, bound over every
+schedule, gap, seconds) goes to stderr every ``progress_every`` seconds; the
+sub-solvers' own lines are not printed.
 
 ``stats["path"]`` says which answer was returned ("exact", "dnc" or "best-greedy") and
 ``stats["why"]`` why; the sub-solvers' figures are kept under ``stats["exact"]`` and
@@ -17,7 +25,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 
-from cosma.core.interface import RunOptions, SolveResult, Status, register, run
+from cosma.core.interface import Heartbeat, RunOptions, SolveResult, Status, register, run
 from cosma.core.ir import Problem
 from cosma.exact.dnc import DncParams, dnc_search
 
@@ -30,10 +38,19 @@ class AutoParams:
     exact_time: float = 60.0  # exact solver's time when there is no time limit
     exact_max_steps: int = 400  # skip the exact solver on longer schedules (go straight to dnc)
     dnc_time: float = 120.0  # dnc's time when there is no time limit
+    progress_every: float = 5.0  # seconds between progress lines on stderr (with --quiet: none)
 
 
 @register("auto", "exact when it proves optimality in part of the budget, else divide and conquer", AutoParams)
 def solve_auto(problem: Problem, params: AutoParams, options: RunOptions) -> SolveResult:
+    what = "bound" if options.schedule is not None else "bound over every schedule"
+    with Heartbeat(options.say, "auto", params.progress_every if options.verbose else 0, what) as beat:
+        # The sub-solvers report their progress to the heartbeat instead of printing it.
+        quiet = replace(options, verbose=False, log=None, progress=beat.update)
+        return _solve_auto(problem, params, quiet, beat)
+
+
+def _solve_auto(problem: Problem, params: AutoParams, options: RunOptions, beat: Heartbeat) -> SolveResult:
     started = time.monotonic()
     stats: dict = {}
 
@@ -50,6 +67,7 @@ def solve_auto(problem: Problem, params: AutoParams, options: RunOptions) -> Sol
     else:
         limit = params.exact_time if options.time_limit is None else params.exact_fraction * options.time_limit
         exact = run(problem, "exact", options=replace(options, time_limit=limit))
+        beat.update(exact.objective, exact.bound)
         stats["exact"] = {
             "status": exact.status.value,
             "objective": exact.objective,
@@ -65,14 +83,16 @@ def solve_auto(problem: Problem, params: AutoParams, options: RunOptions) -> Sol
     if exact is None or exact.status is not Status.OPTIMAL:
         starts = [] if exact is None or exact.plan is None else [(exact.plan, "exact")]
         dnc_options = replace(options, time_limit=params.dnc_time if options.time_limit is None else left())
-        result = dnc_search(problem, DncParams(), dnc_options, starts)
+        floor = 0 if exact is None or exact.bound is None else exact.bound
+        result = dnc_search(problem, DncParams(), dnc_options, starts, floor)
+        beat.update(result.objective, result.bound)
         if result.plan is not None:
             result = _scored(problem, result)
         stats["dnc"] = {k: v for k, v in result.stats.items() if not isinstance(v, dict)}
         best, path = result, "dnc"
         bounds.append(result.bound or 0)
-        if exact is not None and options.schedule is not None and exact.bound is not None:
-            bounds.append(exact.bound)  # with the schedule fixed, the exact solver's bound holds too
+        if exact is not None and exact.bound is not None:
+            bounds.append(exact.bound)  # over every order, or for the schedule the caller fixed
         if (
             exact is not None
             and exact.objective is not None

@@ -29,9 +29,9 @@ to a later use, never longer, and any valid plan shrinks into it at no extra cos
 Never worse than ``best-greedy`` (its plan is a start). Every answer carries a valid lower
 bound: the no-address relaxation (per step, the kept tensors' footprints fit the
 capacity; offsets ignored), of the fixed-schedule problem when the caller fixed the
-schedule, otherwise of the schedule-free problem (a tensor must be resident at every
-operator between two of its uses *in the DAG*, whatever the order, unless it is evicted at
-least once); the bound for the order used is in ``stats["fixed_schedule_bound"]``.
+schedule, otherwise over every order (``cosma.exact.joint.order_bound``: the order-aware
+relaxation, chunked on large graphs, and the schedule-free bound); the bound for the order
+used is in ``stats["fixed_schedule_bound"]``.
 Ctrl-C returns the best plan so far (``TIMEOUT``); the time limit is the search's budget
 (``FEASIBLE``, or ``OPTIMAL`` when the plan meets the bound).
 """
@@ -42,7 +42,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ortools.sat.python import cp_model
 
@@ -50,7 +50,8 @@ from cosma.core.analysis import is_topological, live_bytes, make_plan, operator_
 from cosma.core.errors import UsageError
 from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
-from cosma.exact.bounds import fixed_schedule_bound, schedule_free_bound
+from cosma.exact.bounds import fixed_schedule_bound
+from cosma.exact.joint import order_bound
 from cosma.schedules.orders import ORDER_KINDS, OVERFLOW_PORTFOLIO, candidate_orders
 
 
@@ -580,12 +581,14 @@ class _Search:
     best: _Layout
     best_cost: Bytes
     stats: dict = field(default_factory=dict)
+    report: Callable[..., None] = lambda **_: None  # RunOptions.report: hears of every better plan
 
     def offer(self, inc: _Layout, source: str) -> bool:
         cost = inc.cost()
         if cost < self.best_cost:
             self.best, self.best_cost = inc, cost
             self.stats["best_from"] = source
+            self.report(incumbent=cost)
             return True
         return False
 
@@ -596,10 +599,16 @@ def solve_dnc(problem: Problem, params: DncParams, options: RunOptions) -> Solve
 
 
 def dnc_search(
-    problem: Problem, params: DncParams, options: RunOptions, starts: Sequence[tuple[Plan, str]] = ()
+    problem: Problem,
+    params: DncParams,
+    options: RunOptions,
+    starts: Sequence[tuple[Plan, str]] = (),
+    floor: Bytes = 0,
 ) -> SolveResult:
     """The ``dnc`` solver, also taking valid plans to start from (``auto`` hands over the
-    exact solver's best plan): ``(plan, source)``, each canonicalized and used if best."""
+    exact solver's best plan): ``(plan, source)``, each canonicalized and used if best.
+    ``floor``: a lower bound the caller proved for the problem as posed; the search stops
+    as soon as a plan meets it."""
     started = time.monotonic()
     deadline = None if options.time_limit is None else started + options.time_limit
 
@@ -618,7 +627,7 @@ def dnc_search(
     from cosma.schedules.minpeak import topological_order
 
     first = _Layout.empty(problem, options.schedule or tuple(topological_order(problem)))
-    search = _Search(first, first.cost(), stats)
+    search = _Search(first, first.cost(), stats, options.report)
     stats["best_from"] = "all evicted"
     schedule, schedule_bound, single_optimal = first.schedule, None, False
 
@@ -671,7 +680,9 @@ def dnc_search(
         n = len(schedule)
 
         def settled() -> bool:
-            return search.best.schedule == schedule and search.best_cost <= schedule_bound
+            return search.best_cost <= floor or (
+                search.best.schedule == schedule and search.best_cost <= schedule_bound
+            )
 
         empty = _Layout.empty(problem, schedule)
         search.offer(empty, "all evicted")
@@ -784,10 +795,16 @@ def dnc_search(
             if single_optimal and same:
                 fixed = max(fixed, cost)
             stats["fixed_schedule_bound"] = fixed
-            bound = fixed if options.schedule is not None else schedule_free_bound(problem, bound_time)
+            if options.schedule is not None:
+                bound = max(fixed, floor)
+            elif cost <= floor:
+                bound = floor
+            else:  # over every order: the order-aware relaxation (chunked on large graphs)
+                found = order_bound(problem, bound_time, options.threads, options.seed, upper=cost)
+                bound, stats["order_bound_how"] = max(found.bound, floor), found.how
         except KeyboardInterrupt:
             interrupted = True
-    stats["bound_kind"] = "fixed schedule" if options.schedule is not None else "schedule-free"
+    stats["bound_kind"] = "fixed schedule" if options.schedule is not None else "every schedule"
     if interrupted:
         status, message = Status.TIMEOUT, "interrupted: best plan so far"
     elif cost <= bound:

@@ -658,6 +658,7 @@ def solve_joint(
     params: JointParams = JointParams(),
     say=lambda line: None,
     start: tuple[Plan, int | None] | None = None,
+    progress=lambda incumbent, bound: None,
 ) -> JointResult:
     """The best valid plan over orders, with a bound valid over every order.
 
@@ -668,6 +669,7 @@ def solve_joint(
        order; else the order is cut off (no-good) and the model re-solved.
     Every plan comes from ``cosma.exact.solver`` through ``cosma.core.interface.run`` (validated).
 
+    ``progress(incumbent, bound)`` hears of every better plan and bound (bytes).
     ``start``: a valid plan already found (and its proven bound for its own order, or
     None): step 1 is skipped and the search starts from it.
     """
@@ -698,6 +700,7 @@ def solve_joint(
         if best_cost is None or cost < best_cost:
             best_plan, best_cost = plan, cost
             stats["best_source"] = source
+            progress(cost, None)
 
     def done(how: str) -> JointResult:
         proven = best_cost is not None and bound >= best_cost
@@ -733,6 +736,7 @@ def solve_joint(
 
         free = schedule_free_bound(problem, 0.5)
         bound = max(bound, min(free, best_cost))
+        progress(None, bound)
         if bound >= best_cost:
             return done("schedule_free_bound")
 
@@ -758,6 +762,7 @@ def solve_joint(
         )
         say(f"joint: cheap relaxation: {out.status}, bound {out.bound}")
         bound = max(bound, min(best_cost, out.bound))
+        progress(None, bound)
         if bound >= best_cost:
             return done("cheap relaxation: nothing cheaper over any order")
 
@@ -780,6 +785,7 @@ def solve_joint(
         say(f"joint: model round {stats['rounds']}: {out.status}, bound {out.bound}, value {out.objective}")
         # Orders cut off so far were solved exactly and cost >= best_cost; the rest cost >= out.bound.
         bound = max(bound, min(best_cost, out.bound))
+        progress(None, bound)
         if out.status == "infeasible" or bound >= best_cost:
             bound = best_cost
             return done("model: nothing cheaper over any order")

@@ -1,6 +1,6 @@
-"""The exact solver ("exact"): proven-optimal tensor replacement and allocation.
+"""The exact solver ("exact"): proven-optimal operator order, tensor replacement and allocation.
 
-Fixed schedule (COSMA's FS mode), in the terms of ``cosma.exact.model``: decide per
+For one operator order (COSMA's FS mode), in the terms of ``cosma.exact.model``: decide per
 gap between two uses of a tensor whether it stays resident (keep) or is evicted, and
 give every residency an offset. The solve is a decomposition that settles almost
 every instance without ever searching offsets and keep bits together:
@@ -24,14 +24,17 @@ capacity >= M_R), improved by the ``best-greedy`` baseline (asked for only when 
 relaxation did not settle the instance) and by every solution found. A time limit or
 Ctrl-C returns it with status TIMEOUT.
 
-Without a given schedule, fixed mode solves each candidate order (file, memory-aware,
-minimum-peak) and keeps the best; an order whose relaxation bound cannot beat the best
-so far is cut short.
+Without a given schedule, every mode first solves each candidate order (file,
+memory-aware, minimum-peak) and keeps the best; an order whose relaxation bound cannot
+beat the best so far is cut short. Then (``schedule_mode``):
 
-Free schedule: the operator order is searched too, by enumerating topological orders
-(each solved exactly, orders whose relaxation bound cannot beat the incumbent are
-skipped) where their number is small; otherwise the solver says so and solves the best
-candidate fixed order instead.
+* ``free`` (default): the order-aware search of ``cosma.exact.joint`` starts from that
+  plan: its no-address model over every order either proves nothing is cheaper or
+  proposes a better order, solved exactly as above, until the bound over every order
+  meets the plan (OPTIMAL) or time runs out (the bound over every order is reported);
+* ``fixed``: only the bound over every order is computed (``order_bound``);
+* ``enumerate``: every topological order is solved, where there are few enough (a
+  reference for small graphs).
 """
 
 from __future__ import annotations
@@ -58,7 +61,10 @@ from cosma.schedules.orders import PEAK_ORDERS, candidate_orders, distinct
 class ExactParams:
     """Switches of the exact solver; every default is the fastest proven-exact setting."""
 
-    schedule_mode: str = "fixed"  # "fixed": optimal for one operator order; "free": search orders too
+    # "free": optimal over every operator order (the order-aware model of cosma.exact.joint closes
+    # the gap left by the candidate orders); "fixed": optimal for the best candidate order, with
+    # the bound over every order; "enumerate": every topological order solved (a reference for small graphs)
+    schedule_mode: str = "free"
     relaxation: bool = True  # solve the no-address relaxation first and try to pack its answer
     nogood_rounds: int = 0  # relaxation re-solves with no-good cuts before the joint model (packing proofs are slow)
     joint: bool = True  # fall back to the joint keep+offset CP-SAT model (off: stop with a bound)
@@ -67,13 +73,15 @@ class ExactParams:
     use_packer: bool = True  # packing check: call cosma.packing.exact when present (else CP-SAT)
     pack_time_limit: float = 2.0  # seconds one packing check may take (at most a quarter of the time left);
     # past it the joint model takes over, which settles fragmented instances faster than packing proofs
-    max_free_orders: int = 2000  # free mode: enumerate at most this many topological orders
+    max_free_orders: int = 2000  # enumerate mode: at most this many topological orders
+    candidates_share: float = 0.5  # free mode: share of the time the candidate orders may use (the rest closes the gap)
+    order_bound_time: float = 10.0  # fixed mode: seconds for the bound over every order (at most half the time left)
     schedule_time_limit: float = 2.0  # fixed mode, no schedule given: seconds to find the candidate orders
     solver_params: str = ""  # CP-SAT parameters in protobuf text format, e.g. "log_search_progress:true"
     dump_model: str = ""  # write the last CP-SAT model built here (text proto), "" for none
 
 
-SCHEDULE_MODES = ("fixed", "free")
+SCHEDULE_MODES = ("free", "fixed", "enumerate")
 
 
 @dataclass
@@ -142,6 +150,7 @@ class _Progress(cp_model.CpSolverSolutionCallback):
         if self.incumbent.offer(keep, offsets, "joint"):
             bound = int(self.best_objective_bound)
             cost = self.incumbent.cost
+            self.options.report(incumbent=cost)
             gap = 0.0 if cost == 0 else (cost - bound) / cost
             self.options.say(f"exact: incumbent {cost} bound {bound} gap {gap:.1%} {self.clock.elapsed():.2f}s")
 
@@ -344,30 +353,66 @@ def topological_orders(problem: Problem, limit: int) -> tuple[list[tuple[OpName,
 # ----- the registered solver -----
 
 
-@register("exact", "proven-optimal replacement + allocation (fixed schedule; free where tractable)", ExactParams)
+@register("exact", "order, allocation and replacement proven optimal over every order (CP-SAT)", ExactParams)
 def solve_exact(problem: Problem, params: ExactParams, options: RunOptions) -> SolveResult:
     if params.schedule_mode not in SCHEDULE_MODES:
         raise UsageError(f"schedule_mode must be one of {', '.join(SCHEDULE_MODES)}, got {params.schedule_mode!r}")
     clock = Clock(options.time_limit)
     if options.schedule is not None and not is_topological(problem, options.schedule):
         raise UsageError("the given schedule is not a topological order of the graph's operators")
-    if params.schedule_mode == "free" and options.schedule is None:
-        return _solve_free(problem, params, options, clock)
-    result = _solve_fixed_best(problem, params, options, clock)
-    if options.schedule is None and result.plan is not None:
-        # We chose the order, so the proof covers that order only: report a bound valid over
-        # every schedule, and "optimal" only when the plan meets it.
-        from cosma.exact.bounds import schedule_free_bound
+    if options.schedule is not None:
+        return _solve_fixed_best(problem, params, options, clock)
+    if params.schedule_mode == "enumerate":
+        return _solve_enumerate(problem, params, options, clock)
+    share = 1.0 if params.schedule_mode == "fixed" else params.candidates_share
+    left = clock.left()
+    result = _solve_fixed_best(problem, params, options, Clock(None if left is None else share * left))
+    if result.plan is None:
+        return result
+    return _over_every_order(problem, result, params, options, clock)
 
-        cost = _cost_of(problem, result.plan)
-        result.stats["fixed_schedule_bound"] = result.bound
-        started = time.perf_counter()
-        result.bound = 0 if cost == 0 else min(cost, schedule_free_bound(problem, 1.0))
-        result.stats["schedule_free_bound_seconds"] = round(time.perf_counter() - started, 3)
-        result.seconds += time.perf_counter() - started
-        if result.status is Status.OPTIMAL and cost > result.bound:
-            result.status = Status.FEASIBLE
-            result.message += "; not proven over other schedules (schedule_mode=free searches them)"
+
+def _over_every_order(
+    problem: Problem, result: SolveResult, params: ExactParams, options: RunOptions, clock: Clock
+) -> SolveResult:
+    """The best candidate order's answer, made a statement about every order: its bound is
+    replaced by one valid over every schedule (``cosma.exact.joint``), and in free mode the
+    order-aware search tries to close the gap with better orders."""
+    from cosma.exact.joint import order_bound, solve_joint
+
+    cost = _cost_of(problem, result.plan)
+    fixed_bound = result.bound
+    result.stats["fixed_schedule_bound"] = fixed_bound
+    result.stats["best_candidate_objective"] = cost
+    started = time.perf_counter()
+    left = clock.left()
+    if cost == 0:
+        bound, how = 0, "zero traffic"
+    elif params.schedule_mode == "fixed":
+        limit = params.order_bound_time if left is None else max(0.05, min(params.order_bound_time, left / 2))
+        found = order_bound(problem, limit, options.threads, options.seed, upper=cost)
+        bound, how = found.bound, found.how
+    else:
+        joint = solve_joint(
+            problem, None if left is None else max(0.05, left), options.threads, options.seed,
+            say=options.say, progress=options.report, start=(result.plan, fixed_bound),
+        )  # fmt: skip
+        if joint.cost is not None and joint.cost < cost:
+            result.plan, cost = joint.plan, joint.cost
+            result.stats["schedule_source"] = joint.stats.get("best_source", "order model")
+        bound, how = joint.bound, joint.how
+        result.stats["joint"] = {k: v for k, v in joint.stats.items() if not isinstance(v, dict)}
+    result.bound = min(cost, bound)
+    result.stats["schedule_mode"] = params.schedule_mode
+    result.stats["free_saving_bytes"] = result.stats["best_candidate_objective"] - cost
+    result.stats["order_bound_how"] = how
+    result.stats["order_bound_seconds"] = round(time.perf_counter() - started, 3)
+    result.seconds = clock.elapsed()
+    if cost <= result.bound:
+        result.status, result.message = Status.OPTIMAL, f"optimal over every schedule ({how})"
+    else:
+        result.status = Status.TIMEOUT if clock.expired() else Status.FEASIBLE
+        result.message = f"{result.message}; bound over every schedule {result.bound} B ({how})"
     return result
 
 
@@ -410,12 +455,12 @@ def _solve_fixed_best(problem: Problem, params: ExactParams, options: RunOptions
     return _result(outcome, clock, schedule_mode="fixed", schedule_source=name, candidates=per_schedule)
 
 
-def _solve_free(problem: Problem, params: ExactParams, options: RunOptions, clock: Clock) -> SolveResult:
-    """Free mode: minimum over every topological order, when there are few enough."""
+def _solve_enumerate(problem: Problem, params: ExactParams, options: RunOptions, clock: Clock) -> SolveResult:
+    """Enumerate mode: minimum over every topological order, when there are few enough."""
     # Zero is the floor: if some candidate order needs no traffic, nothing beats it.
     fixed = _solve_fixed_best(problem, params, options, clock)
     if fixed.status is Status.OPTIMAL and fixed.bound == 0 or fixed.plan is None:
-        fixed.stats["schedule_mode"] = "free"
+        fixed.stats["schedule_mode"] = "enumerate"
         if fixed.status is Status.OPTIMAL:
             fixed.message = "optimal over all schedules (zero non-compulsory bytes)"
         return fixed
@@ -427,7 +472,7 @@ def _solve_free(problem: Problem, params: ExactParams, options: RunOptions, cloc
             f"free schedule not tractable (more than {params.max_free_orders} topological orders): "
             f"best candidate order, {fixed.message}"
         )
-        fixed.stats["schedule_mode"] = "free-fallback"
+        fixed.stats["schedule_mode"] = "enumerate-fallback"
         return fixed
     best_plan, best_cost = fixed.plan, _cost_of(problem, fixed.plan)
     fixed_cost = best_cost
@@ -457,7 +502,7 @@ def _solve_free(problem: Problem, params: ExactParams, options: RunOptions, cloc
         bound=best_cost if status is Status.OPTIMAL else 0,
         seconds=clock.elapsed(),
         stats={
-            "schedule_mode": "free",
+            "schedule_mode": "enumerate",
             "orders": len(orders),
             "explored": explored,
             "best_fixed_objective": fixed_cost,
