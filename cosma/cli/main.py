@@ -22,6 +22,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from cosma.core.errors import CosmaError, UsageError
+from cosma.core.options import HelpFormatter, add_lowering_args, check_positive, lowering_options
 from cosma.core.units import format_bytes, is_tier, parse_size
 
 EXIT_INVALID = 1
@@ -30,31 +31,6 @@ EXIT_INTERRUPTED = 130
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's help ends with its default, unless it has none or already says it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
-            return text
-        if "default" in text or not text:
-            return text
-        return super()._get_help_string(action)
-
-
-def _parse_input_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
-    from cosma.core.onnx_lower import parse_input_shape
-
-    return dict(parse_input_shape(item) for item in items or [])
-
-
-def _positive(value: float | int | None, flag: str, kind: type = float) -> None:
-    """``--flag`` must be a positive number (of ``kind``); ``UsageError`` naming it."""
-    if value is not None and not value > 0:
-        unit = " (seconds)" if "time" in flag else ""
-        raise UsageError(f"{flag} must be positive{unit}, got {value:g}")
 
 
 def _hardware(args):
@@ -83,40 +59,10 @@ def _check_map_path(path: str, flag: str) -> None:
         )
 
 
-def _check_model_args(args) -> None:
-    from cosma.core.onnx_lower import check_batch, check_dtype_bytes
-
-    check_dtype_bytes(args.dtype_bytes, "--dtype-bytes")
-    check_batch(args.batch, "--batch")
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """The options that say which graph an ONNX file lowers to (``cosma`` and ``mallocgame``)."""
-    p.add_argument("model", help="ONNX file (weight-stripped files are fine)")
-    p.add_argument(
-        "--dtype-bytes",
-        type=int,
-        default=None,
-        help="bytes per element for every tensor: 1, 2, 4 or 8 (1 models an 8-bit accelerator);"
-        " default: the file's dtypes",
-    )
-    p.add_argument(
-        "--input-shape",
-        action="append",
-        metavar="NAME=DIMS",
-        help="fix a graph input's dynamic shape, e.g. input=1x3x224x224 (repeatable)",
-    )
-    p.add_argument(
-        "--batch",
-        type=int,
-        default=1,
-        help="size of a dynamic leading (batch) dim of the graph inputs not given by --input-shape",
-    )
-
-
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    add_model_args(p)
-    p.add_argument("--hardware", default="edge-npu", help="hardware preset (`cosma solvers` lists them)")
+    p.add_argument("model", help="ONNX file (weight-stripped files are fine)")
+    add_lowering_args(p)
+    p.add_argument("--hardware", default="edge-npu", help="hardware preset (cosma solvers lists them)")
     p.add_argument("--alignment", type=int, default=None, help="override the preset's alignment (bytes)")
 
 
@@ -174,15 +120,15 @@ def cmd_optimize(args) -> int:
     from cosma.core.interface import Status, get_solver
     from cosma.core.paths import check_writable, write_atomically
 
-    _positive(args.time_limit, "--time-limit")
-    _positive(args.threads, "--threads", int)
+    check_positive(args.time_limit, "--time-limit")
+    check_positive(args.threads, "--threads")
     if args.output:  # fail before the solve, not after it
         check_writable(args.output, "-o")
     if args.map:
         _check_map_path(args.map, "--map")
     if args.output and args.map and Path(args.output).resolve() == Path(args.map).resolve():
         raise UsageError(f"-o and --map name the same file {args.output}")
-    _check_model_args(args)
+    lowering = lowering_options(args)
     solver_name = args.solver or _default_solver()
     try:
         spec = get_solver(solver_name)
@@ -199,13 +145,13 @@ def cmd_optimize(args) -> int:
         time_limit=args.time_limit,
         weights=args.weights,
         hardware=hw,
-        dtype_bytes=args.dtype_bytes,
-        input_shapes=_parse_input_shapes(args.input_shape),
+        dtype_bytes=lowering["dtype_bytes"],
+        input_shapes=lowering["input_shapes"],
         threads=args.threads,
         seed=args.seed,
         params=params,
         verbose=not args.quiet,
-        batch=args.batch,
+        batch=lowering["batch"],
     )
     problem, graph, capacity = result.problem, result.problem.graph, result.capacity
     from cosma.core.analysis import min_capacity
@@ -265,15 +211,15 @@ def cmd_bounds(args) -> int:
     from cosma.core.analysis import largest_operator
     from cosma.core.ir import Problem
 
-    _positive(args.time_limit, "--time-limit")
-    _check_model_args(args)
+    check_positive(args.time_limit, "--time-limit")
+    lowering = lowering_options(args)
     hw = _hardware(args)
     found = bounds(
         args.model,
         hardware=hw,
-        dtype_bytes=args.dtype_bytes,
-        input_shapes=_parse_input_shapes(args.input_shape),
-        batch=args.batch,
+        dtype_bytes=lowering["dtype_bytes"],
+        input_shapes=lowering["input_shapes"],
+        batch=lowering["batch"],
         time_limit=args.time_limit,
     )
     graph = found.graph
@@ -387,7 +333,7 @@ def cmd_pack(args) -> int:
     from cosma.packing.greedy import PACKERS
     from cosma.packing.problem import check_packing, read_csv, write_csv
 
-    _positive(args.time_limit, "--time-limit")
+    check_positive(args.time_limit, "--time-limit")
     if args.alignment <= 0:
         raise UsageError(f"--alignment must be a positive number of bytes, got {args.alignment}")
     if args.solver != "exact" and args.solver not in PACKERS:
@@ -451,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bytes (1048576), a size (384KiB, 2MB, 1.5MiB) or a tier: M_R (tightest), M_H, M_P (no spills needed)",
     )
     _add_weights_arg(p)
-    p.add_argument("--solver", default=None, help="solver name (see `cosma solvers`); default: auto")
+    p.add_argument("--solver", default=None, help="solver name (cosma solvers lists them); default: auto")
     p.add_argument(
         "--time-limit",
         type=float,

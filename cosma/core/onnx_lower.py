@@ -205,12 +205,12 @@ def lower(
     if input_shapes:
         _override_input_shapes(prepared, input_shapes)
     batched = _fix_batch(prepared, batch, skip=set(input_shapes or ())) if batch is not None else []
-    if batched and notify is not None:
+    _check_graph_inputs(graph)
+    if batched and notify is not None:  # once the inputs are static: an error is the one line said
         notify(
             f"note: {', '.join(repr(n) for n in batched)} had a dynamic batch dimension: fixed to {batch}"
             " (--batch N to change it)"
         )
-    _check_graph_inputs(graph)
     types = _infer_types(prepared, overridden=bool(input_shapes) or bool(batched))
     return _Lowering(graph, types, dtype_bytes).build(name if name is not None else graph.name or "model")
 
