@@ -13,33 +13,55 @@ Bad input gets one line on stderr and exit status 2 (as ``cosma``).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from cosma.core.errors import CosmaError
+from cosma.core.options import HelpFormatter, add_lowering_args
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+DESCRIPTION = (
+    "Memory mapping as a game: play an ONNX model's mapping with a fixed policy (play), time the"
+    " environment (bench), train the MuZero-style agent by self-play (train), evaluate a checkpoint"
+    " against best-greedy (eval) or probe how well its action values rank actions (probe)."
+)
+
+
 def cmd_play(args: argparse.Namespace) -> int:
+    from cosma.core.analysis import largest_operator, min_capacity
+    from cosma.core.errors import CapacityError, UsageError
+    from cosma.core.hardware import get_hardware
+    from cosma.core.ir import Problem
+    from cosma.core.onnx_lower import load_model
+    from cosma.core.options import lowering_options
+    from cosma.core.paths import check_writable
+    from cosma.core.units import is_tier, parse_size
     from mallocgame.env import RULES, MallocGameEnv, play, random_action
 
+    # Every option is checked before the model is lowered and the episode played.
+    lowering = lowering_options(args)
+    hw = get_hardware(args.hardware)
+    if not is_tier(args.scratchpad):
+        parse_size(args.scratchpad)
+    if args.output:
+        check_writable(args.output, "-o")
     if not Path(args.model).is_file():
-        from cosma.core.errors import UsageError
-
         raise UsageError(f"{args.model}: no such file")
-    env = MallocGameEnv(
-        model_path=args.model,
-        capacity=args.scratchpad,
-        hardware=args.hardware,
-        weights_counted=args.weights,
-        dtype_bytes=args.dtype_bytes,
-        order=args.order,
-        all_offsets=args.all_offsets,
-    )
+    graph = load_model(args.model, **lowering)
+    base = Problem(graph, hw.capacity, hw, args.weights)
+    env = MallocGameEnv(problem=base, capacity=args.scratchpad, order=args.order, all_offsets=args.all_offsets)
+    if env.problem.capacity < min_capacity(base):
+        m_r = min_capacity(base)
+        raise CapacityError(
+            f"scratchpad {env.problem.capacity} B is below M_R = {m_r} B:"
+            f" operator {largest_operator(base)} alone needs {m_r} B resident"
+        )
     rng = np.random.default_rng(args.seed)
     policy = RULES[args.policy] if args.policy in RULES else (lambda e: random_action(e, rng))
     episode_return, info = play(env, policy, seed=args.seed)
@@ -51,18 +73,17 @@ def cmd_play(args: argparse.Namespace) -> int:
     print(f"return            {episode_return:.4f} (above -1 beats the baseline)")
     print(f"latency           {cost.latency_cycles} cycles")
     if args.output:
-        _write_plan(args, problem, info)
+        _write_plan(args, problem, info, lowering)
         print(f"plan written to   {args.output}")
     return 0
 
 
-def _write_plan(args: argparse.Namespace, problem, info) -> None:
+def _write_plan(args: argparse.Namespace, problem, info, lowering) -> None:
     solver = {"name": f"mallocgame-{args.policy}", "status": "feasible", "seed": args.seed}
     from cosma.core.planfile import write_plan
 
     write_plan(
-        args.output, problem, info["plan"], model=args.model, dtype_bytes=args.dtype_bytes, solver=solver,
-        cost=info["cost"],
+        args.output, problem, info["plan"], model=args.model, solver=solver, cost=info["cost"], **lowering,
     )  # fmt: skip
 
 
@@ -81,12 +102,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mallocgame", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="mallocgame", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # every command's --help shows each option's default
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=HelpFormatter)
 
     p = sub.add_parser("play", help="play one episode on an ONNX model with a fixed policy")
     p.add_argument("model", help="ONNX file")
     p.add_argument("--scratchpad", required=True, help="bytes, a size (384KiB) or a tier (M_R, M_H, M_P)")
+    add_lowering_args(p, dtype_bytes=1)
     p.add_argument(
         "--policy",
         choices=("random", "greedy", "lookahead"),
@@ -98,35 +122,37 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every offset of a free gap that fits is a candidate, not only the first",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hardware", default="edge-npu", help="hardware preset")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random policy and the episode")
+    p.add_argument("--hardware", default="edge-npu", help="hardware preset (cosma solvers lists them)")
     p.add_argument(
         "--weights",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="count weights as scratchpad tensors (--no-weights: activations only)",
     )
-    p.add_argument("--dtype-bytes", type=int, default=1, help="bytes per element (COSMA uses 1)")
     p.add_argument("--order", choices=("boundedness", "size", "time"), default="boundedness", help="decision order")
-    p.add_argument("-o", "--output", help="write the plan file here")
+    p.add_argument("-o", "--output", default=None, help="write the plan file here")
     p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("bench", help="env steps per second with random legal actions")
-    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--steps", type=int, default=20000, help="env steps to time")
     p.add_argument("--model", help="ONNX file (default: ResNet-50 from the zoo)")
     p.add_argument("--capacity", default="M_R", help="tier or size")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random actions")
     p.set_defaults(func=cmd_bench)
 
     # train and eval own their (long) option lists: `mallocgame train --help` shows them.
     sub.add_parser(
-        "train", help="train the MuZero-style agent by self-play (see `mallocgame train --help`)", add_help=False
+        "train", help="train the MuZero-style agent by self-play (mallocgame train --help: its options)", add_help=False
     )
     sub.add_parser(
-        "eval", help="evaluate a checkpoint against best-greedy (see `mallocgame eval --help`)", add_help=False
+        "eval", help="evaluate a checkpoint against best-greedy (mallocgame eval --help: its options)", add_help=False
     )
-    sub.add_parser("probe", help="how well a checkpoint's q-values rank actions (see `mallocgame probe --help`)",
-                   add_help=False)  # fmt: skip
+    sub.add_parser(
+        "probe",
+        help="how well a checkpoint's q-values rank actions (mallocgame probe --help: its options)",
+        add_help=False,
+    )
     return parser
 
 

@@ -93,8 +93,7 @@ class TrainConfig:
     actors: int = 0
     """Self-play processes beside the learner, on the learner's weights in shared memory; 0: self-play
     and learning take turns in one process. The learner keeps updates_per_iteration's ratio of
-    gradient steps to decisions, which takes little CPU: on 2 cores, 2 actors played twice the
-    games of a one-process run in 30 minutes (session 4; no better agent from them yet)."""
+    gradient steps to decisions."""
     ray: str = field(default="", metadata={"const": "local"})
     """Self-play actors on Ray (the learner stays here): --ray alone starts a local Ray with
     --actors CPUs; --ray ADDRESS joins a running cluster (auto, ray://head:10001) whose nodes have
@@ -111,8 +110,7 @@ class TrainConfig:
     """Scale of the Gumbel noise at the root during self-play (0 in evaluation)."""
     c_scale: float = 0.1
     """Weight of the (normalized) q-values against the policy prior in the self-play search (the
-    paper's 0.1). With --selfplay-model learned use 0.02: the learned model's noisy q-values
-    then overrode the prior and self-play drifted."""
+    paper's 0.1; lower, e.g. 0.02, with --selfplay-model learned, whose q-values are noisier)."""
     min_q_range: float = 0.1
     """Floor of the range the search min-max normalizes q-values by, in return units (bytes over
     the capacity): below it, q-values that differ by noise are not stretched into a sharp
@@ -120,7 +118,7 @@ class TrainConfig:
     policy_target_scale: float = 1.0
     """Multiplies sigma(q) in the policy target only (the self-play search still chooses with
     c_scale): above 1, the target moves further from the prior toward the actions the search
-    found better. Measured at 4 (session 4): worse prior and worse search than 1."""
+    found better."""
     selfplay_model: str = "true"
     """What self-play searches with: "true" (the env itself, as AlphaZero and expert iteration
     do: exact rewards and transitions, so the policy targets are good from the first game) or
@@ -163,9 +161,7 @@ class TrainConfig:
     sibling_weight: float = 0.0
     """Weight of the sibling loss (``learner.muzero_loss``): the learned model's reward and
     value one step after every root action the self-play search tried, fitted to what the
-    search found; only with ``selfplay_model`` "true", whose findings are the real game's.
-    0 (off) in the shipped run; 10 makes the learned q-values rank actions as well as the
-    true env's one step ahead (``mallocgame probe``), without better plans yet."""
+    search found; only with --selfplay-model true, whose findings are the real game's; 0: off."""
     grad_clip: float = 5.0
     """Clip the gradient norm at this value."""
     replay_capacity: int = 30_000
@@ -174,10 +170,8 @@ class TrainConfig:
     """Decisions in the buffer before learning starts."""
     surprise_share: float = 0.0
     """Share of each batch drawn in proportion to the decision's surprise: how far the self-play
-    search moved the policy from its prior there (total variation distance). The search overrules
-    the greedy habit at few decisions (about 6%), and those are the ones the prior must learn;
-    0: every position uniformly, as MuZero without prioritized replay. Measured at 0.5
-    (session 4): a worse agent than 0."""
+    search moved the policy from its prior there (total variation distance); 0: every position
+    uniformly, as MuZero without prioritized replay."""
     updates_per_iteration: int = 1
     """Gradient steps per lockstep decision of all num_envs games."""
 
@@ -211,6 +205,10 @@ class TrainConfig:
     def env_settings(self) -> EnvSettings:
         known = {f.name for f in fields(EnvSettings)}
         return EnvSettings(**{k: v for k, v in asdict(self).items() if k in known})
+
+
+# The config fields a resumed run takes from the command line, not from its checkpoint.
+BUDGET_FIELDS = ("minutes", "max_env_steps")
 
 
 @dataclass
@@ -257,14 +255,17 @@ def train(
     make_env: SelfPlayEnvFn = make_sampler_env,
     make_eval_envs: EvalEnvsFn = default_eval_envs,
     progress: bool = True,
+    new_budget: tuple[str, ...] = BUDGET_FIELDS,
 ) -> Path:
-    """Run (or continue) one training run; returns the path of its checkpoint."""
+    """Run (or continue) one training run; returns the path of its checkpoint. On
+    ``resume`` the checkpoint's config wins, except the fields of ``cfg`` named in
+    ``new_budget`` (the command line passes the budget flags it was given)."""
     if cfg.selfplay_model not in MODELS:
         raise UsageError(f"unknown self-play model {cfg.selfplay_model!r}; known: {', '.join(MODELS)}")
     checkpoint = torch.load(resume, weights_only=False) if resume else None
-    if checkpoint is not None:  # the checkpoint's config wins, except the budget, run length and where it runs
+    if checkpoint is not None:  # the checkpoint's config wins, except the budget it is given anew and where it runs
         saved = TrainConfig(**{**asdict(TrainConfig()), **AS_BEFORE_THEY_EXISTED, **checkpoint["config"]})
-        cfg = TrainConfig(**{**asdict(saved), **{k: getattr(cfg, k) for k in ("minutes", "max_env_steps", "ray")}})
+        cfg = TrainConfig(**{**asdict(saved), **{name: getattr(cfg, name) for name in (*new_budget, "ray")}})
     if not cfg.run_name:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         model = "" if cfg.selfplay_model == "learned" else f"_{cfg.selfplay_model}"
@@ -428,6 +429,8 @@ def train(
     except Exception as e:  # noqa: BLE001 - a plot is a convenience: never lose a run over it
         print(f"could not draw the curve: {e}", file=sys.stderr)
     print(f"checkpoint: {ckpt_path}", file=sys.stderr)
+    if interrupted:
+        print(f"resume with: mallocgame train --resume {ckpt_path}", file=sys.stderr)
     return ckpt_path
 
 
@@ -597,13 +600,16 @@ def field_docs(cls) -> dict[str, str]:
 
 
 def build_parser(cls=TrainConfig, **kwargs) -> argparse.ArgumentParser:
-    """One flag per config field (``--num-simulations``), help from the field's docstring."""
+    """One flag per config field (``--num-simulations``), help from the field's docstring
+    (what the flag does) and its default."""
     parser = argparse.ArgumentParser(**kwargs)
     docs = field_docs(cls)
     for f in fields(cls):
         flag = "--" + f.name.replace("_", "-")
         default = f.default
-        text = f"{docs.get(f.name, '')} [{default}]".replace("%", "%%")  # argparse formats help with %
+        doc = docs.get(f.name, "").replace("``", "")
+        shown = repr(default) if isinstance(default, str) else default
+        text = f"{doc} (default: {shown})".replace("%", "%%")  # argparse formats help with %
         if isinstance(default, bool):  # bool("False") is True: a switch, --flag / --no-flag
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
         elif "const" in f.metadata:  # an optional value: the flag alone means metadata["const"]
@@ -613,14 +619,39 @@ def build_parser(cls=TrainConfig, **kwargs) -> argparse.ArgumentParser:
     return parser
 
 
+def explicit_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The destinations of the options ``argv`` actually gives (not left at their default)."""
+    quiet = argparse.ArgumentParser(add_help=False, allow_abbrev=parser.allow_abbrev)
+    for action in parser._actions:
+        if action.option_strings and not isinstance(action, argparse._HelpAction):
+            kwargs = {"dest": action.dest, "default": argparse.SUPPRESS}
+            if action.nargs == 0 or isinstance(action, argparse.BooleanOptionalAction):
+                kwargs["nargs"] = "?"  # a switch: given or not, its value does not matter here
+            quiet.add_argument(*action.option_strings, **kwargs)
+    known, _ = quiet.parse_known_args(argv)
+    return set(vars(known))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(prog="mallocgame train", description="Train the mallocMuZero agent by self-play.")
-    parser.add_argument("--resume", default=None, help="continue from this checkpoint (its config, a new budget)")
+    parser = build_parser(
+        prog="mallocgame train",
+        description="Train the mallocMuZero agent by self-play. Each flag sets one field of the run's config;"
+        " results/muzero/README.md tells what the shipped runs measured with them.",
+    )
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue the run of this checkpoint: its config and its budget (--minutes and --max-env-steps"
+        " given here replace the budget; the clock counts the time already trained)",
+    )
     parser.add_argument("--ship", default=None, help="also copy checkpoint, config, log and curve to this folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    ckpt = train(cfg, resume=args.resume, progress=not args.no_progress)
+    given = explicit_flags(parser, argv)
+    new_budget = tuple(name for name in BUDGET_FIELDS if name in given)
+    ckpt = train(cfg, resume=args.resume, progress=not args.no_progress, new_budget=new_budget)
     if args.ship:
         ship(ckpt.parent, Path(args.ship))
     return 0

@@ -7,6 +7,8 @@ and independent of the real env; the solver test plays the real one."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -338,7 +340,7 @@ def test_resuming_a_run_from_before_a_field_existed_keeps_how_it_played(tmp_path
     } == AS_BEFORE_THEY_EXISTED
 
 
-def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path):
+def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path, capsys):
     from mallocgame.train import train
 
     class InterruptedEnv(ToyMallocEnv):
@@ -356,6 +358,25 @@ def test_ctrl_c_saves_a_checkpoint_and_returns(tmp_path):
     )  # fmt: skip
     assert ckpt.exists()
     assert 0 < torch.load(ckpt, weights_only=False)["counters"]["env_steps"] < 25
+    assert f"resume with: mallocgame train --resume {ckpt}" in capsys.readouterr().err
+
+
+def test_resume_keeps_the_runs_budget_unless_given_anew(tmp_path):
+    from mallocgame.train import build_parser, explicit_flags, train
+
+    ckpt = train(tiny_config(tmp_path, minutes=7.0), make_env=toy_envs, make_eval_envs=toy_eval_envs, progress=False)
+    # `mallocgame train --resume CKPT` gives no budget flag: the run's own budget (7 minutes, 60 steps) stays.
+    again = train(tiny_config(tmp_path), resume=str(ckpt), make_env=toy_envs, make_eval_envs=toy_eval_envs,
+                  progress=False, new_budget=())  # fmt: skip
+    config = torch.load(again, weights_only=False)["config"]
+    assert config["minutes"] == 7.0 and config["max_env_steps"] == 60
+    again = train(tiny_config(tmp_path, max_env_steps=80), resume=str(ckpt), make_env=toy_envs,
+                  make_eval_envs=toy_eval_envs, progress=False, new_budget=("max_env_steps",))  # fmt: skip
+    config = torch.load(again, weights_only=False)["config"]
+    assert config["minutes"] == 7.0 and config["max_env_steps"] == 80
+    parser = build_parser()
+    assert explicit_flags(parser, ["--resume", "x"]) == set()
+    assert explicit_flags(parser, ["--resume", "x", "--minutes=3", "--no-lookahead"]) == {"minutes", "lookahead"}
 
 
 # --- the real env: the muzero solver --------------------------------------------------
@@ -452,9 +473,25 @@ def test_train_help_shows_every_flag():
 
     from mallocgame.train import TrainConfig, build_parser
 
-    text = build_parser().format_help()  # a "%" in a field's docstring once broke this
-    assert "--actors" in text and "--surprise-share" in text and "(about 6%)" in " ".join(text.split())
+    text = build_parser().format_help()
+    assert "--actors" in text and "--surprise-share" in text
     assert text.count("\n  --") >= len(fields(TrainConfig))
+    # Each flag says what it does and its default; the history of past runs is in results/muzero/README.md.
+    assert " ".join(text.split()).count("(default: ") >= len(fields(TrainConfig))
+    assert "session" not in text.lower() and "``" not in text
+
+
+@dataclasses.dataclass
+class PercentConfig:
+    share: float = 0.5
+    """Share of the batch (50% by default)."""
+
+
+def test_train_help_survives_a_percent_sign():
+    from mallocgame.train import build_parser
+
+    text = build_parser(PercentConfig).format_help()  # a "%" in a field's docstring once broke this
+    assert "(50% by default)" in " ".join(text.split())
 
 
 def test_unknown_self_play_model_is_a_usage_error(tmp_path):

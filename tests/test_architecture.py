@@ -1,7 +1,10 @@
 """The arrows between the project's parts (DEVELOPERS' house rules), checked on every
 import statement in the code, function-local imports included:
 
-    core  <-  schedules, packing  <-  exact, solvers  <-  mallocgame  <-  cli  <-  harness
+    core  <-  schedules, packing  <-  exact, solvers  <-  mallocgame  <-  api  <-  cli  <-  harness
+
+``cosma.api`` is the face (the Python API): it may import every part but the CLI and the
+harness; the CLI is a layer over it, and ``cosma/__init__.py`` re-exports it lazily.
 
 The IR imports nothing of the project; the judge (validator, cost) imports no solver; the
 exact side and the game never import each other; nothing imports the harness."""
@@ -24,9 +27,10 @@ ALLOWED = {
     "exact": {"core", "schedules", "packing"},
     "solvers": {"core", "schedules", "packing"},
     "mallocgame": {"core", "schedules", "packing", "solvers"},
-    "cli": {"core", "schedules", "packing", "exact", "solvers", "mallocgame", "top"},
-    "top": {"core"},  # cosma/__init__.py
-    "harness": {"core", "schedules", "packing", "exact", "solvers", "mallocgame", "cli", "top"},
+    "api": {"core", "schedules", "packing", "exact", "solvers", "mallocgame"},  # cosma/api.py, the face
+    "cli": {"core", "schedules", "packing", "exact", "solvers", "mallocgame", "api", "top"},
+    "top": {"core", "api"},  # cosma/__init__.py: re-exports the api lazily
+    "harness": {"core", "schedules", "packing", "exact", "solvers", "mallocgame", "api", "cli", "top"},
 }
 
 

@@ -460,3 +460,37 @@ def test_random_chains_views_vanish(steps):
     outputs = [t for t in g.tensors.values() if t.kind is TensorKind.OUTPUT]
     assert len(outputs) == 1 and outputs[0].name in g.producer
     assert is_topological(problem(g), [op.name for op in g.operators])
+
+
+# --------------------------------------------------------------------------- dynamic batch
+
+
+def batch_model(first_dim) -> onnx.ModelProto:
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
+    return model(nodes, [value("x", [first_dim, 3, 8])], [value("y", [first_dim, 3, 8])], [])
+
+
+@pytest.mark.parametrize("first_dim", ["N", -1, None])
+def test_batch_fixes_a_symbolic_leading_dim_and_says_so(first_dim):
+    said = []
+    g = lower(batch_model(first_dim), batch=2, notify=said.append)
+    assert g.tensors["x"].shape == (2, 3, 8) and g.tensors["y"].shape == (2, 3, 8)
+    assert len(said) == 1 and "'x'" in said[0] and "fixed to 2" in said[0]
+    assert lower(batch_model(first_dim), notify=None).tensors["x"].shape == (1, 3, 8)  # default batch 1
+
+
+def test_batch_none_leaves_the_dim_and_input_shapes_win():
+    with pytest.raises(ModelError, match="--input-shape x=1x3x8"):
+        lower(batch_model("N"), batch=None)
+    said = []
+    assert lower(batch_model("N"), input_shapes={"x": (5, 3, 8)}, notify=said.append).tensors["x"].shape == (5, 3, 8)
+    assert said == []  # nothing was fixed by --batch
+    assert lower(dynamic_model(), input_shapes={"x": (2, 3, 5, 8)}, notify=said.append).tensors["x"].shape[0] == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 3, True])
+def test_dtype_bytes_is_checked_once_for_every_caller(bad):
+    from cosma.core.errors import UsageError
+
+    with pytest.raises(UsageError, match="1, 2, 4 or 8"):
+        lower(batch_model(1), dtype_bytes=bad)

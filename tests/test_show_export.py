@@ -15,10 +15,11 @@ import pytest
 from cosma.cli.export import c_identifier, residency_rows, to_c_header, to_csv
 from cosma.cli.html_map import render_html_map, write_html_map
 from cosma.cli.main import EXIT_USAGE, main
-from cosma.cli.planview import atomic_write, load_plan_view, write_map
+from cosma.cli.planview import load_plan_view, write_map
 from cosma.core.errors import UsageError
 from cosma.core.hardware import get_hardware
 from cosma.core.ir import Graph, Operator, Plan, Problem, Residency, Tensor, TensorKind
+from cosma.core.paths import write_atomically
 from cosma.packing.problem import check_packing, read_csv, read_solution
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +134,7 @@ def test_html_map_in_a_browser(plan_path, plan_data, tmp_path):
     tensor named in the URL filled in, the capacity line, an address axis in KiB/MiB."""
     view = load_plan_view(plan_path)
     out = tmp_path / "map.html"
-    write_map(view, out)
+    write_map(view, view.plan, out)
     spilled = next(r for r in plan_data["residencies"] if r["spilled"])
     dom = Elements(dump_dom(f"{out.as_uri()}#tensor={spilled['tensor']}", tmp_path))
 
@@ -427,9 +428,9 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
         raise OSError(28, "No space left on device")
 
     with pytest.raises(UsageError, match="out.csv: cannot write"):
-        atomic_write(target, half_then_fail)
+        write_atomically(target, half_then_fail)
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
-    atomic_write(target, lambda tmp: tmp.write_text("new\n"))
+    write_atomically(target, lambda tmp: tmp.write_text("new\n"))
     assert target.read_text() == "new\n" and [p.name for p in tmp_path.iterdir()] == ["out.csv"]
 
 

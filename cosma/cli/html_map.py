@@ -107,7 +107,8 @@ def write_html_map(problem_or_plan_data: Any, plan: Plan, path: str | Path, *, t
     ``problem_or_plan_data``: a ``Problem``, or a ``PlanView`` (a plan file read back by
     ``cosma.cli.planview.load_plan_view``), whose title, solver and cost go in the header.
     """
-    from cosma.cli.planview import PlanView, atomic_write_text
+    from cosma.cli.planview import PlanView
+    from cosma.core.paths import write_text_atomically
 
     info: dict[str, Any] = {}
     if isinstance(problem_or_plan_data, PlanView):
@@ -122,7 +123,7 @@ def write_html_map(problem_or_plan_data: Any, plan: Plan, path: str | Path, *, t
         }
     else:
         problem = problem_or_plan_data
-    atomic_write_text(path, render_html_map(problem, plan, title=title, info=info))
+    write_text_atomically(path, render_html_map(problem, plan, title=title, info=info))
 
 
 _STYLE = """

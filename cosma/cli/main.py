@@ -15,14 +15,16 @@ Bad input gets one line on stderr and exit status 2; an invalid plan exits 1.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from dataclasses import fields, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from cosma.core.errors import CapacityError, CosmaError, UsageError
-from cosma.core.units import format_bytes, is_tier, normalize_tier, parse_size
+from cosma.core.errors import CosmaError, UsageError
+from cosma.core.options import HelpFormatter, add_lowering_args, check_positive, lowering_options
+from cosma.core.units import format_bytes, is_tier, parse_size
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -32,50 +34,22 @@ EXIT_INTERRUPTED = 130
 # ---------------------------------------------------------------------------- helpers
 
 
-def _parse_input_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
-    from cosma.core.onnx_lower import parse_input_shape
-
-    return dict(parse_input_shape(item) for item in items or [])
-
-
 def _hardware(args):
     from cosma.core.hardware import get_hardware
 
-    try:
-        hw = get_hardware(args.hardware)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if getattr(args, "alignment", None):
+    hw = get_hardware(args.hardware)  # UnknownHardware: a UsageError listing the presets
+    if getattr(args, "alignment", None) is not None:
         if args.alignment <= 0:
             raise UsageError("--alignment must be a positive number of bytes")
         hw = replace(hw, alignment=args.alignment)
     return hw
 
 
-def _load_graph(args):
-    from cosma.core.onnx_lower import load_model
-
-    if args.dtype_bytes is not None and args.dtype_bytes not in (1, 2, 4, 8):
-        raise UsageError("--dtype-bytes must be 1, 2, 4 or 8")
-    return load_model(args.model, dtype_bytes=args.dtype_bytes, input_shapes=_parse_input_shapes(args.input_shape))
-
-
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="ONNX file (weight-stripped files are fine)")
-    p.add_argument("--hardware", default="edge-npu", help="hardware preset (see `cosma solvers --hardware`)")
+    add_lowering_args(p)
+    p.add_argument("--hardware", default="edge-npu", help="hardware preset (cosma solvers lists them)")
     p.add_argument("--alignment", type=int, default=None, help="override the preset's alignment (bytes)")
-    p.add_argument(
-        "--dtype-bytes",
-        type=int,
-        default=None,
-        help="bytes per element for every tensor (1 models an 8-bit accelerator); default: the file's dtypes",
-    )
-    p.add_argument(
-        "--input-shape",
-        action="append",
-        metavar="NAME=DIMS",
-        help="fix a graph input's dynamic shape, e.g. input=1x3x224x224 (repeatable)",
-    )
 
 
 def _add_weights_arg(p: argparse.ArgumentParser) -> None:
@@ -121,23 +95,27 @@ def _solver_params(spec, args):
     try:
         return parse_params(spec.params_type, overrides)
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(f"--param: {e}") from None
 
 
 # ---------------------------------------------------------------------------- commands
 
 
 def cmd_optimize(args) -> int:
-    from cosma.core.analysis import largest_operator, min_capacity
-    from cosma.core.interface import RunOptions, Status, get_solver, run
-    from cosma.core.ir import Problem
-    from cosma.core.planfile import solver_record, write_plan
+    from cosma.api import optimize
+    from cosma.cli.planview import check_map_path, write_map
+    from cosma.core.interface import Status, get_solver
+    from cosma.core.paths import check_writable
 
-    if args.time_limit is not None and args.time_limit <= 0:
-        raise UsageError("--time-limit must be positive (seconds)")
-    for path in (args.output, args.map):  # fail before the solve, not after it
-        if path and not Path(path).resolve().parent.is_dir():
-            raise UsageError(f"{path}: no such directory")
+    check_positive(args.time_limit, "--time-limit")
+    check_positive(args.threads, "--threads")
+    if args.output:  # fail before the solve, not after it
+        check_writable(args.output, "-o")
+    if args.map:
+        check_map_path(args.map, "--map")
+    if args.output and args.map and Path(args.output).resolve() == Path(args.map).resolve():
+        raise UsageError(f"-o and --map name the same file {args.output}")
+    lowering = lowering_options(args)
     solver_name = args.solver or _default_solver()
     try:
         spec = get_solver(solver_name)
@@ -147,47 +125,26 @@ def cmd_optimize(args) -> int:
     if not is_tier(args.scratchpad):
         parse_size(args.scratchpad)
     hw = _hardware(args)
-    graph = _load_graph(args)
-    problem = Problem(graph, capacity=hw.capacity, hardware=hw, weights_counted=args.weights)
-    m_r = min_capacity(problem)
-    tier_note = ""
-    schedule = None
-    if is_tier(args.scratchpad):
-        from cosma.schedules.tiers import compute_tiers
-
-        tier = normalize_tier(args.scratchpad)
-        tier_note = f" = {tier}"
-        if tier == "M_R":
-            capacity = m_r  # no schedule search needed
-        else:
-            try:
-                tiers = compute_tiers(graph, hw, args.weights, time_limit=min(10.0, args.time_limit or 10.0))
-            except KeyboardInterrupt:
-                raise UsageError(f"interrupted while computing {tier} (nothing solved yet)") from None
-            capacity = tiers.capacity(tier)
-            if tier == "M_P":
-                schedule = tiers.m_p_schedule  # the schedule that makes M_P reachable without spills
-    else:
-        capacity = parse_size(args.scratchpad)
-    if capacity < m_r:
-        op = largest_operator(problem)
-        raise CapacityError(
-            f"scratchpad {format_bytes(capacity)} ({capacity} B) is below M_R = {format_bytes(m_r)} ({m_r} B):"
-            f" operator {op} alone needs {m_r} B resident" + ("" if args.weights else " (activations only)")
-        )
-    problem = replace(problem, capacity=capacity)
-    options = RunOptions(
-        time_limit=args.time_limit, threads=args.threads, seed=args.seed, schedule=schedule, verbose=not args.quiet
+    result = optimize(
+        args.model,
+        scratchpad=args.scratchpad,
+        solver=solver_name,
+        time_limit=args.time_limit,
+        weights=args.weights,
+        hardware=hw,
+        dtype_bytes=lowering["dtype_bytes"],
+        input_shapes=lowering["input_shapes"],
+        threads=args.threads,
+        seed=args.seed,
+        params=params,
+        verbose=not args.quiet,
+        batch=lowering["batch"],
     )
-    if not args.quiet:
-        print(
-            f"cosma: {graph.name}: {len(graph.operators)} operators, {len(problem.managed_tensors)} scratchpad tensors;"
-            f" solving with {solver_name} at {format_bytes(capacity)}{tier_note}...",
-            file=sys.stderr,
-            flush=True,
-        )
-    result = run(problem, solver_name, params, options)
+    problem, graph, capacity = result.problem, result.problem.graph, result.capacity
+    from cosma.core.analysis import min_capacity
 
+    m_r = min_capacity(problem)
+    tier_note = f" = {result.tier}" if result.tier else ""
     rows = [
         ("model", f"{graph.name} ({len(graph.operators)} operators, {len(graph.folded)} ONNX nodes folded/aliased)"),
         ("hardware", f"{hw.name} (alignment {hw.alignment} B)"),
@@ -214,22 +171,17 @@ def cmd_optimize(args) -> int:
         ]
         if c.streamed_weight_bytes:
             rows.append(("weights streamed", format_bytes(c.streamed_weight_bytes)))
+    if result.plan is not None and args.map:  # the map first: if the plan then fails, the map goes too
+        write_map(problem, result.plan, args.map)
     if result.plan is not None and args.output:
-        write_plan(
-            args.output,
-            problem,
-            result.plan,
-            model=str(args.model),
-            dtype_bytes=args.dtype_bytes,
-            input_shapes=_parse_input_shapes(args.input_shape),
-            solver=solver_record(result),
-            cost=result.cost,
-        )
+        try:
+            result.save(args.output)
+        except BaseException:
+            if args.map:
+                Path(args.map).unlink(missing_ok=True)
+            raise
         rows.append(("plan", f"written to {args.output}"))
     if result.plan is not None and args.map:
-        from cosma.cli.show import save_memory_map
-
-        save_memory_map(problem, result.plan, args.map)
         rows.append(("memory map", f"drawn to {args.map}"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
@@ -240,16 +192,26 @@ def cmd_optimize(args) -> int:
 
 
 def cmd_bounds(args) -> int:
+    from cosma.api import bounds
     from cosma.core.analysis import largest_operator
     from cosma.core.ir import Problem
-    from cosma.schedules.tiers import compute_tiers
 
+    check_positive(args.time_limit, "--time-limit")
+    lowering = lowering_options(args)
     hw = _hardware(args)
-    graph = _load_graph(args)
+    found = bounds(
+        args.model,
+        hardware=hw,
+        dtype_bytes=lowering["dtype_bytes"],
+        input_shapes=lowering["input_shapes"],
+        batch=lowering["batch"],
+        time_limit=args.time_limit,
+    )
+    graph = found.graph
     print(f"{graph.name}: {len(graph.operators)} operators, {len(graph.tensors)} tensors, hardware {hw.name}")
     print(f"{'setting':<18} {'M_R':>12} {'M_H':>12} {'M_P':>12}  M_P from")
     for weights in (False, True):
-        tiers = compute_tiers(graph, hw, weights, time_limit=args.time_limit)
+        tiers = found.setting(weights)
         problem = Problem(graph, capacity=hw.capacity, hardware=hw, weights_counted=weights)
         setting = "with weights" if weights else "activations only"
         proof = "proven minimum" if tiers.m_p_proven else "best known, not proven"
@@ -262,24 +224,15 @@ def cmd_bounds(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from cosma.core.cost import evaluate
-    from cosma.core.ir import Problem
-    from cosma.core.onnx_lower import load_model
-    from cosma.core.planfile import read_plan
-    from cosma.core.validator import validate
+    from cosma.api import check_plan
 
-    pf = read_plan(args.plan)
-    graph = load_model(args.model, dtype_bytes=pf.dtype_bytes, input_shapes=pf.input_shapes)
-    problem = Problem(graph, capacity=pf.capacity, hardware=pf.hardware, weights_counted=pf.weights_counted)
-    mismatched = [
-        name
-        for name, t in pf.tensors.items()
-        if name in graph.tensors and graph.tensors[name].size != t.get("size", graph.tensors[name].size)
-    ]
-    if mismatched:
-        print(f"plan was made for a different graph: tensor sizes differ for {', '.join(mismatched[:5])}")
+    if args.max_errors < 0:
+        raise UsageError(f"--max-errors must not be negative, got {args.max_errors}")
+    found = check_plan(args.model, args.plan)
+    if found.size_mismatches:
+        print(f"plan was made for a different graph: tensor sizes differ for {', '.join(found.size_mismatches[:5])}")
         return EXIT_INVALID
-    violations = validate(problem, pf.plan)
+    violations = found.violations
     if violations:
         print(f"INVALID: {len(violations)} broken rule(s) in {args.plan}")
         for v in violations[: args.max_errors]:
@@ -287,30 +240,32 @@ def cmd_validate(args) -> int:
         if len(violations) > args.max_errors:
             print(f"  ... and {len(violations) - args.max_errors} more")
         return EXIT_INVALID
-    cost = evaluate(problem, pf.plan)
-    print(f"valid: {len(pf.plan.schedule)} steps, {len(pf.plan.residencies)} residencies, capacity {pf.capacity} B")
+    cost, plan, capacity = found.cost, found.plan, found.problem.capacity
+    print(f"valid: {len(plan.schedule)} steps, {len(plan.residencies)} residencies, capacity {capacity} B")
     for key, value in cost.as_dict().items():
-        recorded = pf.cost.get(key)
+        recorded = found.recorded_cost.get(key)
         note = "" if recorded in (None, value) else f"   (plan file says {recorded}: MISMATCH)"
         print(f"  {key:<22} {value}{note}")
-    if any(pf.cost.get(k) not in (None, v) for k, v in cost.as_dict().items()):
+    if any(found.recorded_cost.get(k) not in (None, v) for k, v in cost.as_dict().items()):
         return EXIT_INVALID
     return 0
 
 
 def cmd_show(args) -> int:
-    from cosma.cli.planview import load_plan_view, write_map
+    from cosma.cli.planview import check_map_path, load_plan_view, write_map
 
-    view = load_plan_view(args.plan)
     out = args.output or str(Path(args.plan).with_suffix(".png"))
-    write_map(view, out)
+    check_map_path(out, "-o")
+    view = load_plan_view(args.plan)
+    write_map(view, view.plan, out)
     print(f"memory map of {args.plan} drawn to {out}")
     return 0
 
 
 def cmd_export(args) -> int:
     from cosma.cli.export import default_output, export_text
-    from cosma.cli.planview import atomic_write_text, load_plan_view
+    from cosma.cli.planview import load_plan_view
+    from cosma.core.paths import write_text_atomically
 
     view = load_plan_view(args.plan)
     text = export_text(view, args.format, prefix=args.prefix)
@@ -318,7 +273,7 @@ def cmd_export(args) -> int:
         sys.stdout.write(text)
         return 0
     out = args.output or default_output(args.plan, args.format, view.problem.capacity)
-    atomic_write_text(out, text)
+    write_text_atomically(out, text)
     print(f"{args.format} export of {args.plan} ({len(view.plan.residencies)} residencies) written to {out}")
     return 0
 
@@ -345,8 +300,17 @@ def cmd_solvers(args) -> int:
 
 
 def cmd_pack(args) -> int:
+    from cosma.core.paths import check_writable
+    from cosma.packing.greedy import PACKERS
     from cosma.packing.problem import check_packing, read_csv, write_csv
 
+    check_positive(args.time_limit, "--time-limit")
+    if args.alignment <= 0:
+        raise UsageError(f"--alignment must be a positive number of bytes, got {args.alignment}")
+    if args.solver != "exact" and args.solver not in PACKERS:
+        raise UsageError(f"unknown packer {args.solver!r}; known: exact, {', '.join(sorted(PACKERS))}")
+    if args.output:
+        check_writable(args.output, "-o")
     problem = read_csv(
         args.csv, capacity=parse_size(args.capacity) if args.capacity else None, alignment=args.alignment
     )
@@ -357,10 +321,6 @@ def cmd_pack(args) -> int:
         result = pack(problem, PackParams(), time_limit=args.time_limit)
         offsets, status = result.offsets, result.status.value
     else:
-        from cosma.packing.greedy import PACKERS
-
-        if args.solver not in PACKERS:
-            raise UsageError(f"unknown packer {args.solver!r}; known: exact, {', '.join(sorted(PACKERS))}")
         result = PACKERS[args.solver](problem)
         offsets = result.offsets
         status = "fits" if result.fits else "does not fit"
@@ -379,9 +339,11 @@ def cmd_pack(args) -> int:
         return EXIT_INVALID
     fits = height <= problem.capacity
     print(f"{args.solver}: {status}; height {height} ({'fits' if fits else 'does NOT fit'}) in {seconds:.2f} s")
-    if args.output:
+    if args.output and fits:
         write_csv(args.output, problem, offsets)
         print(f"offsets written to {args.output}")
+    elif args.output:
+        print(f"offsets not written to {args.output}: height {height} is above the capacity {problem.capacity}")
     return 0 if fits else EXIT_INVALID
 
 
@@ -395,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
         " minimize off-chip traffic for an ONNX model and a scratchpad size.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # every command's --help shows each option's default
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=HelpFormatter)  # type: ignore[method-assign]
 
     p = sub.add_parser("optimize", help="find a plan for MODEL at a scratchpad size")
     _add_model_args(p)
@@ -404,10 +368,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="bytes (1048576), a size (384KiB, 2MB, 1.5MiB) or a tier: M_R (tightest), M_H, M_P (no spills needed)",
     )
     _add_weights_arg(p)
-    p.add_argument("--solver", default=None, help="solver name (see `cosma solvers`); default: auto")
-    p.add_argument("--time-limit", type=float, default=None, help="seconds; the best plan so far is returned")
-    p.add_argument("--threads", type=int, default=1, help="solver worker threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--solver", default=None, help="solver name (cosma solvers lists them); default: auto")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="seconds; the best plan so far is returned (default: none; the tiers M_H/M_P search 10 s at most)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="solver worker threads (a positive number)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice the solver makes")
     p.add_argument("--param", action="append", metavar="FIELD=VALUE", help="set a field of the solver's params")
     p.add_argument("--solver-params", default=None, help="raw parameters passed to the underlying MIP/CP solver")
     p.add_argument("--dump-model", default=None, metavar="PATH", help="write the solver's model to PATH")
@@ -425,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="re-check a plan file against its model; exit 1 on any broken rule")
     p.add_argument("model", help="the ONNX file the plan was made for")
     p.add_argument("plan", help="plan file (JSON)")
-    p.add_argument("--max-errors", type=int, default=20)
+    p.add_argument("--max-errors", type=int, default=20, help="broken rules to list")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("show", help="draw a plan's memory map (time x address)")
@@ -449,10 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pack", help="allocation only: pack fixed-lifetime buffers from a MiniMalloc CSV")
     p.add_argument("csv", help="CSV with columns id,lower,upper,size (half-open lifetimes)")
     p.add_argument("--capacity", default=None, help="bytes; default: the number in the file name")
-    p.add_argument("--alignment", type=int, default=1)
+    p.add_argument("--alignment", type=int, default=1, help="offset alignment in bytes")
     p.add_argument("--solver", default="exact", help="exact, or a baseline packer (best-fit, greedy-size)")
-    p.add_argument("--time-limit", type=float, default=60.0)
-    p.add_argument("-o", "--output", default=None, metavar="OUT.csv", help="write offsets as a CSV")
+    p.add_argument("--time-limit", type=float, default=60.0, help="seconds for the exact packer")
+    p.add_argument(
+        "-o", "--output", default=None, metavar="OUT.csv", help="write the offsets as a CSV (only when they fit)"
+    )
     p.set_defaults(func=cmd_pack)
 
     # Commands other packages add (``cosma.commands`` entry points: the harness's ``compare``).

@@ -9,14 +9,13 @@ and operator names are all there is to draw or export.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cosma.core.errors import UsageError
 from cosma.core.ir import Graph, Operator, Plan, Problem, Tensor, TensorKind
+from cosma.core.paths import check_writable, write_atomically
 from cosma.core.planfile import PlanFile, read_plan
 from cosma.core.units import format_bytes
 
@@ -74,36 +73,19 @@ def load_plan_view(path: str | Path) -> PlanView:
     return PlanView(path, pf, problem, data)
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto
-    ``path``: a reader never sees half a file, and a failed write leaves no debris.
-    An unwritable target is a ``UsageError`` naming it."""
-    path = Path(path)
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent or ".")
-    except OSError as e:
-        raise UsageError(f"{path}: cannot write ({e.strerror or e})") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise UsageError(f"{path}: cannot write ({e.strerror or e})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
 MAP_FORMATS = {".html": "html", ".htm": "html", ".png": "matplotlib", ".svg": "matplotlib", ".pdf": "matplotlib"}
 
 
-def write_map(view: PlanView, out: str | Path) -> None:
-    """Draw ``view``'s memory map to ``out``; its extension picks the format: ``.html``
+def check_map_path(path: str | Path, flag: str) -> Path:
+    """A map path that can be written, in a format ``write_map`` draws (fails before any solve)."""
+    target = check_writable(path, flag)
+    if target.suffix.lower() not in MAP_FORMATS:
+        raise UsageError(f"{flag} {path}: unknown map format {target.suffix!r}; use .html, .png, .svg or .pdf")
+    return target
+
+
+def write_map(problem: Problem | PlanView, plan: Plan, out: str | Path, title: str = "") -> None:
+    """Draw ``plan``'s memory map to ``out``; its extension picks the format: ``.html``
     an interactive page, ``.png``/``.svg``/``.pdf`` a matplotlib figure."""
     out = Path(out)
     fmt = MAP_FORMATS.get(out.suffix.lower())
@@ -112,11 +94,13 @@ def write_map(view: PlanView, out: str | Path) -> None:
     if fmt == "html":
         from cosma.cli.html_map import write_html_map
 
-        write_html_map(view, view.plan, out)
+        write_html_map(problem, plan, out)
     else:
         from cosma.cli.show import save_memory_map
 
-        atomic_write(out, lambda tmp: save_memory_map(view.problem, view.plan, tmp, view.title))
+        base = problem.problem if isinstance(problem, PlanView) else problem
+        title = title or (problem.title if isinstance(problem, PlanView) else "")
+        write_atomically(out, lambda tmp: save_memory_map(base, plan, tmp, title))
 
 
-__all__ = ["PlanView", "load_plan_view", "atomic_write", "atomic_write_text", "MAP_FORMATS", "write_map"]
+__all__ = ["PlanView", "load_plan_view", "MAP_FORMATS", "check_map_path", "write_map"]

@@ -3,6 +3,7 @@ every command takes ``--scratchpad`` to override it."""
 
 from __future__ import annotations
 
+from cosma.core.errors import UsageError
 from cosma.core.ir import Hardware
 
 KiB = 1024
@@ -53,9 +54,14 @@ PRESETS: dict[str, Hardware] = {
 DEFAULT_HARDWARE = "edge-npu"
 
 
+class UnknownHardware(UsageError, ValueError):
+    """A hardware preset name that is not in ``PRESETS`` (a ``ValueError`` too, as before)."""
+
+
 def get_hardware(name: str) -> Hardware:
+    """The preset ``name``; ``UnknownHardware`` (a ``UsageError``) listing the known ones."""
     try:
         return PRESETS[name]
     except KeyError:
         known = ", ".join(sorted(PRESETS))
-        raise ValueError(f"unknown hardware preset {name!r}; known presets: {known}") from None
+        raise UnknownHardware(f"unknown hardware preset {name!r}; known presets: {known}") from None

@@ -209,25 +209,45 @@ def _load(entry: Any) -> None:
         raise SolverLoadError(f"solver {entry.name!r}: importing {entry.value} did not register it")
 
 
-def parse_params(params_type: type, overrides: dict[str, str]) -> Any:
-    """Build a params dataclass from ``name=value`` strings (the CLI's ``--param``)."""
+def parse_params(params_type: type, overrides: dict[str, Any]) -> Any:
+    """Build a params dataclass from ``name=value`` overrides (the CLI's ``--param``):
+    strings are parsed to the field's type, other values must have it already. A number
+    whose default is not negative (a time, a count, a share) must not be negative either.
+    ``ValueError`` naming the parameter on any bad value."""
     known = {f.name: f for f in fields(params_type)}
+    defaults = params_type()
     values: dict[str, Any] = {}
     for key, raw in overrides.items():
         if key not in known:
             raise ValueError(f"unknown parameter {key!r} for {params_type.__name__}; known: {', '.join(known)}")
-        default = getattr(params_type(), key)
-        if isinstance(default, bool):
-            if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError(f"parameter {key} takes true/false, got {raw!r}")
-            values[key] = raw.lower() in ("1", "true", "yes", "on")
-        elif isinstance(default, int):
-            values[key] = int(raw)
-        elif isinstance(default, float):
-            values[key] = float(raw)
-        else:
-            values[key] = raw
-    return replace(params_type(), **values)
+        values[key] = _param_value(key, getattr(defaults, key), raw)
+    return replace(defaults, **values)
+
+
+def _param_value(key: str, default: Any, raw: Any) -> Any:
+    if isinstance(default, bool):
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).lower()
+        if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ValueError(f"parameter {key} takes true/false, got {raw!r}")
+        return text in ("1", "true", "yes", "on")
+    if isinstance(default, (int, float)):
+        kind, what = (int, "an integer") if isinstance(default, int) else (float, "a number")
+        if isinstance(raw, bool) or (isinstance(raw, float) and kind is int and not raw.is_integer()):
+            raise ValueError(f"parameter {key} takes {what}, got {raw!r}")
+        try:
+            value = kind(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"parameter {key} takes {what}, got {raw!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"parameter {key} takes a finite number, got {raw!r}")
+        if default >= 0 and value < 0:
+            raise ValueError(f"parameter {key} must not be negative, got {raw!r}")
+        return value
+    if isinstance(default, str) and not isinstance(raw, str):
+        raise ValueError(f"parameter {key} takes a string, got {raw!r}")
+    return raw
 
 
 def below_minimum(problem: Problem) -> SolveResult | None:

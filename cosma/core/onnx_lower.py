@@ -10,8 +10,10 @@ full one. What the lowering does, in order:
    tensor is defined twice, and no node carries a subgraph (``If``/``Loop``/``Scan``:
    control flow has no static schedule). Model-local functions are inlined first.
 2. **Fix the graph inputs' shapes**: ``input_shapes`` replaces the dims of the named
-   inputs (the CLI's ``--input-shape NAME=1x3x224x224``); an input that is still
-   dynamic is reported with that option in the message.
+   inputs (the CLI's ``--input-shape NAME=1x3x224x224``); then ``batch`` (the CLI's
+   ``--batch N``, default 1) fixes a symbolic leading dim (a ``dim_param``, an unset dim
+   or -1 on dim 0: ``[N, 3, 224, 224]``) of every other input, and ``notify`` says so in
+   one line; an input that is still dynamic is reported with ``--input-shape`` in the message.
 3. **Infer every shape** with ONNX shape inference (strict mode, with data propagation,
    so shape-computing subgraphs such as ``Shape -> Gather -> Concat -> Reshape`` give
    static shapes).
@@ -58,7 +60,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Mapping, NoReturn
+from typing import Callable, Mapping, NoReturn
 
 import onnx
 import onnx.inliner
@@ -101,6 +103,33 @@ _ELEMENT_BITS: dict[int, int] = {
 
 Dim = int | str | None  # a static size, a symbolic name, or unknown
 
+DTYPE_BYTES = (1, 2, 4, 8)  # element widths ``dtype_bytes`` may force on every tensor
+
+
+def check_dtype_bytes(value: int | None, what: str = "--dtype-bytes") -> int | None:
+    """The one check of an element-width override (both CLIs, the API, ``lower``):
+    None (the file's dtypes) or one of ``DTYPE_BYTES``; ``UsageError`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value not in DTYPE_BYTES:
+        raise UsageError(f"{what} must be 1, 2, 4 or 8, got {value!r}")
+    return value
+
+
+def check_batch(value: int | None, what: str = "--batch") -> int | None:
+    """A batch size for symbolic leading dims: None (leave them) or a positive integer."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise UsageError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
+
 
 @dataclass(frozen=True)
 class _ValueType:
@@ -129,15 +158,20 @@ def load_model(
     dtype_bytes: int | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     name: str | None = None,
+    batch: int | None = 1,
+    notify: Callable[[str], None] | None = _stderr,
 ) -> Graph:
     """Lower the ONNX file at ``path`` (weights may be stripped). See the module docstring.
 
-    ``name`` defaults to the file name without its extension.
+    ``name`` defaults to the file name without its extension; ``batch`` and ``notify`` as
+    for ``lower``.
     """
+    check_dtype_bytes(dtype_bytes, "dtype_bytes")
+    check_batch(batch, "batch")
     model = _read(path)
     if name is None:
         name = os.path.splitext(os.path.basename(os.fspath(path)))[0]
-    return lower(model, dtype_bytes=dtype_bytes, input_shapes=input_shapes, name=name)
+    return lower(model, dtype_bytes=dtype_bytes, input_shapes=input_shapes, name=name, batch=batch, notify=notify)
 
 
 def lower(
@@ -146,13 +180,17 @@ def lower(
     dtype_bytes: int | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     name: str | None = None,
+    batch: int | None = 1,
+    notify: Callable[[str], None] | None = _stderr,
 ) -> Graph:
     """Lower an in-memory ONNX model (left unchanged). See the module docstring.
 
-    ``name`` defaults to the ONNX graph's name.
+    ``name`` defaults to the ONNX graph's name. ``batch`` fixes the symbolic leading dim of
+    every graph input not named in ``input_shapes`` (None: leave it, and fail on it);
+    ``notify`` gets one line naming the inputs it fixed (default: stderr; None: silent).
     """
-    if dtype_bytes is not None and dtype_bytes <= 0:
-        raise UsageError(f"dtype_bytes must be a positive number of bytes, got {dtype_bytes}")
+    check_dtype_bytes(dtype_bytes, "dtype_bytes")
+    check_batch(batch, "batch")
     if not model.HasField("graph") or len(model.graph.node) == 0:
         raise ModelError("the ONNX model has an empty graph (no nodes): not a model, or truncated")
     prepared = onnx.ModelProto()
@@ -166,8 +204,14 @@ def lower(
     _check_structure(graph)
     if input_shapes:
         _override_input_shapes(prepared, input_shapes)
+    batched = _fix_batch(prepared, batch, skip=set(input_shapes or ())) if batch is not None else []
     _check_graph_inputs(graph)
-    types = _infer_types(prepared, overridden=bool(input_shapes))
+    if batched and notify is not None:  # once the inputs are static: an error is the one line said
+        notify(
+            f"note: {', '.join(repr(n) for n in batched)} had a dynamic batch dimension: fixed to {batch}"
+            " (--batch N to change it)"
+        )
+    types = _infer_types(prepared, overridden=bool(input_shapes) or bool(batched))
     return _Lowering(graph, types, dtype_bytes).build(name if name is not None else graph.name or "model")
 
 
@@ -265,6 +309,35 @@ def _override_input_shapes(model: onnx.ModelProto, input_shapes: Mapping[str, tu
         tensor_type.ClearField("shape")
         for d in shape:
             tensor_type.shape.dim.add().dim_value = int(d)
+    _forget_recorded_shapes(graph)
+
+
+def _fix_batch(model: onnx.ModelProto, batch: int, skip: set[str]) -> list[str]:
+    """Set a symbolic leading dim (``dim_param``, unset, or a negative value) of every graph
+    input a node reads and ``skip`` does not name to ``batch``; the names of those inputs."""
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    read = {t for node in graph.node for t in node.input}
+    fixed = []
+    for value in graph.input:
+        if value.name in initializers or value.name in skip or value.name not in read:
+            continue
+        if not value.type.HasField("tensor_type") or not value.type.tensor_type.HasField("shape"):
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 0 or (dims[0].HasField("dim_value") and dims[0].dim_value > 0):
+            continue
+        dims[0].Clear()
+        dims[0].dim_value = batch
+        fixed.append(value.name)
+    if fixed:
+        _forget_recorded_shapes(graph)
+    return fixed
+
+
+def _forget_recorded_shapes(graph: onnx.GraphProto) -> None:
+    """Drop the shapes the file recorded for inner tensors and outputs: they were computed
+    for the old input shapes (shape inference recomputes them)."""
     del graph.value_info[:]
     for out in graph.output:
         if out.type.HasField("tensor_type"):
@@ -279,7 +352,7 @@ def _value_type(type_proto: onnx.TypeProto) -> _ValueType | None:
         return _ValueType(tt.elem_type, None)
     dims: list[Dim] = []
     for d in tt.shape.dim:
-        if d.HasField("dim_value"):
+        if d.HasField("dim_value") and d.dim_value >= 0:
             dims.append(int(d.dim_value))
         elif d.HasField("dim_param") and d.dim_param:
             dims.append(d.dim_param)
@@ -528,4 +601,14 @@ def graph_stats(graph: Graph) -> dict[str, int]:
     }
 
 
-__all__ = ["VIEW_OPS", "SHAPE_OPS", "load_model", "lower", "parse_input_shape", "graph_stats"]
+__all__ = [
+    "VIEW_OPS",
+    "SHAPE_OPS",
+    "DTYPE_BYTES",
+    "check_dtype_bytes",
+    "check_batch",
+    "load_model",
+    "lower",
+    "parse_input_shape",
+    "graph_stats",
+]

@@ -18,6 +18,7 @@ from typing import Any
 from cosma.core.cost import Cost, evaluate
 from cosma.core.errors import UsageError
 from cosma.core.ir import Hardware, Plan, Problem, Residency
+from cosma.core.paths import write_atomically
 
 FORMAT = "cosma-plan/1"
 
@@ -36,6 +37,7 @@ class PlanFile:
     cost: dict[str, int]
     solver: dict[str, Any]
     tensors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    batch: int | None = 1  # what a symbolic leading dim of the graph inputs was fixed to (None: left)
 
 
 def plan_to_dict(
@@ -45,6 +47,7 @@ def plan_to_dict(
     model: str = "",
     dtype_bytes: int | None = None,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
+    batch: int | None = 1,
     solver: dict[str, Any] | None = None,
     cost: Cost | None = None,
 ) -> dict[str, Any]:
@@ -67,7 +70,11 @@ def plan_to_dict(
         "format": FORMAT,
         "model": model,
         "graph": graph.name,
-        "lowering": {"dtype_bytes": dtype_bytes, "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()}},
+        "lowering": {
+            "dtype_bytes": dtype_bytes,
+            "input_shapes": {k: list(v) for k, v in (input_shapes or {}).items()},
+            "batch": batch,
+        },
         "hardware": asdict(problem.hardware),
         "capacity": problem.capacity,
         "alignment": problem.alignment,
@@ -89,9 +96,11 @@ def plan_to_dict(
 
 
 def write_plan(path: str | Path, problem: Problem, plan: Plan, **meta: Any) -> None:
-    """Write ``plan`` as JSON; ``meta`` as for ``plan_to_dict`` (model, dtype_bytes, solver, ...)."""
-    data = plan_to_dict(problem, plan, **meta)
-    Path(path).write_text(json.dumps(data, indent=1) + "\n")
+    """Write ``plan`` as JSON; ``meta`` as for ``plan_to_dict`` (model, dtype_bytes, solver, ...).
+    Written to a temporary file and renamed, so a failure leaves no half-written plan
+    (``UsageError`` naming the path)."""
+    text = json.dumps(plan_to_dict(problem, plan, **meta), indent=1) + "\n"
+    write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def solver_record(result: Any) -> dict[str, Any]:
@@ -163,6 +172,7 @@ def read_plan(path: str | Path) -> PlanFile:
             cost=data.get("cost", {}),
             solver=data.get("solver", {}),
             tensors=data.get("tensors", {}),
+            batch=None if lowering.get("batch", 1) is None else _int(lowering.get("batch", 1), "lowering.batch"),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise UsageError(f"{path}: malformed plan file ({type(e).__name__}: {e})") from None

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 
 from cosma.core.errors import UsageError
 from cosma.core.interface import Status
+from cosma.core.paths import write_atomically
 
 BufferId = str
 
@@ -114,11 +115,30 @@ def read_csv(path: str | Path, capacity: int | None = None, alignment: int = 1) 
         if not digits:
             raise UsageError(f"{path}: no capacity given and none in the file name; pass --capacity")
         capacity = int(digits[-1])
+    if capacity <= 0:
+        raise UsageError(f"{path}: capacity must be a positive number of bytes, got {capacity}")
+    if alignment <= 0:
+        raise UsageError(f"{path}: alignment must be a positive number of bytes, got {alignment}")
     try:
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a CSV file") from None
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
     except OSError as e:
         raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise UsageError(f"{path}: not a text CSV file ({type(e).__name__}: {e})") from None
+    missing = [c for c in ("id", "lower", "upper", "size") if c not in header]
+    if missing:
+        raise UsageError(
+            f"{path}: not a MiniMalloc CSV: expected columns id,lower,upper,size (missing {','.join(missing)})"
+        )
+    if not rows:
+        raise UsageError(f"{path}: no buffers to pack (the CSV has a header and no rows)")
     buffers = []
     for line, row in enumerate(rows, start=2):
         try:
@@ -137,11 +157,17 @@ def read_solution(path: str | Path) -> dict[BufferId, int]:
 
 
 def write_csv(path: str | Path, problem: PackingProblem, offsets: Mapping[BufferId, int]) -> None:
-    with Path(path).open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", "lower", "upper", "size", "offset"])
-        for b in problem.buffers:
-            w.writerow([b.id, b.lower, b.upper, b.size, offsets[b.id]])
+    """Write the buffers with their offsets (written to a temporary file and renamed:
+    nothing half-written; ``UsageError`` naming the path on failure)."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "lower", "upper", "size", "offset"])
+            for b in problem.buffers:
+                w.writerow([b.id, b.lower, b.upper, b.size, offsets[b.id]])
+
+    write_atomically(path, write)
 
 
 def height(problem: PackingProblem, offsets: Mapping[BufferId, int]) -> int:

@@ -81,22 +81,37 @@ def resolve_capacity(
     """Bytes from a capacity given as bytes, a size string ("384KiB"), a tier name
     ("M_H"), or None (the hardware preset's own scratchpad). Only a tier above ``M_R``
     searches orders."""
+    return resolve_budget(graph, hardware, weights_counted, capacity, time_limit=time_limit, kinds=kinds)[0]
+
+
+def resolve_budget(
+    graph: Graph,
+    hardware: Hardware,
+    weights_counted: bool,
+    capacity: int | str | None,
+    *,
+    time_limit: float | None = 10.0,
+    kinds: Sequence[str] = PEAK_ORDERS,
+) -> tuple[Bytes, tuple[OpName, ...] | None]:
+    """``resolve_capacity``, with the schedule that makes the capacity reachable without
+    spills when it is ``M_P`` (the order whose peak live bytes set it), else None."""
     if capacity is None:
-        return hardware.capacity
+        return hardware.capacity, None
     if isinstance(capacity, str):
         if not is_tier(capacity):
-            return parse_size(capacity)
+            return parse_size(capacity), None
         tier = normalize_tier(capacity)
         if tier == "M_R":
-            return min_capacity(Problem(graph, hardware.capacity, hardware, weights_counted))
-        return compute_tiers(graph, hardware, weights_counted, time_limit=time_limit, kinds=kinds).capacity(tier)
-    if int(capacity) <= 0:
-        raise UsageError(f"capacity must be a positive number of bytes, got {capacity}")
-    return int(capacity)
+            return min_capacity(Problem(graph, hardware.capacity, hardware, weights_counted)), None
+        tiers = compute_tiers(graph, hardware, weights_counted, time_limit=time_limit, kinds=kinds)
+        return tiers.capacity(tier), (tiers.m_p_schedule if tier == "M_P" else None)
+    if isinstance(capacity, bool) or int(capacity) != capacity or int(capacity) <= 0:
+        raise UsageError(f"capacity must be a positive number of bytes, got {capacity!r}")
+    return int(capacity), None
 
 
 def with_capacity(problem: Problem, capacity: Bytes) -> Problem:
     return replace(problem, capacity=capacity)
 
 
-__all__ = ["TIERS", "Tiers", "compute_tiers", "resolve_capacity", "with_capacity"]
+__all__ = ["TIERS", "Tiers", "compute_tiers", "resolve_capacity", "resolve_budget", "with_capacity"]
