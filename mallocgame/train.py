@@ -625,8 +625,8 @@ def explicit_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> s
     for action in parser._actions:
         if action.option_strings and not isinstance(action, argparse._HelpAction):
             kwargs = {"dest": action.dest, "default": argparse.SUPPRESS}
-            if action.nargs == 0 or isinstance(action, argparse.BooleanOptionalAction):
-                kwargs["nargs"] = "?"  # a switch: given or not, its value does not matter here
+            if action.nargs in (0, "?") or isinstance(action, argparse.BooleanOptionalAction):
+                kwargs["nargs"] = "?"  # a switch or an optional value: given or not is what matters here
             quiet.add_argument(*action.option_strings, **kwargs)
     known, _ = quiet.parse_known_args(argv)
     return set(vars(known))
