@@ -1,6 +1,7 @@
 """A reduced `cosma compare` (two small models, one tier) runs end to end and resumes."""
 
 import csv
+from pathlib import Path
 
 from cosma.cli.main import main
 
@@ -52,3 +53,14 @@ def test_a_new_agent_checkpoint_invalidates_the_agent_cells(tmp_path):
     cache = tmp_path / "cells.jsonl"
     cache.write_text(json.dumps({**old.__dict__, "status": "feasible"}) + "\n")
     assert new.key not in load_cache(cache) and old.key in load_cache(cache)
+
+
+def test_a_partial_run_leaves_the_full_tables_alone(tmp_path, monkeypatch, capsys):
+    model = str(Path(__file__).resolve().parents[1] / "models" / "zoo" / "resnet18.onnx")
+    monkeypatch.chdir(tmp_path)  # results/ is relative to the working directory
+    argv = ["compare", "--models", model, "--tiers", "M_R", "--solvers", "best-greedy", "--time-limit", "10",
+            "--jobs", "1", "--no-packing", "--no-maps"]  # fmt: skip
+    assert main(argv) == 0
+    assert (tmp_path / "results" / "partial" / "comparison.md").exists()
+    assert not (tmp_path / "results" / "comparison.md").exists()
+    assert "partial run" in capsys.readouterr().out

@@ -21,7 +21,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cosma.core.paths import ANCHORS_DIR, NAS_DIR, ZOO_DIR
+from cosma.core.paths import ANCHORS_DIR, NAS_DIR, RESULTS_DIR, ZOO_DIR
+from cosma.core.units import TIERS
 
 ZOO = ZOO_DIR
 NAS = NAS_DIR
@@ -31,6 +32,8 @@ COSMA_BASELINES = ("file-bestfit-belady", "file-bestfit-greedy", "mem-bestfit-be
 # The same four with TFLite's literal placement, best per instance: the paper's reference.
 LITERAL_BASELINE = "best-greedy-tflite"
 DEFAULT_SOLVERS = COSMA_BASELINES + (LITERAL_BASELINE, "xla-msa", "exact", "dnc", "muzero")
+# Every heuristic of the table: what exact solving must beat per cell to add anything.
+HEURISTICS = COSMA_BASELINES + (LITERAL_BASELINE, "xla-msa")
 HARDWARE = "edge-npu"
 DTYPE_BYTES = 1  # COSMA's evaluation: 8-bit data everywhere
 SETTINGS = (("activations", False), ("weights", True))
@@ -218,6 +221,19 @@ def _kib(n) -> str:
     return "-" if n is None else f"{n / 1024:.1f}"
 
 
+def _bound_and_gap(by, model, setting, tier, solvers) -> list[str]:
+    """The best proven bound of the cell (every solver's bound is valid over every order)
+    and the gap of the cell's best plan to it, as table cells."""
+    rows = [by[(model, setting, tier, s)] for s in solvers if (model, setting, tier, s) in by]
+    bounds = [r["bound"] for r in rows if r.get("bound") is not None]
+    plans = [r["non_compulsory_bytes"] for r in rows if r.get("non_compulsory_bytes") is not None]
+    if not bounds or not plans:
+        return ["-", "-"]
+    bound, best = max(bounds), min(plans)
+    gap = 0.0 if best == 0 else max(0, best - bound) / best
+    return [_kib(bound), f"{100 * gap:.1f}%"]
+
+
 def write_tables(rows: list[dict], out: Path, solvers: list[str], tiers: dict, meta: dict) -> None:
     """comparison.md and comparison.csv from cell rows."""
     by = {(r["model"], r["setting"], r["tier"], r["solver"]): r for r in rows}
@@ -226,7 +242,7 @@ def write_tables(rows: list[dict], out: Path, solvers: list[str], tiers: dict, m
         fields = [
             "model", "setting", "tier", "capacity", "solver", "status", "non_compulsory_bytes",
             "latency_cycles", "bound", "gap", "seconds", "reduction_vs_best_baseline", "reduction_vs_tflite_baseline",
-            "message",
+            "reduction_vs_best_heuristic", "message",
         ]  # fmt: skip
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
@@ -236,6 +252,7 @@ def write_tables(rows: list[dict], out: Path, solvers: list[str], tiers: dict, m
                     **r,
                     "reduction_vs_best_baseline": _reduction(by, r),
                     "reduction_vs_tflite_baseline": _reduction(by, r, LITERAL_BASELINE),
+                    "reduction_vs_best_heuristic": _reduction(by, r, HEURISTICS),
                 }
             )
 
@@ -248,20 +265,22 @@ def write_tables(rows: list[dict], out: Path, solvers: list[str], tiers: dict, m
         "",
         "Each cell: non-compulsory bytes in KiB (spills + reloads; lower is better). `best baseline` is the best"
         " of the four COSMA baselines (file/memory-aware order x best fit x Belady/greedy); the percentage in"
-        " parentheses is the reduction against it (negative: worse). `*`: proven optimal (for `exact` and"
-        " `auto` without a given schedule: for the operator order the solver chose). A status other than"
+        " parentheses is the reduction against it (negative: worse). `*`: proven optimal over every operator"
+        " order. `bound`: the best lower bound any solver proved for the cell, valid over every operator"
+        " order; `gap`: how far the cell's best plan is above it. A status other than"
         " optimal/feasible/timeout is printed instead of a number.",
         "",
     ]
     summary: dict[tuple[str, str, str], list[float]] = {}
     literal: dict[tuple[str, str, str], list[float]] = {}
+    heuristic: dict[tuple[str, str, str], list[float]] = {}
     for setting, _ in SETTINGS:
         for tier in ("M_R", "M_H", "M_P"):
             present = [m for m in models if any((m, setting, tier, s) in by for s in solvers)]
             if not present:
                 continue
             lines += [f"## {setting}, {tier}", ""]
-            header = ["model", "capacity KiB", "best baseline"] + [s for s in solvers]
+            header = ["model", "capacity KiB", "best baseline"] + [s for s in solvers] + ["bound", "gap"]
             lines.append("| " + " | ".join(header) + " |")
             lines.append("|" + "---|" * len(header))
             for m in present:
@@ -285,7 +304,11 @@ def write_tables(rows: list[dict], out: Path, solvers: list[str], tiers: dict, m
                     lit = _reduction(by, r, LITERAL_BASELINE)
                     if lit is not None and s not in COSMA_BASELINES and s != LITERAL_BASELINE:
                         literal.setdefault((setting, tier, s), []).append(lit)
+                    best = _reduction(by, r, HEURISTICS)
+                    if best is not None and s not in HEURISTICS:
+                        heuristic.setdefault((setting, tier, s), []).append(best)
                     cells.append(text)
+                cells += _bound_and_gap(by, m, setting, tier, solvers)
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
     lines += ["`*` proven optimal. Percentages: reduction against the best baseline (100% = no traffic left).", ""]
@@ -296,19 +319,26 @@ def write_tables(rows: list[dict], out: Path, solvers: list[str], tiers: dict, m
         "",
     ]
     lines += [
-        "The last two columns measure against the TFLite-placement baselines (`best-greedy-tflite`: the same four"
-        " baselines with a block at the low end of its best-fit gap, as in the paper's comparison).",
+        "The middle two columns measure against the TFLite-placement baselines (`best-greedy-tflite`: the same"
+        " four baselines with a block at the low end of its best-fit gap, as in the paper's comparison); the last"
+        " two against the best heuristic of each cell (the best of the COSMA baselines, the TFLite-placement ones"
+        " and `xla-msa`): what exact solving adds over everything a compiler has today.",
         "",
         "| setting | tier | solver | models | average reduction | models (TFLite ref.)"
-        " | average reduction (TFLite ref.) |",
-        "|---|---|---|---|---|---|---|",
+        " | average reduction (TFLite ref.) | models (best heuristic) | average reduction (best heuristic) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for key in sorted(set(summary) | set(literal)):
+
+    def average(values: list[float]) -> str:
+        return f"{100 * sum(values) / len(values):.1f}%" if values else "-"
+
+    for key in sorted(set(summary) | set(literal) | set(heuristic)):
         setting, tier, s = key
-        reds, lits = summary.get(key, []), literal.get(key, [])
-        avg = f"{100 * sum(reds) / len(reds):.1f}%" if reds else "-"
-        lavg = f"{100 * sum(lits) / len(lits):.1f}%" if lits else "-"
-        lines.append(f"| {setting} | {tier} | {s} | {len(reds)} | {avg} | {len(lits)} | {lavg} |")
+        reds, lits, bests = summary.get(key, []), literal.get(key, []), heuristic.get(key, [])
+        lines.append(
+            f"| {setting} | {tier} | {s} | {len(reds)} | {average(reds)} | {len(lits)} | {average(lits)}"
+            f" | {len(bests)} | {average(bests)} |"
+        )
     lines.append("")
     lines += papers_summary(rows, by)
     (out / "comparison.md").write_text("\n".join(lines))
@@ -359,20 +389,21 @@ def papers_summary(rows: list[dict], by: dict) -> list[str]:
     return lines
 
 
-def _best_baseline(by, model, setting, tier):
+def _best_baseline(by, model, setting, tier, among=COSMA_BASELINES):
     values = [
         by[(model, setting, tier, s)]["non_compulsory_bytes"]
-        for s in COSMA_BASELINES
+        for s in among
         if (model, setting, tier, s) in by and by[(model, setting, tier, s)]["non_compulsory_bytes"] is not None
     ]
     return min(values) if values else None
 
 
-def _reduction(by, row, reference: str | None = None):
-    """1 - NC / reference NC: the reference is the best of the four COSMA baselines, or the
-    named solver's cell (``LITERAL_BASELINE``); None where the reference moves nothing."""
-    if reference is None:
-        base = _best_baseline(by, row["model"], row["setting"], row["tier"])
+def _reduction(by, row, reference: str | tuple[str, ...] | None = None):
+    """1 - NC / reference NC: the reference is the best of the four COSMA baselines, the best
+    of the named solvers (``HEURISTICS``), or the named solver's cell (``LITERAL_BASELINE``);
+    None where the reference moves nothing."""
+    if reference is None or isinstance(reference, tuple):
+        base = _best_baseline(by, row["model"], row["setting"], row["tier"], reference or COSMA_BASELINES)
     else:
         ref = by.get((row["model"], row["setting"], row["tier"], reference))
         base = None if ref is None else ref["non_compulsory_bytes"]
@@ -605,7 +636,17 @@ def add_command(sub) -> None:
         help="run the cells as Ray tasks: alone, on a local Ray with --jobs CPUs; with an ADDRESS (auto,"
         " ray://head:10001), on that running cluster, whose nodes have cosma installed",
     )
-    p.add_argument("--out", default="results", help="output folder")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: results/ for the whole grid; a run on some models, tiers or solvers"
+        " writes results/partial/ unless --update)",
+    )
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="a partial run updates the cells it ran in results/ and rewrites the full tables from the cache",
+    )
     p.add_argument("--fresh", action="store_true", help="recompute cells already in the cache")
     p.add_argument("--no-maps", action="store_true", help="skip the side-by-side memory maps")
     p.add_argument(
@@ -626,7 +667,14 @@ def add_command(sub) -> None:
 def main(args) -> int:
     from cosma.core.interface import load_all
 
-    out = Path(args.out)
+    partial = bool(args.models or args.solvers) or set(args.tiers) != set(TIERS)
+    if args.out:
+        out = Path(args.out)
+    elif partial and not args.update:
+        out = RESULTS_DIR / "partial"
+        print(f"compare: a partial run writes {out}/, not {RESULTS_DIR}/ (--update updates the full tables)")
+    else:
+        out = RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     registry = load_all()
     solvers = [s for s in (args.solvers or DEFAULT_SOLVERS) if s in registry]
@@ -639,31 +687,40 @@ def main(args) -> int:
         cache_path.unlink()
     tiers_path = out / "tiers.json"
     tiers = json.loads(tiers_path.read_text()) if tiers_path.exists() and not args.fresh else {}
-    for p in paths:
+    grid = model_paths(None) if args.update else paths  # --update: the tables cover the whole grid
+    for p in {p.stem: p for p in [*paths, *grid]}.values():
         if p.stem not in tiers:
             print(f"compare: tiers of {p.stem}...", flush=True)
             tiers[p.stem] = tiers_for(p)
             tiers_path.write_text(json.dumps(tiers, indent=1))
     agent_max_ops = getattr(args, "agent_max_ops", 0)
     agent = _checkpoint_digest() if "muzero" in solvers else ""  # a new checkpoint invalidates the agent's cells
-    cells = [
-        Cell(
-            p.stem,
-            str(p),
-            setting,
-            tier,
-            tiers[p.stem][setting][tier],
-            s,
-            args.time_limit,
-            agent_max_ops if s == "muzero" else 0,
-            agent if s == "muzero" else "",
-        )  # fmt: skip
-        for p in paths
-        for setting, _ in SETTINGS
-        for tier in args.tiers
-        for s in solvers
-    ]
+
+    def cells_of(paths: list[Path], tier_names, solver_names) -> list[Cell]:
+        return [
+            Cell(
+                p.stem,
+                str(p),
+                setting,
+                tier,
+                tiers[p.stem][setting][tier],
+                s,
+                args.time_limit,
+                agent_max_ops if s == "muzero" else 0,
+                agent if s == "muzero" else "",
+            )  # fmt: skip
+            for p in paths
+            for setting, _ in SETTINGS
+            for tier in tier_names
+            for s in solver_names
+        ]
+
+    cells = cells_of(paths, args.tiers, solvers)
     done = run_cells(cells, cache_path, args.jobs, getattr(args, "ray", None))
+    if args.update:  # the full tables, from every cell of the grid the cache holds
+        solvers = [s for s in DEFAULT_SOLVERS if s in registry]
+        cells = cells_of(grid, TIERS, solvers)
+        done = load_cache(cache_path)
     rows = [done[c.key] for c in cells if c.key in done]
     import importlib.metadata as md
 
