@@ -25,6 +25,9 @@ rounding with a re-check by the validator.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
@@ -61,7 +64,20 @@ class _Model:
     window: dict[str, range]  # steps at which a tensor may be resident
 
 
-def _build(problem: Problem, schedule: Sequence[OpName] | None, prune_pairs: bool) -> _Model:
+class _OutOfTime(Exception):
+    """The time limit ran out while the MILP was being built."""
+
+
+def _build(
+    problem: Problem, schedule: Sequence[OpName] | None, prune_pairs: bool, deadline: float | None = None
+) -> _Model:
+    """The MILP; raises ``_OutOfTime`` past ``deadline`` (``time.perf_counter()``), checked once
+    per tensor, so that building a large model never overruns the solve's time limit."""
+
+    def check_time() -> None:
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _OutOfTime
+
     graph = problem.graph
     n = len(graph.operators)
     align = problem.alignment
@@ -131,6 +147,7 @@ def _build(problem: Problem, schedule: Sequence[OpName] | None, prune_pairs: boo
 
     # ----- constraints: residency -----
     for a, w in window.items():
+        check_time()
         kind = graph.tensors[a].kind
         producer = graph.producer.get(a)
         for t in w:
@@ -167,12 +184,14 @@ def _build(problem: Problem, schedule: Sequence[OpName] | None, prune_pairs: boo
     # ----- constraints: pairwise non-overlap (big-M) -----
     names = list(window)
     for i, a in enumerate(names):
-        for b in names[i + 1 :]:
+        check_time()
+        for j in range(i + 1, len(names)):
+            b = names[j]
             common = [t for t in window[a] if t in window[b]] if prune_pairs else list(steps)
             for t in common:
                 if t not in window[a] or t not in window[b]:
                     continue
-                z = var(f"z_{i}_{names.index(b)}_{t}", cat="Binary")
+                z = var(f"z_{i}_{j}_{t}", cat="Binary")
                 both_out = 2 - res(a, t) - res(b, t)
                 prob += addr[a, t] + units[a] <= addr[b, t] + big_m * (1 - z) + big_m * both_out
                 prob += addr[b, t] + units[b] <= addr[a, t] + big_m * z + big_m * both_out
@@ -182,6 +201,23 @@ def _build(problem: Problem, schedule: Sequence[OpName] | None, prune_pairs: boo
         graph.tensors[a].size * v for (a, _), v in retrieve.items()
     )
     return _Model(prob, n, x, create, preserve, retrieve, spill, addr, window)
+
+
+@contextlib.contextmanager
+def _quiet_stdout(quiet: bool):
+    """Send what native code writes to file descriptor 1 to /dev/null while ``quiet``."""
+    if not quiet:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _solver(params: IlpParams, options: RunOptions) -> Any:
@@ -213,7 +249,13 @@ def solve_ilp(problem: Problem, params: IlpParams, options: RunOptions) -> Solve
         schedule = options.schedule or tuple(op.name for op in graph.operators)
         if not is_topological(problem, schedule):
             raise UsageError("the given schedule is not a topological order of the graph's operators")
-    model = _build(problem, schedule, params.prune_pairs)
+    deadline = None if options.time_limit is None else start + options.time_limit
+    try:
+        model = _build(problem, schedule, params.prune_pairs, deadline)
+    except _OutOfTime:
+        return SolveResult(
+            Status.TIMEOUT, None, seconds=time.perf_counter() - start, message="time limit spent building the MILP"
+        )
     stats: dict[str, Any] = {
         "schedule_mode": params.schedule_mode,
         "variables": len(model.prob.variables()),
@@ -227,10 +269,12 @@ def solve_ilp(problem: Problem, params: IlpParams, options: RunOptions) -> Solve
                 message="time limit spent building the MILP",
             )  # fmt: skip
         options = replace(options, time_limit=left)
-    solver = _solver(params, options)
-    stats["backend"] = solver.name
+    stats["backend"] = None
     try:
-        model.prob.solve(solver)
+        with _quiet_stdout(not params.msg):  # highspy prints a banner on stdout whatever msg says
+            solver = _solver(params, options)
+            stats["backend"] = solver.name
+            model.prob.solve(solver)
     except KeyboardInterrupt:
         return SolveResult(
             Status.TIMEOUT, None, seconds=time.perf_counter() - start, stats=stats, message="interrupted"
