@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Union
 
+from cosma.core.clock import Clock
 from cosma.core.cost import Cost
 from cosma.core.errors import CapacityError, CosmaError, ModelError, UsageError
 from cosma.core.hardware import DEFAULT_HARDWARE, get_hardware
@@ -271,7 +272,8 @@ def _instance(
             base.hardware,
             base.weights_counted,
             scratchpad,
-            time_limit=min(10.0, time_limit or 10.0),
+            # M_H/M_P search orders: a quarter of the command's budget at most (M_R needs none)
+            time_limit=min(10.0, 0.25 * time_limit if time_limit else 10.0),
         )
     except KeyboardInterrupt:
         raise UsageError(f"interrupted while computing {tier} (nothing solved yet)") from None
@@ -313,7 +315,8 @@ def optimize(
             gets the schedule that reaches it); None: the hardware preset's own scratchpad.
         solver: a registered solver (``cosma solvers`` lists them); ``"auto"``: exact, with
             divide and conquer for large graphs.
-        time_limit: seconds; the best plan so far comes back (status TIMEOUT/FEASIBLE); None: none.
+        time_limit: seconds for the whole call: lowering, the tier (when one is named) and the
+            solve; the best plan so far comes back (status TIMEOUT/FEASIBLE); None: none.
         weights: count weights as scratchpad tensors (False: activations only).
         hardware: a preset name (``"edge-npu"``, ``"mcu"``, ``"tpu-like"``, ``"ideal"``) or a ``Hardware``.
         dtype_bytes: 1, 2, 4 or 8 bytes per element for every tensor (None: the file's dtypes).
@@ -330,6 +333,7 @@ def optimize(
     """
     _check_positive(time_limit, "time_limit")
     _check_positive(threads, "threads", int)
+    clock = Clock(time_limit)  # the whole call's budget: the solver gets what lowering and tiers left
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UsageError(f"seed must be an integer, got {seed!r}")
     try:
@@ -357,7 +361,11 @@ def optimize(
             file=sys.stderr,
             flush=True,
         )
-    options = RunOptions(time_limit=time_limit, threads=threads, seed=seed, schedule=inst.schedule, verbose=verbose)
+    # What is left, less a margin for validating and costing the plan (at least a token
+    # budget: past the limit the solvers still return their first valid plan, marked not proven).
+    left = clock.left()
+    solve_limit = None if left is None else max(0.05, left - 0.02 * time_limit)
+    options = RunOptions(time_limit=solve_limit, threads=threads, seed=seed, schedule=inst.schedule, verbose=verbose)
     raw = run(problem, solver, solver_params, options)
     return Result(
         plan=raw.plan,
