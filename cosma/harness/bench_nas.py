@@ -203,6 +203,7 @@ def _gap(value: int | None, bound: int | None) -> str:
 
 def render(rows: list[Row], hardware, solver: str, time_limit: float, seconds: float, command: str) -> str:
     reductions = [r.reduction for r in rows if r.reduction is not None]
+    moving = [r for r in rows if r.nc_bytes]  # instances whose plan moves bytes: is the bound above 0?
     in_time = sum(r.nc_bytes is not None and r.seconds <= time_limit * 1.05 for r in rows)
     out = [
         "# NAS models: divide and conquer",
@@ -213,11 +214,11 @@ def render(rows: list[Row], hardware, solver: str, time_limit: float, seconds: f
         "Tiers from `cosma.schedules.tiers` (`M_P` is the best schedule any scheduler found;"
         " not always proven minimal).",
         "",
-        "Columns: non-compulsory bytes (NC); *bound* = the solver's global lower bound (valid over every",
-        "schedule: the schedule-free no-address relaxation) and its gap; *fixed-schedule bound* = the",
-        "no-address relaxation for the schedule the plan uses, and the gap to it; *baseline* = the best of",
-        "COSMA's four greedy baselines (`best-greedy`); *reduction* = 1 - NC / baseline. Where *path* is",
-        "`exact`, status and bound are the exact solver's: optimal for the operator order it chose.",
+        "Columns: non-compulsory bytes (NC); *bound* = the solver's lower bound, valid over every operator",
+        "order (`cosma.exact.joint.order_bound`: the order-aware relaxation, in chunks on large graphs, and",
+        "the schedule-free relaxation), and its gap; *fixed-schedule bound* = the no-address relaxation for",
+        "the schedule the plan uses, and the gap to it; *baseline* = the best of COSMA's four greedy",
+        "baselines (`best-greedy`); *reduction* = 1 - NC / baseline.",
         "",
         f"**Summary**: {len(rows)} instances, {in_time} with a valid plan within the time limit;"
         + (
@@ -226,7 +227,8 @@ def render(rows: list[Row], hardware, solver: str, time_limit: float, seconds: f
             if reductions
             else " no instance where the baseline moves any byte"
         )
-        + ".",
+        + f"; a bound above 0 on {sum(bool(r.bound) for r in moving)} of the {len(moving)} instances whose plan"
+        " moves bytes.",
         "",
         "| model | setting | tier | capacity (B) | status | NC (B) | bound (B) | gap | fixed-schedule bound (B) | gap"
         " | seconds | path | baseline (B) | reduction |",
