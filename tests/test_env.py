@@ -345,3 +345,13 @@ def test_cli_play_and_bench(tmp_path, capsys):
     assert main(["play", str(model), "--scratchpad", "16", "--policy", "greedy"]) == 2  # below M_R
     assert main(["bench", "--steps", "50", "--model", str(model)]) == 0
     assert "steps/s" in capsys.readouterr().out
+
+
+def test_a_tier_named_to_the_game_is_the_tier_cosma_optimize_uses():
+    """One tiers module: ``mallocgame play --scratchpad M_P`` and ``cosma optimize`` agree."""
+    from cosma.schedules.tiers import compute_tiers
+
+    graph = dag_graph(5, 24, EDGE.alignment)
+    tiers = compute_tiers(graph, EDGE, True)
+    for tier in ("M_R", "M_H", "M_P"):
+        assert make_problem(graph, tier, EDGE, True).capacity == tiers.capacity(tier)
