@@ -19,12 +19,13 @@ import fnmatch
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from cosma.core.hardware import get_hardware
 from cosma.core.ir import Graph, Problem
-from cosma.core.paths import NAS_DIR, ZOO_DIR
+from cosma.core.paths import NAS_DIR, RESULTS_DIR, ZOO_DIR, write_text_atomically
 from cosma.core.synthetic import randwire_graph
+from cosma.core.units import TIERS
+from cosma.harness.tables import map_cells, output_path
 from cosma.schedules.tiers import compute_tiers
 
 NAS = NAS_DIR
@@ -69,44 +70,57 @@ def load_graphs(pattern: str, log) -> list[Graph]:
 
 
 def bench(
-    graphs: list[Graph], hardware, solver: str, time_limit: float, tier_time: float, tiers: tuple[str, ...], log
+    graphs: list[Graph],
+    hardware,
+    solver: str,
+    time_limit: float,
+    tier_time: float,
+    tiers: tuple[str, ...],
+    log,
+    ray: str | None = None,
 ) -> list[Row]:
-    from cosma.core.interface import REGISTRY, RunOptions, load_all, run
-
-    load_all()
-    rows = []
+    """Every graph x setting x tier, here or as Ray tasks (``ray``); rows in that order."""
+    instances = []
     for graph in graphs:
         for weights_counted, setting in SETTINGS:
             budgets = tiers_of(graph, hardware, weights_counted, tier_time)
             for tier in tiers:
-                problem = Problem(graph, budgets[tier], hardware, weights_counted)
-                baseline, baseline_name = None, ""
-                if "best-greedy" in REGISTRY:
-                    b = run(problem, "best-greedy")
-                    baseline, baseline_name = b.objective, b.stats.get("winner", "best-greedy")
-                r = run(problem, solver, options=RunOptions(time_limit=time_limit))
-                dnc_stats = r.stats.get("dnc", r.stats)
-                row = Row(
-                    graph.name,
-                    setting,
-                    tier,
-                    budgets[tier],
-                    r.status.value,
-                    r.objective,
-                    r.bound,
-                    dnc_stats.get("fixed_schedule_bound"),
-                    r.seconds,
-                    r.stats.get("path", solver),
-                    baseline,
-                    baseline_name,
-                )
-                rows.append(row)
-                red = "-" if row.reduction is None else f"{row.reduction:.1%}"
-                log(
-                    f"{graph.name} | {setting} | {tier} = {budgets[tier]} B: {row.status} {row.nc_bytes} B"
-                    f" (bound {row.bound}, baseline {baseline}, reduction {red}) {row.seconds:.1f} s via {row.path}"
-                )
-    return rows
+                instances.append((graph, hardware, weights_counted, setting, tier, budgets[tier], solver, time_limit))
+    order = {(i[0].name, i[3], i[4]): k for k, i in enumerate(instances)}
+    rows = []
+    for row in map_cells(_instance_row, instances, ray):
+        rows.append(row)
+        red = "-" if row.reduction is None else f"{row.reduction:.1%}"
+        log(
+            f"{row.model} | {row.setting} | {row.tier} = {row.capacity} B: {row.status} {row.nc_bytes} B"
+            f" (bound {row.bound}, baseline {row.baseline}, reduction {red}) {row.seconds:.1f} s via {row.path}"
+        )
+    return sorted(rows, key=lambda r: order[(r.model, r.setting, r.tier)])
+
+
+def _instance_row(instance: tuple) -> Row:
+    """One instance: best-greedy's plan (the baseline), then the benchmarked solver's."""
+    from cosma.core.interface import RunOptions, run
+
+    graph, hardware, weights_counted, setting, tier, capacity, solver, time_limit = instance
+    problem = Problem(graph, capacity, hardware, weights_counted)
+    b = run(problem, "best-greedy")
+    r = run(problem, solver, options=RunOptions(time_limit=time_limit))
+    dnc_stats = r.stats.get("dnc", r.stats)
+    return Row(
+        graph.name,
+        setting,
+        tier,
+        capacity,
+        r.status.value,
+        r.objective,
+        r.bound,
+        dnc_stats.get("fixed_schedule_bound"),
+        r.seconds,
+        r.stats.get("path", solver),
+        b.objective,
+        b.stats.get("winner", "best-greedy"),
+    )
 
 
 @dataclass
@@ -248,7 +262,20 @@ def render(rows: list[Row], hardware, solver: str, time_limit: float, seconds: f
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cosma.harness.bench_nas", description=__doc__.split("\n\n")[0])
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per instance (default 120)")
-    parser.add_argument("--out", default="results/nas.md", help="markdown file to write")
+    parser.add_argument("--out", default=None, help="markdown file to write (default: results/nas.md for a full run)")
+    parser.add_argument(
+        "--update", action="store_true", help="let a run on some models or tiers replace results/nas.md"
+    )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run the instances as Ray tasks: alone, on a local Ray (--cpus); with an ADDRESS (auto,"
+        " ray://head:10001), on that running cluster, whose nodes have cosma installed",
+    )
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of a local Ray (default 2)")
     parser.add_argument("--models", default="*", help="file-name pattern of the NAS models to run (default all)")
     parser.add_argument("--tiers", default="M_R,M_H,M_P", help="comma-separated tiers (default all three)")
     parser.add_argument("--solver", default="auto", help="registered solver to benchmark (default auto)")
@@ -265,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     tiers = tuple(t.strip() for t in args.tiers.split(",") if t.strip())
     started = time.monotonic()
     graphs = load_graphs(args.models, log)
-    rows = bench(graphs, hardware, args.solver, args.time_limit, args.tier_time, tiers, log)
+    rows = bench(graphs, hardware, args.solver, args.time_limit, args.tier_time, tiers, log, args.ray)
     command = "python -m cosma.harness.bench_nas " + " ".join(argv if argv is not None else sys.argv[1:])
     zoo_rows = []
     if args.zoo:
@@ -274,9 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     text = render(rows, hardware, args.solver, args.time_limit, time.monotonic() - started, command.strip())
     if zoo_rows:
         text += render_zoo(zoo_rows, 3 * args.zoo_time, args.zoo_time)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
-    log(f"wrote {args.out}")
+    partial = args.models != "*" or set(tiers) != set(TIERS) or args.solver != "auto"
+    out = output_path(args.out, RESULTS_DIR / "nas.md", partial, args.update)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(out, text)
+    log(f"wrote {out}")
     return 0
 
 

@@ -1,10 +1,17 @@
-"""Where a benchmark writes its table: a partial run (a subset of the models, sizes or
-solvers) never overwrites the tracked full table in ``results/`` unless asked."""
+"""What every benchmark command shares: where it writes its table (a partial run, on a
+subset of the models, sizes or solvers, never overwrites the tracked full table in
+``results/`` unless asked), and how it runs its independent cells (here, one after the
+other, or as Ray tasks, one CPU each, on a local Ray or a cluster)."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def output_path(out: str | None, default: str | Path, partial: bool, update: bool = False) -> Path:
@@ -20,4 +27,26 @@ def output_path(out: str | None, default: str | Path, partial: bool, update: boo
     return twin
 
 
-__all__ = ["output_path"]
+def map_cells(fn: Callable[[T], R], items: Iterable[T], ray: str | None = None, cpus: int = 2) -> Iterator[R]:
+    """``fn(item)`` for every item: here in order (``ray`` None), or as Ray tasks of one CPU
+    each (``ray``: ``cosma.core.distributed.LOCAL`` for a local Ray with ``cpus`` CPUs, or a
+    cluster's address), yielded as they finish. ``fn`` must be a module-level function and
+    its items picklable; Ctrl-C cancels the tasks still out."""
+    if ray is None:
+        yield from map(fn, items)
+        return
+    from cosma.core.distributed import ray_session
+
+    with ray_session(ray, cpus) as ray_module:
+        task = ray_module.remote(num_cpus=1)(fn)
+        pending = [task.remote(item) for item in items]
+        try:
+            while pending:
+                ready, pending = ray_module.wait(pending, num_returns=1)
+                yield ray_module.get(ready[0])
+        finally:
+            for ref in pending:
+                ray_module.cancel(ref, force=True)
+
+
+__all__ = ["output_path", "map_cells"]
