@@ -819,7 +819,7 @@ def solve_joint(
         if best_cost <= bound:
             return done("model order meets the bound")
         nogoods.append(out.order)
-    return done("round limit" if not clock.expired(0.01) else "time limit")
+    return done("round limit" if stats["rounds"] > params.nogood_rounds else "time limit")
 
 
 __all__ = [
