@@ -220,24 +220,79 @@ class _Piece:
         return tuple(sorted(rest + added)) if added else tuple(rest)
 
 
-def _greedy(piece: _Piece) -> tuple[list[int], Bytes]:
-    """Run the ready op with the least live bytes now and least open bytes after."""
-    done, open_bytes, peak, order = 0, piece.initial_open(), 0, []
-    ready = tuple(piece.ready(0))
-    while done != piece.full:
-        best = None
-        for i in ready:
-            live, after = piece.step(done, open_bytes, i)
-            key = (live, after, i)
-            if best is None or key < best[0]:
-                best = (key, i, live, after)
-        _, i, live, after = best
+def _greedy(
+    piece: _Piece,
+    done: int = 0,
+    open_bytes: Bytes | None = None,
+    ready: tuple[int, ...] | None = None,
+    capacity: Bytes | None = None,
+) -> tuple[list[int], Bytes]:
+    """Run the ready op with the least live bytes now and least open bytes after (then the
+    lowest index), from ``done`` (default: the piece's start) to the end of the piece.
+
+    Returns the ops run and the peak live bytes, or with a ``capacity`` the live bytes
+    above it summed over the steps. Both bytes are the open bytes plus a delta that
+    depends only on the op's operands (has each started? is this op its last user?), so
+    the ready ops sit in a heap keyed by their deltas, and running an op re-keys only the
+    ready users of its operands: linear-logarithmic where a scan of the ready ops at every
+    step is quadratic (RandWire stages of 20k operators keep thousands ready)."""
+    if open_bytes is None:
+        open_bytes = piece.initial_open()
+    if ready is None:
+        ready = tuple(piece.ready(done))
+    fp, users, before, later = piece.fp, piece.local_users, piece.open_before, piece.open_after
+    undone = piece.full & ~done
+    left = [(u & undone).bit_count() for u in users]  # users still to run, per tensor
+    started = [before[k] or (u & done) != 0 for k, u in enumerate(users)]
+    users_of: list[list[int]] = [[] for _ in fp]  # local users of each tensor
+    for i, ks in enumerate(piece.operands):
+        for k in ks:
+            users_of[k].append(i)
+
+    def delta(i: int) -> tuple[Bytes, Bytes]:
+        live = after = 0
+        for k in piece.operands[i]:
+            last = left[k] == 1 and not later[k]
+            if started[k]:
+                if last:
+                    after -= fp[k]
+            else:
+                live += fp[k]
+                if not last:
+                    after += fp[k]
+        return live, after
+
+    key: dict[int, tuple[Bytes, Bytes]] = {}
+    heap: list[tuple[Bytes, Bytes, int]] = []
+    for i in ready:
+        key[i] = delta(i)
+        heapq.heappush(heap, (*key[i], i))
+    order: list[int] = []
+    score = 0
+    while heap:
+        d_live, d_after, i = heapq.heappop(heap)
+        if key.get(i) != (d_live, d_after):
+            continue  # stale: re-keyed since, or already run
+        del key[i]
+        live = open_bytes + d_live
+        score = max(score, live) if capacity is None else score + max(0, live - capacity)
+        open_bytes += d_after
         order.append(i)
         done |= 1 << i
-        ready = piece.advance(ready, done, i)
-        open_bytes = after
-        peak = max(peak, live)
-    return order, peak
+        touched: set[int] = set()
+        for k in piece.operands[i]:
+            left[k] -= 1
+            started[k] = True
+            touched.update(users_of[k])
+        for j in touched:
+            if j in key:
+                key[j] = delta(j)
+                heapq.heappush(heap, (*key[j], j))
+        for j in piece.succ[i]:
+            if j not in key and piece.pred[j] & done == piece.pred[j]:
+                key[j] = delta(j)
+                heapq.heappush(heap, (*key[j], j))
+    return order, score
 
 
 def _best_first(
@@ -292,6 +347,8 @@ def _beam(
     completion, once the deadline has passed). The score is the peak, or with a
     ``capacity`` the live bytes above it summed over the steps (additive over pieces).
 
+    Once the deadline has passed, the best state of the layer is completed by ``_greedy``
+    (a width-one beam costs a scan of the ready ops per step, quadratic on large pieces).
     A state's order is a linked list ``(last op, previous node)`` shared with its parent,
     so a step costs no copy of the order so far."""
     Node = tuple  # (op, parent node) or None
@@ -300,7 +357,13 @@ def _beam(
     }
     for _ in range(piece.n):
         if deadline is not None and time.monotonic() > deadline:
-            width = 1
+            done, (peak, open_bytes, node, ready) = min(layer.items(), key=lambda kv: kv[1][:2])
+            rest, extra = _greedy(piece, done, open_bytes, ready, capacity)
+            order = []
+            while node is not None:
+                i, node = node
+                order.append(i)
+            return order[::-1] + rest, (max(peak, extra) if capacity is None else peak + extra)
         nxt: dict[int, tuple[Bytes, Bytes, Node | None, tuple[int, ...], int, tuple[int, ...]]] = {}
         for done, (peak, open_bytes, node, ready) in layer.items():
             for i in ready:

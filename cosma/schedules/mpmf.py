@@ -21,6 +21,7 @@ Two exact methods:
 
 from __future__ import annotations
 
+import heapq
 import time
 from typing import NamedTuple, Sequence
 
@@ -129,7 +130,7 @@ def _dp_min_peak(
         nxt: dict[int, tuple[int, int, tuple[int, ...]]] = {}
         back: dict[int, tuple[int, int]] = {}
         for count, (mask, (peak, live, ready)) in enumerate(layer.items()):
-            if deadline is not None and count % 1024 == 1023 and time.perf_counter() > deadline:
+            if deadline is not None and count % 64 == 63 and time.perf_counter() > deadline:
                 return None
             for o in ready:
                 new_mask = mask | 1 << o
@@ -170,27 +171,44 @@ def _greedy_order(problem: Problem) -> tuple[OpName, ...]:
     n = len(graph.operators)
     fp, touch, operands, preds = _masks(problem)
     succ = _successors(preds)
-    ready = tuple(o for o in range(n) if not preds[o])
-    done, live, order = 0, 0, []
-    for _ in range(n):
-        best = None
-        for o in ready:
-            new = done | 1 << o
-            load = after = live
-            for t in operands[o]:
-                if touch[t] & done == 0:
-                    load += fp[t]
-                    after += fp[t]
-                if touch[t] & new == touch[t]:
-                    after -= fp[t]
-            key = (load, after, o)
-            if best is None or key < best[0]:
-                best = (key, o, after)
-        assert best is not None
-        _, o, live = best
+    users: list[list[int]] = [_bits(mask) for mask in touch]
+    left = [len(u) for u in users]  # operators still to touch each tensor
+
+    def delta(o: int) -> tuple[int, int]:
+        """Load and live-after of ``o`` less the live bytes now: they depend only on its
+        tensors, so a heap of the ready operators re-keys only the users of what ran."""
+        load = after = 0
+        for t in operands[o]:
+            if left[t] == len(users[t]):  # untouched: starts now
+                load += fp[t]
+                after += fp[t]
+            if left[t] == 1:  # its last touch is now
+                after -= fp[t]
+        return load, after
+
+    keys = {o: delta(o) for o in range(n) if not preds[o]}
+    heap = [(*key, o) for o, key in keys.items()]
+    heapq.heapify(heap)
+    done, order = 0, []
+    while heap:
+        load, after, o = heapq.heappop(heap)
+        if keys.get(o) != (load, after):
+            continue
+        del keys[o]
         done |= 1 << o
-        ready = _advance(ready, succ, preds, done, o)
         order.append(graph.operators[o].name)
+        touched = set()
+        for t in operands[o]:
+            left[t] -= 1
+            touched.update(users[t])
+        for k in touched:
+            if k in keys:
+                keys[k] = delta(k)
+                heapq.heappush(heap, (*keys[k], k))
+        for k in succ[o]:
+            if k not in keys and preds[k] & done == preds[k]:
+                keys[k] = delta(k)
+                heapq.heappush(heap, (*keys[k], k))
     return tuple(order)
 
 
