@@ -148,7 +148,8 @@ def time_lowering(n_blocks: int) -> float:
         return time.perf_counter() - started
 
 
-def bench(args, log) -> list[GraphRow]:
+def bench(args, log, on_row=None) -> list[GraphRow]:
+    """Every graph x setting row; ``on_row(rows)`` after each (the table is rewritten as it grows)."""
     from cosma.schedules.tiers import compute_tiers
 
     hardware = get_hardware(args.hardware)
@@ -203,6 +204,8 @@ def bench(args, log) -> list[GraphRow]:
                         f" {r.peak_mib if r.peak_mib is None else round(r.peak_mib)} MiB"
                     )
                 rows.append(row)
+                if on_row is not None:
+                    on_row(rows)
     return rows
 
 
@@ -300,9 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     out = output_path(args)
     started = time.monotonic()
-    rows = bench(args, log)
     command = "python -m cosma.harness.bench_scale " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_atomically(out, render(rows, args, time.monotonic() - started, command.strip()))
+
+    def write(rows: list[GraphRow], done: bool = False) -> None:
+        text = render(rows, args, time.monotonic() - started, command.strip())
+        write_atomically(out, text if done else text + "\n(run in progress: rows so far)\n")
+
+    write(bench(args, log, write), done=True)
     log(f"wrote {out}")
     return 0
 

@@ -282,8 +282,9 @@ def _greedy(
         touched: set[int] = set()
         for k in piece.operands[i]:
             left[k] -= 1
+            if not started[k] or left[k] == 1:  # what a delta reads changed: once or twice per tensor
+                touched.update(users_of[k])
             started[k] = True
-            touched.update(users_of[k])
         for j in touched:
             if j in key:
                 key[j] = delta(j)
@@ -306,14 +307,17 @@ def _best_first(
     start_open = piece.initial_open()
     best: dict[int, Bytes] = {0: 0}
     parent: dict[int, tuple[int, int]] = {}
-    # (peak, -depth, mask, open, ready ops): a mask is pushed again only with a lower peak,
-    # so entries never tie up to the ready tuple.
-    heap: list[tuple[Bytes, int, int, Bytes, tuple[int, ...]]] = [(0, 0, 0, start_open, tuple(piece.ready(0)))]
+    # (peak, -depth, mask, open, the parent's ready ops, the op run last): a mask is pushed
+    # again only with a lower peak, so entries never tie past the mask. A state's ready ops
+    # are derived from its parent's when it is popped, not when pushed (most never are).
+    heap: list[tuple[Bytes, int, int, Bytes, tuple[int, ...], int]] = [(0, 0, 0, start_open, tuple(piece.ready(0)), -1)]
     expanded = 0
     while heap:
-        peak, _, done, open_bytes, ready = heapq.heappop(heap)
+        peak, _, done, open_bytes, ready, last = heapq.heappop(heap)
         if peak > best.get(done, peak):
             continue
+        if last >= 0:
+            ready = piece.advance(ready, done, last)
         if done == piece.full:
             stats["states"] += len(best)
             order = []
@@ -322,7 +326,7 @@ def _best_first(
                 order.append(i)
             return order[::-1], peak
         expanded += 1
-        if len(best) > max_states or (deadline is not None and expanded % 256 == 0 and time.monotonic() > deadline):
+        if len(best) > max_states or (deadline is not None and time.monotonic() > deadline):
             stats["states"] += len(best)
             return None
         depth = done.bit_count() + 1
@@ -335,7 +339,7 @@ def _best_first(
             if new_peak < best.get(nxt, upper):
                 best[nxt] = new_peak
                 parent[nxt] = (done, i)
-                heapq.heappush(heap, (new_peak, -depth, nxt, after, piece.advance(ready, nxt, i)))
+                heapq.heappush(heap, (new_peak, -depth, nxt, after, ready, i))
     stats["states"] += len(best)
     return [], upper  # nothing below ``upper``: the caller's order is optimal
 

@@ -199,8 +199,9 @@ def _greedy_order(problem: Problem) -> tuple[OpName, ...]:
         order.append(graph.operators[o].name)
         touched = set()
         for t in operands[o]:
+            if left[t] == len(users[t]) or left[t] == 2:  # first touch, or one toucher left after this
+                touched.update(users[t])
             left[t] -= 1
-            touched.update(users[t])
         for k in touched:
             if k in keys:
                 keys[k] = delta(k)

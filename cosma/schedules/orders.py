@@ -110,8 +110,9 @@ def memory_aware_schedule(problem: Problem) -> tuple[OpName, ...]:
                 if readers_left[t] == 0:
                     live.discard(t)
                 else:
+                    if t not in live or readers_left[t] == 1:  # a score reading t changes
+                        touched.update(readers[t])
                     live.add(t)
-                touched.update(readers[t])
         for t in op.outputs:
             if t in footprint and readers_left[t] > 0:
                 live.add(t)
