@@ -8,8 +8,8 @@
 An instance is a graph from one of the generators of ``cosma.core.synthetic`` (``random_dag``,
 ``branchy_dag``, ``randwire_graph``, a small ``transformer_stack``; 4-120 operators; tensors
 from empty to megabytes), a hardware preset, a weight setting and a capacity (``M_R - 1``,
-``M_R``, ``M_H``, ``M_P``, a size between ``M_R`` and ``M_P``, or above ``M_P``; tiers from
-``compute_tiers`` with a short limit). Every solver (``muzero`` only with ``--muzero``) runs on
+``M_R``, ``M_H``, ``M_P``, a size between ``M_R`` and ``M_P``, or above ``M_P``; ``M_P`` from
+the two cheap orders). Every solver (``muzero`` only with ``--muzero``) runs on
 it through ``cosma.core.interface.run`` with a short time limit, and the fuzzer records:
 
 * **exception**: anything raised other than the two below;
@@ -135,6 +135,9 @@ def sample_call(rng: random.Random) -> str:
 
 
 def sample_case(rng: random.Random, tier_time: float = 1.0) -> Case:
+    """A case; ``M_P`` here is the best of the two cheap orders (file, memory-aware): a
+    fuzzer needs capacities between the tiers, not proven ones, and no scheduler search."""
+    from cosma.schedules.orders import CHEAP_ORDERS
     from cosma.schedules.tiers import compute_tiers
 
     call = sample_call(rng)
@@ -146,7 +149,7 @@ def sample_case(rng: random.Random, tier_time: float = 1.0) -> Case:
     if kind in ("M_R-1", "M_R"):
         m_r = min_capacity(Problem(graph, hw.capacity, hw, weights))
         return Case(call, preset, weights, m_r - (kind == "M_R-1"), kind)
-    tiers = compute_tiers(graph, hw, weights, time_limit=tier_time)
+    tiers = compute_tiers(graph, hw, weights, time_limit=tier_time, kinds=CHEAP_ORDERS)
     if kind == "between":
         capacity = rng.randint(tiers.m_r, max(tiers.m_r, tiers.m_p))
     elif kind == "above":
