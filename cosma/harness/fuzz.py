@@ -275,7 +275,10 @@ def fuzz(
     time_limit: float,
     log,
     report: Report | None = None,
+    on_progress=None,
 ) -> Report:
+    """Cases from the seeded stream until ``instances`` or ``minutes`` run out;
+    ``on_progress(report)`` every 25 instances (the table is rewritten as it grows)."""
     report = report or Report()
     rng = random.Random(seed)
     deadline = None if minutes is None else time.monotonic() + 60 * minutes
@@ -285,6 +288,8 @@ def fuzz(
         log(f"[{i + 1}] {case.call} {case.preset} {'weights' if case.weights else 'activations'} {case.capacity_kind}")
         check_case(case, solvers, time_limit, report, log)
         i += 1
+        if on_progress is not None and i % 25 == 0:
+            on_progress(report)
     return report
 
 
@@ -371,11 +376,15 @@ def main(argv: list[str] | None = None) -> int:
     solvers = args.solvers or default_solvers(args.muzero)
     instances = args.instances if args.instances is not None or args.minutes is not None else 50
     started = time.monotonic()
-    report = fuzz(args.seed, instances, args.minutes, solvers, args.time_limit, log)
     command = "python -m cosma.harness.fuzz " + " ".join(argv if argv is not None else sys.argv[1:])
     from cosma.harness.bench_scale import write_atomically
 
-    write_atomically(args.out, render(report, solvers, args.time_limit, command.strip(), time.monotonic() - started))
+    def write(report: Report, done: bool = False) -> None:
+        text = render(report, solvers, args.time_limit, command.strip(), time.monotonic() - started)
+        write_atomically(args.out, text if done else text + "\n(run in progress: instances so far)\n")
+
+    report = fuzz(args.seed, instances, args.minutes, solvers, args.time_limit, log, on_progress=write)
+    write(report, done=True)
     log(f"wrote {args.out}: {report.instances} instances")
     return 0
 
