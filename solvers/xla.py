@@ -343,7 +343,9 @@ class MsaState:
     def _gaps(self, lo: Step, hi: Step, fp: Bytes) -> list[tuple[Bytes, Bytes]]:
         """Gaps free of committed blocks at every step lo..hi that hold ``fp`` bytes,
         smallest first, then lowest address (best fit)."""
-        occupied = sorted(blk for step in range(lo, hi + 1) for blk in self.blocks[step])
+        # A block committed over many steps sits in each step's list: the union (built in C)
+        # keeps one copy, which gives the same gaps without sorting every step's copy.
+        occupied = sorted(set().union(*self.blocks[lo : hi + 1]))
         gaps = []
         cursor = 0
         for off, end, _ in occupied:

@@ -22,8 +22,11 @@ Rules (see MISSION.md, "The problem model"):
 from __future__ import annotations
 
 import enum
+import heapq
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import accumulate
 
 from cosma.core.analysis import use_steps
 from cosma.core.ir import Plan, Problem, Residency, TensorKind
@@ -121,8 +124,13 @@ def validate(problem: Problem, plan: Plan) -> list[Violation]:
     for t, steps in uses.items():
         kind = graph.tensors[t].kind
         stays = sorted(by_tensor.get(t, []), key=lambda r: r.start)
+        # A step is covered when some stay starting at or before it ends after it: the
+        # furthest end among the stays that start by then (bisect, not a scan per use).
+        starts = [r.start for r in stays]
+        reach = list(accumulate((r.end for r in stays), max))
         for step in steps:
-            if not any(r.start <= step < r.end for r in stays):
+            k = bisect_right(starts, step)
+            if k == 0 or reach[k - 1] <= step:
                 op = plan.schedule[step]
                 out.append(Violation(Rule.OPERAND_NOT_RESIDENT, f"{t} is not resident at step {step} ({op})"))
         if not stays:
@@ -158,13 +166,47 @@ def validate(problem: Problem, plan: Plan) -> list[Violation]:
         if len(spills) > 1:
             out.append(Violation(Rule.BAD_SPILL, f"{t} written to DRAM {len(spills)} times"))
         if kind is TensorKind.ACTIVATION:
+            first_spill_end = min((r.end for r in spills), default=None)
             for later in stays[1:]:
-                if not any(r.spilled and r.end <= later.start for r in stays):
+                if first_spill_end is None or first_spill_end > later.start:
                     out.append(
                         Violation(Rule.RELOAD_WITHOUT_SPILL, f"{t} reloaded at step {later.start} but never spilled")
                     )
 
-    # All tensors together: no two footprints share a byte at the same step.
+    # All tensors together: no two footprints share a byte at the same step. A sweep finds
+    # whether any pair does in time linear in the residencies; only then are the pairs named
+    # step by step (which costs the sum of the residencies' lengths).
+    if _any_overlap(problem, [r for rs in by_tensor.values() for r in rs]):
+        out.extend(_overlaps(problem, by_tensor, n_steps))
+    return out
+
+
+def _any_overlap(problem: Problem, residencies: list[Residency]) -> bool:
+    """True when two residencies share a step and a byte. Sweep over start steps with the
+    resident blocks sorted by offset: while they are disjoint, a new block overlaps one of
+    them exactly when it overlaps its neighbour below or above."""
+    residencies = sorted(residencies, key=lambda r: r.start)
+    ending: list[tuple[int, int, int]] = []  # heap of (end step, offset, id) of resident blocks
+    offsets: list[int] = []  # resident blocks' offsets, sorted
+    tops: list[int] = []  # their ends in bytes, parallel to ``offsets``
+    for uid, r in enumerate(residencies):
+        while ending and ending[0][0] <= r.start:
+            _, offset, _ = heapq.heappop(ending)
+            i = bisect_left(offsets, offset)
+            del offsets[i], tops[i]
+        low, high = r.offset, r.offset + problem.footprint(r.tensor)
+        i = bisect_right(offsets, low)
+        if (i > 0 and tops[i - 1] > low) or (i < len(offsets) and offsets[i] < high):
+            return True
+        offsets.insert(i, low)
+        tops.insert(i, high)
+        heapq.heappush(ending, (r.end, low, uid))
+    return False
+
+
+def _overlaps(problem: Problem, by_tensor: dict[str, list[Residency]], n_steps: int) -> list[Violation]:
+    """Every overlapping pair, named at the first step it shows (a step-by-step scan)."""
+    out: list[Violation] = []
     alive: list[list[Residency]] = [[] for _ in range(n_steps)]
     for rs in by_tensor.values():
         for r in rs:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import heapq
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import networkx as nx
@@ -115,7 +116,16 @@ class _Piece:
     it; each tensor used in the piece carries whether it is already open when the piece
     starts (a user before it) and whether it stays open after (a user after it)."""
 
-    def __init__(self, problem: Problem, ops: list[OpName], before: set[OpName], users: dict[TensorName, set[OpName]]):
+    def __init__(
+        self,
+        problem: Problem,
+        ops: list[OpName],
+        before: set[OpName],
+        users: dict[TensorName, set[OpName]],
+        const: Bytes | None = None,
+    ):
+        """``const``: the crossing bytes when the caller knows them (``_crossing_bytes``
+        for all pieces at once); None: computed here, a scan over every tensor."""
         graph = problem.graph
         self.ops = ops
         self.n = len(ops)
@@ -144,20 +154,22 @@ class _Piece:
                 k = tensor_ids[t]
                 self.local_users[k] |= 1 << i
                 self.operands[i].append(k)
-        self.const = sum(
-            problem.footprint(t)
-            for t, us in users.items()
-            if t not in tensor_ids
-            and any(u in before for u in us)
-            and any(u not in before and u not in inside for u in us)
-        )
+        if const is None:
+            const = sum(
+                problem.footprint(t)
+                for t, us in users.items()
+                if t not in tensor_ids
+                and any(u in before for u in us)
+                and any(u not in before and u not in inside for u in us)
+            )
+        self.const = const
         self.op_bytes = [sum(self.fp[k] for k in ks) for ks in self.operands]
         self.lower_bound = self.const + max(self.op_bytes)
 
     def is_open(self, k: int, done: int) -> bool:
         users = self.local_users[k]
         started = self.open_before[k] or users & done
-        return bool(started) and (self.open_after[k] or bool(users & ~done & self.full))
+        return bool(started) and (self.open_after[k] or users & done != users)
 
     def initial_open(self) -> Bytes:
         """Open bytes before any op of the piece runs: every tensor used before it with a
@@ -165,41 +177,123 @@ class _Piece:
         return self.const + sum(f for k, f in enumerate(self.fp) if self.open_before[k])
 
     def step(self, done: int, open_bytes: Bytes, i: int) -> tuple[Bytes, Bytes]:
-        """Live bytes while op ``i`` runs after ``done``, and the open bytes after it."""
-        live = open_bytes
-        after = open_bytes
+        """Live bytes while op ``i`` runs after ``done``, and the open bytes after it.
+
+        Op ``i`` uses each of its operands and has not run, so an operand is open before it
+        exactly when it has started (a user before the piece or in ``done``), and is open
+        after it unless every user has run and none comes after the piece. Positive masks
+        only: ``~done`` would build an integer as long as the piece at every test."""
+        live = after = open_bytes
         new_done = done | (1 << i)
+        fp, users, before, later = self.fp, self.local_users, self.open_before, self.open_after
         for k in self.operands[i]:
-            was = self.is_open(k, done)
-            if not was:
-                live += self.fp[k]
-            now = self.is_open(k, new_done)
-            if now and not was:
-                after += self.fp[k]
-            elif was and not now:
-                after -= self.fp[k]
+            u = users[k]
+            if before[k] or u & done:  # open before: stays open unless this is its last use
+                if not later[k] and u & new_done == u:
+                    after -= fp[k]
+            else:
+                live += fp[k]
+                if later[k] or u & new_done != u:
+                    after += fp[k]
         return live, after
 
     def ready(self, done: int) -> list[int]:
+        """The ops that may run after ``done``, by a scan of every op (``advance`` keeps it
+        up to date in time proportional to the op's successors)."""
         return [i for i in range(self.n) if not done >> i & 1 and self.pred[i] & ~done == 0]
 
+    @cached_property
+    def succ(self) -> list[list[int]]:
+        out: list[list[int]] = [[] for _ in range(self.n)]
+        for i, mask in enumerate(self.pred):
+            while mask:
+                low = mask & -mask
+                out[low.bit_length() - 1].append(i)
+                mask ^= low
+        return out
 
-def _greedy(piece: _Piece) -> tuple[list[int], Bytes]:
-    """Run the ready op with the least live bytes now and least open bytes after."""
-    done, open_bytes, peak, order = 0, piece.initial_open(), 0, []
-    while done != piece.full:
-        best = None
-        for i in piece.ready(done):
-            live, after = piece.step(done, open_bytes, i)
-            key = (live, after, i)
-            if best is None or key < best[0]:
-                best = (key, i, live, after)
-        _, i, live, after = best
+    def advance(self, ready: tuple[int, ...], new_done: int, i: int) -> tuple[int, ...]:
+        """``ready(new_done)`` given ``ready`` = ``ready(done)`` and ``new_done = done | 1 << i``,
+        sorted like ``ready``."""
+        added = [s for s in self.succ[i] if self.pred[s] & new_done == self.pred[s]]
+        rest = [j for j in ready if j != i]
+        return tuple(sorted(rest + added)) if added else tuple(rest)
+
+
+def _greedy(
+    piece: _Piece,
+    done: int = 0,
+    open_bytes: Bytes | None = None,
+    ready: tuple[int, ...] | None = None,
+    capacity: Bytes | None = None,
+) -> tuple[list[int], Bytes]:
+    """Run the ready op with the least live bytes now and least open bytes after (then the
+    lowest index), from ``done`` (default: the piece's start) to the end of the piece.
+
+    Returns the ops run and the peak live bytes, or with a ``capacity`` the live bytes
+    above it summed over the steps. Both bytes are the open bytes plus a delta that
+    depends only on the op's operands (has each started? is this op its last user?), so
+    the ready ops sit in a heap keyed by their deltas, and running an op re-keys only the
+    ready users of its operands: linear-logarithmic where a scan of the ready ops at every
+    step is quadratic (RandWire stages of 20k operators keep thousands ready)."""
+    if open_bytes is None:
+        open_bytes = piece.initial_open()
+    if ready is None:
+        ready = tuple(piece.ready(done))
+    fp, users, before, later = piece.fp, piece.local_users, piece.open_before, piece.open_after
+    undone = piece.full & ~done
+    left = [(u & undone).bit_count() for u in users]  # users still to run, per tensor
+    started = [before[k] or (u & done) != 0 for k, u in enumerate(users)]
+    users_of: list[list[int]] = [[] for _ in fp]  # local users of each tensor
+    for i, ks in enumerate(piece.operands):
+        for k in ks:
+            users_of[k].append(i)
+
+    def delta(i: int) -> tuple[Bytes, Bytes]:
+        live = after = 0
+        for k in piece.operands[i]:
+            last = left[k] == 1 and not later[k]
+            if started[k]:
+                if last:
+                    after -= fp[k]
+            else:
+                live += fp[k]
+                if not last:
+                    after += fp[k]
+        return live, after
+
+    key: dict[int, tuple[Bytes, Bytes]] = {}
+    heap: list[tuple[Bytes, Bytes, int]] = []
+    for i in ready:
+        key[i] = delta(i)
+        heapq.heappush(heap, (*key[i], i))
+    order: list[int] = []
+    score = 0
+    while heap:
+        d_live, d_after, i = heapq.heappop(heap)
+        if key.get(i) != (d_live, d_after):
+            continue  # stale: re-keyed since, or already run
+        del key[i]
+        live = open_bytes + d_live
+        score = max(score, live) if capacity is None else score + max(0, live - capacity)
+        open_bytes += d_after
         order.append(i)
         done |= 1 << i
-        open_bytes = after
-        peak = max(peak, live)
-    return order, peak
+        touched: set[int] = set()
+        for k in piece.operands[i]:
+            left[k] -= 1
+            if not started[k] or left[k] == 1:  # what a delta reads changed: once or twice per tensor
+                touched.update(users_of[k])
+            started[k] = True
+        for j in touched:
+            if j in key:
+                key[j] = delta(j)
+                heapq.heappush(heap, (*key[j], j))
+        for j in piece.succ[i]:
+            if j not in key and piece.pred[j] & done == piece.pred[j]:
+                key[j] = delta(j)
+                heapq.heappush(heap, (*key[j], j))
+    return order, score
 
 
 def _best_first(
@@ -213,12 +307,17 @@ def _best_first(
     start_open = piece.initial_open()
     best: dict[int, Bytes] = {0: 0}
     parent: dict[int, tuple[int, int]] = {}
-    heap: list[tuple[Bytes, int, int, Bytes]] = [(0, 0, 0, start_open)]  # (peak, -depth, mask, open)
+    # (peak, -depth, mask, open, the parent's ready ops, the op run last): a mask is pushed
+    # again only with a lower peak, so entries never tie past the mask. A state's ready ops
+    # are derived from its parent's when it is popped, not when pushed (most never are).
+    heap: list[tuple[Bytes, int, int, Bytes, tuple[int, ...], int]] = [(0, 0, 0, start_open, tuple(piece.ready(0)), -1)]
     expanded = 0
     while heap:
-        peak, _, done, open_bytes = heapq.heappop(heap)
+        peak, _, done, open_bytes, ready, last = heapq.heappop(heap)
         if peak > best.get(done, peak):
             continue
+        if last >= 0:
+            ready = piece.advance(ready, done, last)
         if done == piece.full:
             stats["states"] += len(best)
             order = []
@@ -227,11 +326,11 @@ def _best_first(
                 order.append(i)
             return order[::-1], peak
         expanded += 1
-        if len(best) > max_states or (deadline is not None and expanded % 256 == 0 and time.monotonic() > deadline):
+        if len(best) > max_states or (deadline is not None and time.monotonic() > deadline):
             stats["states"] += len(best)
             return None
         depth = done.bit_count() + 1
-        for i in piece.ready(done):
+        for i in ready:
             live, after = piece.step(done, open_bytes, i)
             new_peak = max(peak, live)
             if new_peak >= upper:
@@ -240,7 +339,7 @@ def _best_first(
             if new_peak < best.get(nxt, upper):
                 best[nxt] = new_peak
                 parent[nxt] = (done, i)
-                heapq.heappush(heap, (new_peak, -depth, nxt, after))
+                heapq.heappush(heap, (new_peak, -depth, nxt, after, ready, i))
     stats["states"] += len(best)
     return [], upper  # nothing below ``upper``: the caller's order is optimal
 
@@ -250,23 +349,44 @@ def _beam(
 ) -> tuple[list[int], Bytes]:
     """Best known order: keep the ``width`` best downsets of each depth (one, a greedy
     completion, once the deadline has passed). The score is the peak, or with a
-    ``capacity`` the live bytes above it summed over the steps (additive over pieces)."""
-    layer: dict[int, tuple[Bytes, Bytes, list[int]]] = {0: (0, piece.initial_open(), [])}
+    ``capacity`` the live bytes above it summed over the steps (additive over pieces).
+
+    Once the deadline has passed, the best state of the layer is completed by ``_greedy``
+    (a width-one beam costs a scan of the ready ops per step, quadratic on large pieces).
+    A state's order is a linked list ``(last op, previous node)`` shared with its parent,
+    so a step costs no copy of the order so far."""
+    Node = tuple  # (op, parent node) or None
+    layer: dict[int, tuple[Bytes, Bytes, Node | None, tuple[int, ...]]] = {
+        0: (0, piece.initial_open(), None, tuple(piece.ready(0)))
+    }
     for _ in range(piece.n):
         if deadline is not None and time.monotonic() > deadline:
-            width = 1
-        nxt: dict[int, tuple[Bytes, Bytes, list[int]]] = {}
-        for done, (peak, open_bytes, order) in layer.items():
-            for i in piece.ready(done):
+            done, (peak, open_bytes, node, ready) = min(layer.items(), key=lambda kv: kv[1][:2])
+            rest, extra = _greedy(piece, done, open_bytes, ready, capacity)
+            order = []
+            while node is not None:
+                i, node = node
+                order.append(i)
+            return order[::-1] + rest, (max(peak, extra) if capacity is None else peak + extra)
+        nxt: dict[int, tuple[Bytes, Bytes, Node | None, tuple[int, ...], int, tuple[int, ...]]] = {}
+        for done, (peak, open_bytes, node, ready) in layer.items():
+            for i in ready:
                 live, after = piece.step(done, open_bytes, i)
                 key = done | (1 << i)
                 score = max(peak, live) if capacity is None else peak + max(0, live - capacity)
-                cand = (score, after, order + [i])
-                if key not in nxt or cand[:2] < nxt[key][:2]:
-                    nxt[key] = cand
-        layer = dict(sorted(nxt.items(), key=lambda kv: kv[1][:2])[:width])
-    peak, _, order = min(layer.values(), key=lambda v: v[:2])
-    return order, peak
+                if key not in nxt or (score, after) < nxt[key][:2]:
+                    nxt[key] = (score, after, node, ready, i, ())
+        kept = sorted(nxt.items(), key=lambda kv: kv[1][:2])[:width]
+        layer = {
+            key: (score, after, (i, node), piece.advance(ready, key, i))
+            for key, (score, after, node, ready, i, _) in kept
+        }
+    peak, _, node, _ = min(layer.values(), key=lambda v: v[:2])
+    order = []
+    while node is not None:
+        i, node = node
+        order.append(i)
+    return order[::-1], peak
 
 
 def _split(problem: Problem, split: bool) -> tuple[list[list[OpName]], dict[TensorName, set[OpName]]]:
@@ -293,6 +413,34 @@ def _split(problem: Problem, split: bool) -> tuple[list[list[OpName]], dict[Tens
     return pieces, users
 
 
+def _crossing_bytes(problem: Problem, pieces: list[list[OpName]], users: dict[TensorName, set[OpName]]) -> list[Bytes]:
+    """``_Piece.const`` of every piece at once, in time linear in the graph: the footprint
+    of tensors with a user in an earlier piece and one in a later piece but none inside
+    (what the per-piece scan over every tensor computes, which is quadratic on stacks of
+    thousands of pieces)."""
+    piece_of = {name: p for p, ops in enumerate(pieces) for name in ops}
+    delta = [0] * (len(pieces) + 1)
+    for t, us in users.items():
+        if not us:
+            continue
+        at = {piece_of[u] for u in us}
+        first, last = min(at), max(at)
+        if last - first < 2:
+            continue
+        f = problem.footprint(t)
+        delta[first + 1] += f  # open over pieces first+1 .. last-1 ...
+        delta[last] -= f
+        for p in at:
+            if first < p < last:  # ... except those that use it
+                delta[p] -= f
+                delta[p + 1] += f
+    out, running = [], 0
+    for d in delta[:-1]:
+        running += d
+        out.append(running)
+    return out
+
+
 def schedule_min_overflow(
     problem: Problem, capacity: Bytes, time_limit: float | None = None, beam_width: int = 32
 ) -> tuple[OpName, ...]:
@@ -301,11 +449,12 @@ def schedule_min_overflow(
     plan must evict. Candidates for divide and conquer, not a proven optimum."""
     started = time.monotonic()
     pieces, users = _split(problem, True)
+    consts = _crossing_bytes(problem, pieces, users)
     schedule: list[OpName] = []
     before: set[OpName] = set()
     remaining = sum(len(p) for p in pieces)
-    for ops in pieces:
-        piece = _Piece(problem, ops, before, users)
+    for ops, const in zip(pieces, consts):
+        piece = _Piece(problem, ops, before, users, const)
         deadline = None
         if time_limit is not None:
             share = (time_limit - (time.monotonic() - started)) * piece.n / max(remaining, 1)
@@ -350,8 +499,8 @@ def schedule_min_peak(
     before: set[OpName] = set()
     # Each piece's time is its share (by operators) of what is left.
     remaining_ops = sum(len(p) for p in pieces)
-    for ops in pieces:
-        piece = _Piece(problem, ops, before, users)
+    for ops, const in zip(pieces, _crossing_bytes(problem, pieces, users)):
+        piece = _Piece(problem, ops, before, users, const)
         greedy_order, greedy_peak = _greedy(piece)
         found, found_peak, proven = greedy_order, greedy_peak, greedy_peak <= piece.lower_bound
         if not proven and piece.n > 1:

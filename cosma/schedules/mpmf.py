@@ -21,6 +21,7 @@ Two exact methods:
 
 from __future__ import annotations
 
+import heapq
 import time
 from typing import NamedTuple, Sequence
 
@@ -83,6 +84,32 @@ def _masks(problem: Problem) -> tuple[list[int], list[int], list[list[int]], lis
     return fp, touch, operands, preds
 
 
+def _bits(mask: int) -> list[int]:
+    """The set bits of ``mask``, ascending, in time proportional to their number."""
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def _successors(preds: list[int]) -> list[list[int]]:
+    out: list[list[int]] = [[] for _ in preds]
+    for o, mask in enumerate(preds):
+        for p in _bits(mask):
+            out[p].append(o)
+    return out
+
+
+def _advance(ready: tuple[int, ...], succ: list[list[int]], preds: list[int], new_mask: int, o: int) -> tuple[int, ...]:
+    """The operators ready after ``new_mask = mask | 1 << o``, given those ready after
+    ``mask`` (ascending, as a scan of every operator lists them)."""
+    added = [s for s in succ[o] if preds[s] & new_mask == preds[s]]
+    rest = [k for k in ready if k != o]
+    return tuple(sorted(rest + added)) if added else tuple(rest)
+
+
 def _dp_min_peak(
     problem: Problem, max_states: int, deadline: float | None, upper: int
 ) -> tuple[tuple[OpName, ...] | None, int] | None:
@@ -93,32 +120,35 @@ def _dp_min_peak(
     graph = problem.graph
     n = len(graph.operators)
     fp, touch, operands, preds = _masks(problem)
-    # layer: mask -> (peak so far, live bytes after, parent mask, operator run last)
-    layer: dict[int, tuple[int, int]] = {0: (0, 0)}
+    succ = _successors(preds)
+    # layer: mask -> (peak so far, live bytes after, operators ready); the ready tuples are
+    # kept up to date per state, so a state costs its ready operators, not a scan of all.
+    layer: dict[int, tuple[int, int, tuple[int, ...]]] = {0: (0, 0, tuple(o for o in range(n) if not preds[o]))}
     parents: list[dict[int, tuple[int, int]]] = []
     total = 1
     for _ in range(n):
-        nxt: dict[int, tuple[int, int]] = {}
+        nxt: dict[int, tuple[int, int, tuple[int, ...]]] = {}
         back: dict[int, tuple[int, int]] = {}
-        for mask, (peak, live) in layer.items():
-            for o in range(n):
-                if mask >> o & 1 or preds[o] & ~mask:
-                    continue
+        for count, (mask, (peak, live, ready)) in enumerate(layer.items()):
+            if deadline is not None and count % 64 == 63 and time.perf_counter() > deadline:
+                return None
+            for o in ready:
                 new_mask = mask | 1 << o
                 load, after = live, live
                 for t in operands[o]:
                     if touch[t] & mask == 0:  # starts now
                         load += fp[t]
                         after += fp[t]
-                    if touch[t] & ~new_mask == 0:  # its last touch is now
+                    if touch[t] & new_mask == touch[t]:  # its last touch is now
                         after -= fp[t]
                 value = max(peak, load)
                 if value >= upper:
                     continue
                 old = nxt.get(new_mask)
                 if old is None or value < old[0]:
-                    nxt[new_mask] = (value, after)
+                    nxt[new_mask] = (value, after, ready)
                     back[new_mask] = (mask, o)
+        nxt = {m: (v, a, _advance(r, succ, preds, m, back[m][1])) for m, (v, a, r) in nxt.items()}
         total += len(nxt)
         if total > max_states or (deadline is not None and time.perf_counter() > deadline):
             return None
@@ -126,7 +156,7 @@ def _dp_min_peak(
             return None, upper
         parents.append(back)
         layer = nxt
-    ((full, (peak, _)),) = layer.items()
+    ((full, (peak, _, _)),) = layer.items()
     order = []
     mask = full
     for back in reversed(parents):
@@ -140,27 +170,46 @@ def _greedy_order(problem: Problem) -> tuple[OpName, ...]:
     graph = problem.graph
     n = len(graph.operators)
     fp, touch, operands, preds = _masks(problem)
-    done, live, order = 0, 0, []
-    for _ in range(n):
-        best = None
-        for o in range(n):
-            if done >> o & 1 or preds[o] & ~done:
-                continue
-            new = done | 1 << o
-            load = after = live
-            for t in operands[o]:
-                if touch[t] & done == 0:
-                    load += fp[t]
-                    after += fp[t]
-                if touch[t] & ~new == 0:
-                    after -= fp[t]
-            key = (load, after, o)
-            if best is None or key < best[0]:
-                best = (key, o, after)
-        assert best is not None
-        _, o, live = best
+    succ = _successors(preds)
+    users: list[list[int]] = [_bits(mask) for mask in touch]
+    left = [len(u) for u in users]  # operators still to touch each tensor
+
+    def delta(o: int) -> tuple[int, int]:
+        """Load and live-after of ``o`` less the live bytes now: they depend only on its
+        tensors, so a heap of the ready operators re-keys only the users of what ran."""
+        load = after = 0
+        for t in operands[o]:
+            if left[t] == len(users[t]):  # untouched: starts now
+                load += fp[t]
+                after += fp[t]
+            if left[t] == 1:  # its last touch is now
+                after -= fp[t]
+        return load, after
+
+    keys = {o: delta(o) for o in range(n) if not preds[o]}
+    heap = [(*key, o) for o, key in keys.items()]
+    heapq.heapify(heap)
+    done, order = 0, []
+    while heap:
+        load, after, o = heapq.heappop(heap)
+        if keys.get(o) != (load, after):
+            continue
+        del keys[o]
         done |= 1 << o
         order.append(graph.operators[o].name)
+        touched = set()
+        for t in operands[o]:
+            if left[t] == len(users[t]) or left[t] == 2:  # first touch, or one toucher left after this
+                touched.update(users[t])
+            left[t] -= 1
+        for k in touched:
+            if k in keys:
+                keys[k] = delta(k)
+                heapq.heappush(heap, (*keys[k], k))
+        for k in succ[o]:
+            if k not in keys and preds[k] & done == preds[k]:
+                keys[k] = delta(k)
+                heapq.heappush(heap, (*keys[k], k))
     return tuple(order)
 
 
@@ -174,12 +223,11 @@ def _cpsat_min_peak(
     pos = [model.new_int_var(0, n - 1, f"pos_{k}") for k in range(n)]
     model.add_all_different(pos)
     for k in range(n):
-        for p in range(n):
-            if preds[k] >> p & 1:
-                model.add(pos[p] < pos[k])
+        for p in _bits(preds[k]):
+            model.add(pos[p] < pos[k])
     intervals, demands = [], []
     for t, mask in enumerate(touch):
-        users = [pos[k] for k in range(n) if mask >> k & 1]
+        users = [pos[k] for k in _bits(mask)]
         if not users:
             continue
         first = model.new_int_var(0, n - 1, f"first_{t}")

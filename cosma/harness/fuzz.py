@@ -1,0 +1,393 @@
+"""The fuzzer: every solver on random instances, every verdict cross-checked::
+
+    python -m cosma.harness.fuzz [--instances N | --minutes M] [--seed S] [--out results/fuzz.md]
+        [--solvers ...] [--time-limit 1] [--muzero]
+    python -m cosma.harness.fuzz --replay "randwire_graph(83, 99, 4, 0.75, channels=1, hw=4)" \\
+        --preset edge-npu --weights --capacity 1024 --solver ilp --time-limit 1
+
+An instance is a graph from one of the generators of ``cosma.core.synthetic`` (``random_dag``,
+``branchy_dag``, ``randwire_graph``, a small ``transformer_stack``; 4-120 operators; tensors
+from empty to megabytes), a hardware preset, a weight setting and a capacity (``M_R - 1``,
+``M_R``, ``M_H``, ``M_P``, a size between ``M_R`` and ``M_P``, or above ``M_P``; ``M_P`` from
+the two cheap orders). Every solver (``muzero`` only with ``--muzero``) runs on
+it through ``cosma.core.interface.run`` with a short time limit, and the fuzzer records:
+
+* **exception**: anything raised other than the two below;
+* **invalid**: ``PlanInvalid`` (the validator rejected the plan);
+* **contract**: ``SolverContractError`` (status or bound not backed by the plan);
+* **false optimal**: OPTIMAL while another solver found a cheaper valid plan;
+* **bound above**: a lower bound above the cost of some solver's valid plan;
+* **overrun**: wall time around ``run`` above ``limit x 1.05 + 2 s``;
+* **not refused**: at ``M_R - 1`` anything but INFEASIBLE without a plan;
+* **false infeasible**: INFEASIBLE at a capacity >= ``M_R`` (a plan always exists there).
+
+Each failure is written with a one-line reproducer (the ``--replay`` command above).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import random
+import sys
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+
+from cosma.core.analysis import min_capacity
+from cosma.core.hardware import PRESETS, get_hardware
+from cosma.core.ir import Graph, Problem
+
+GENERATORS = ("random_dag", "branchy_dag", "randwire_graph", "transformer_stack")
+CHECKS = (
+    "exception",
+    "invalid",
+    "contract",
+    "false optimal",
+    "bound above",
+    "overrun",
+    "not refused",
+    "false infeasible",
+)
+CAPACITY_KINDS = ("M_R-1", "M_R", "between", "M_H", "M_P", "above")
+
+
+def overran(wall: float, limit: float) -> bool:
+    return wall > limit * 1.05 + 2.0
+
+
+@dataclass(frozen=True)
+class Case:
+    call: str  # the generator call, e.g. "random_dag(3, 12, size_range=(0, 64))"
+    preset: str
+    weights: bool
+    capacity: int
+    capacity_kind: str  # which of CAPACITY_KINDS (or "given")
+
+    def graph(self) -> Graph:
+        return build(self.call)
+
+    def reproducer(self, solver: str, time_limit: float) -> str:
+        return (
+            f'python -m cosma.harness.fuzz --replay "{self.call}" --preset {self.preset}'
+            f" {'--weights' if self.weights else '--no-weights'} --capacity {self.capacity}"
+            f" --solver {solver} --time-limit {time_limit:g}"
+        )
+
+
+def build(call: str) -> Graph:
+    """The graph of a generator call written as Python (literal arguments only)."""
+    from cosma.core import synthetic
+
+    node = ast.parse(call, mode="eval").body
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.func.id not in GENERATORS:
+        raise ValueError(f"not a call of one of {', '.join(GENERATORS)}: {call!r}")
+    args = [ast.literal_eval(a) for a in node.args]
+    kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+    return getattr(synthetic, node.func.id)(*args, **kwargs)
+
+
+def _call(name: str, *args, **kwargs) -> str:
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
+
+
+def sample_call(rng: random.Random) -> str:
+    """A generator call of 4-120 operators, sizes from empty to megabytes."""
+    gen = rng.choice(GENERATORS)
+    seed = rng.randrange(1000)
+    if gen == "random_dag":
+        sizes = rng.choice([(0, 0), (0, 4), (1, 64), (0, 4096), (1024, 65536), (1, 1 << 20)])
+        return _call(
+            gen,
+            seed,
+            rng.randint(4, 120),
+            max_inputs=rng.randint(1, 4),
+            size_range=sizes,
+            weight_prob=rng.choice([0.0, 0.3, 0.9]),
+            skip_prob=rng.choice([0.0, 0.3, 0.7]),
+        )
+    if gen == "branchy_dag":
+        return _call(gen, seed, rng.randint(4, 120), max_size=rng.choice([1, 16, 4096, 1 << 20]))
+    if gen == "randwire_graph":
+        n = rng.randint(3, 119)
+        k = min(rng.choice([2, 4, 6]), n - 1)
+        return _call(
+            gen,
+            seed,
+            n,
+            k,
+            rng.choice([0.0, 0.25, 0.75, 1.0]),
+            channels=rng.choice([1, 4, 16, 64]),
+            hw=rng.choice([1, 2, 4, 8, 28]),
+        )
+    heads = rng.choice([1, 2, 4])
+    return _call(
+        gen,
+        rng.randint(1, 7),
+        d_model=heads * rng.choice([1, 4, 16]),
+        seq=rng.choice([1, 3, 16, 64]),
+        heads=heads,
+        mlp=rng.choice([1, 4]),
+        seed=rng.choice([None, seed]),
+    )
+
+
+def sample_case(rng: random.Random, tier_time: float = 1.0) -> Case:
+    """A case; ``M_P`` here is the best of the two cheap orders (file, memory-aware): a
+    fuzzer needs capacities between the tiers, not proven ones, and no scheduler search."""
+    from cosma.schedules.orders import CHEAP_ORDERS
+    from cosma.schedules.tiers import compute_tiers
+
+    call = sample_call(rng)
+    graph = build(call)
+    preset = rng.choice(sorted(PRESETS))
+    weights = rng.random() < 0.5
+    kind = rng.choice(CAPACITY_KINDS)
+    hw = PRESETS[preset]
+    if kind in ("M_R-1", "M_R"):
+        m_r = min_capacity(Problem(graph, hw.capacity, hw, weights))
+        return Case(call, preset, weights, m_r - (kind == "M_R-1"), kind)
+    tiers = compute_tiers(graph, hw, weights, time_limit=tier_time, kinds=CHEAP_ORDERS)
+    if kind == "between":
+        capacity = rng.randint(tiers.m_r, max(tiers.m_r, tiers.m_p))
+    elif kind == "above":
+        capacity = tiers.m_p + rng.randint(1, max(1, tiers.m_p))
+    else:
+        capacity = tiers.capacity(kind)
+    return Case(call, preset, weights, capacity, kind)
+
+
+@dataclass
+class Outcome:
+    solver: str
+    wall: float
+    status: str | None = None  # the solver's status, None when it raised
+    objective: int | None = None
+    bound: int | None = None
+    has_plan: bool = False
+    error: str = ""  # "exception", "invalid" or "contract"
+    message: str = ""
+
+
+@dataclass
+class Failure:
+    check: str
+    solver: str
+    case: Case
+    detail: str
+
+
+@dataclass
+class Report:
+    instances: int = 0
+    runs: Counter = field(default_factory=Counter)  # per solver
+    plans: Counter = field(default_factory=Counter)
+    counts: dict[str, Counter] = field(default_factory=lambda: {c: Counter() for c in CHECKS})
+    failures: list[Failure] = field(default_factory=list)
+    generators: Counter = field(default_factory=Counter)
+    capacity_kinds: Counter = field(default_factory=Counter)
+    presets: Counter = field(default_factory=Counter)
+    settings: Counter = field(default_factory=Counter)
+
+    def total(self, check: str) -> int:
+        return sum(self.counts[check].values())
+
+
+def run_one(problem: Problem, solver: str, time_limit: float) -> Outcome:
+    from cosma.core.interface import RunOptions, SolverContractError, run
+    from cosma.core.validator import PlanInvalid
+
+    started = time.perf_counter()
+    try:
+        result = run(problem, solver, options=RunOptions(time_limit=time_limit))
+    except PlanInvalid as e:
+        return Outcome(solver, time.perf_counter() - started, error="invalid", message=_short(e))
+    except SolverContractError as e:
+        return Outcome(solver, time.perf_counter() - started, error="contract", message=_short(e))
+    except Exception as e:  # noqa: BLE001 - a fuzzer records every failure
+        tb = traceback.extract_tb(e.__traceback__)[-1]
+        where = f" at {tb.filename.rsplit('/', 1)[-1]}:{tb.lineno}"
+        return Outcome(
+            solver, time.perf_counter() - started, error="exception", message=f"{type(e).__name__}{where}: {_short(e)}"
+        )
+    return Outcome(
+        solver,
+        time.perf_counter() - started,
+        result.status.value,
+        result.objective,
+        result.bound,
+        result.plan is not None,
+    )
+
+
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def check_case(case: Case, solvers: list[str], time_limit: float, report: Report, log) -> list[Outcome]:
+    graph = case.graph()
+    hw = get_hardware(case.preset)
+    problem = Problem(graph, case.capacity, hw, case.weights)
+    m_r = min_capacity(problem)
+    outcomes = [run_one(problem, s, time_limit) for s in solvers]
+    costs = [o.objective for o in outcomes if o.objective is not None]
+    best = min(costs, default=None)
+    report.instances += 1
+    report.generators[case.call.split("(")[0]] += 1
+    report.capacity_kinds[case.capacity_kind] += 1
+    report.presets[case.preset] += 1
+    report.settings["weights" if case.weights else "activations"] += 1
+
+    def fail(check: str, o: Outcome, detail: str) -> None:
+        report.counts[check][o.solver] += 1
+        report.failures.append(Failure(check, o.solver, case, detail))
+        log(f"  FAIL {check} {o.solver}: {detail}\n    {case.reproducer(o.solver, time_limit)}")
+
+    for o in outcomes:
+        report.runs[o.solver] += 1
+        report.plans[o.solver] += o.has_plan
+        if o.error:
+            fail(o.error, o, o.message)
+            continue
+        if o.status == "optimal" and best is not None and o.objective is not None and o.objective > best:
+            fail("false optimal", o, f"optimal at {o.objective} B, another solver's valid plan moves {best} B")
+        if o.status == "optimal" and o.objective is None and best is not None:
+            fail("false optimal", o, f"optimal without a plan, another solver has one ({best} B)")
+        if o.bound is not None and best is not None and o.bound > best:
+            fail("bound above", o, f"bound {o.bound} B above a valid plan's {best} B")
+        if overran(o.wall, time_limit):
+            fail("overrun", o, f"{o.wall:.1f} s with a {time_limit:g} s limit")
+        if case.capacity < m_r and (o.status != "infeasible" or o.has_plan):
+            fail("not refused", o, f"capacity {case.capacity} < M_R = {m_r}: status {o.status}")
+        if case.capacity >= m_r and o.status == "infeasible":
+            fail("false infeasible", o, f"infeasible at {case.capacity} B >= M_R = {m_r} B: {o.message}")
+    return outcomes
+
+
+def fuzz(
+    seed: int,
+    instances: int | None,
+    minutes: float | None,
+    solvers: list[str],
+    time_limit: float,
+    log,
+    report: Report | None = None,
+    on_progress=None,
+) -> Report:
+    """Cases from the seeded stream until ``instances`` or ``minutes`` run out;
+    ``on_progress(report)`` every 25 instances (the table is rewritten as it grows)."""
+    report = report or Report()
+    rng = random.Random(seed)
+    deadline = None if minutes is None else time.monotonic() + 60 * minutes
+    i = 0
+    while (instances is None or i < instances) and (deadline is None or time.monotonic() < deadline):
+        case = sample_case(rng)
+        log(f"[{i + 1}] {case.call} {case.preset} {'weights' if case.weights else 'activations'} {case.capacity_kind}")
+        check_case(case, solvers, time_limit, report, log)
+        i += 1
+        if on_progress is not None and i % 25 == 0:
+            on_progress(report)
+    return report
+
+
+def render(report: Report, solvers: list[str], time_limit: float, command: str, seconds: float) -> str:
+    import platform
+
+    total_failures = sum(report.total(c) for c in CHECKS)
+    head = " | ".join(CHECKS)
+    lines = [
+        "# Fuzzing every solver",
+        "",
+        f"Generated by `{command}` in {seconds:.0f} s ({time.strftime('%Y-%m-%d')}, Python"
+        f" {platform.python_version()}, a 2-core machine shared with other jobs: the overrun rule leaves 5% + 2 s).",
+        f"Each solver ran with a {time_limit:g} s limit on every instance through `cosma.core.interface.run`.",
+        "",
+        f"**Summary**: {report.instances} instances, {sum(report.runs.values())} solver runs,"
+        f" {sum(report.plans.values())} plans; failures: "
+        + ", ".join(f"{c} {report.total(c)}" for c in CHECKS)
+        + f" ({total_failures} in all).",
+        "",
+        "Instances by generator: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(report.generators.items()))
+        + "; by capacity: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(report.capacity_kinds.items()))
+        + "; by preset: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(report.presets.items()))
+        + "; by setting: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(report.settings.items()))
+        + ".",
+        "",
+        f"| solver | runs | plans | {head} |",
+        "|---|---:|---:|" + "---:|" * len(CHECKS),
+    ]
+    for s in solvers:
+        cells = " | ".join(str(report.counts[c][s]) for c in CHECKS)
+        lines.append(f"| {s} | {report.runs[s]} | {report.plans[s]} | {cells} |")
+    lines += ["", "## Failures", ""]
+    if not report.failures:
+        lines.append("None.")
+    for f in report.failures:
+        lines.append(f"* **{f.check}**, `{f.solver}`: {f.detail}  ")
+        lines.append(f"  `{f.case.reproducer(f.solver, time_limit)}`")
+    return "\n".join(lines) + "\n"
+
+
+def replay(args, log) -> int:
+    case = Case(args.replay, args.preset, args.weights, args.capacity, "given")
+    report = Report()
+    solvers = [args.solver] if args.solver else default_solvers(args.muzero)
+    for o in check_case(case, solvers, args.time_limit, report, log):
+        print(
+            f"{o.solver}: {o.error or o.status} {o.objective} B (bound {o.bound}) {o.wall:.2f} s {o.message}".rstrip()
+        )
+    return 1 if report.failures else 0
+
+
+def default_solvers(muzero: bool) -> list[str]:
+    from cosma.core.interface import solver_names
+
+    return [s for s in solver_names() if muzero or s != "muzero"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cosma.harness.fuzz", description=__doc__.split("\n\n")[0])
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument("--instances", type=int, default=None, help="number of instances (default 50)")
+    amount.add_argument("--minutes", type=float, default=None, help="run until this many minutes have passed")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the instance stream")
+    parser.add_argument("--out", default="results/fuzz.md", help="markdown file to write")
+    parser.add_argument("--solvers", nargs="+", default=None, help="solvers to run (default all but muzero)")
+    parser.add_argument("--muzero", action="store_true", help="run the muzero solver too")
+    parser.add_argument("--time-limit", type=float, default=1.0, help="seconds per solver run (default 1)")
+    parser.add_argument("--replay", default=None, help="run one case: a generator call, e.g. 'random_dag(3, 12)'")
+    parser.add_argument("--preset", default="edge-npu", help="--replay: hardware preset")
+    parser.add_argument("--weights", action=argparse.BooleanOptionalAction, default=True, help="--replay: setting")
+    parser.add_argument("--capacity", type=int, default=None, help="--replay: capacity in bytes")
+    parser.add_argument("--solver", default=None, help="--replay: one solver (default all)")
+    args = parser.parse_args(argv)
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.replay is not None:
+        if args.capacity is None:
+            parser.error("--replay needs --capacity")
+        return replay(args, log)
+    solvers = args.solvers or default_solvers(args.muzero)
+    instances = args.instances if args.instances is not None or args.minutes is not None else 50
+    started = time.monotonic()
+    command = "python -m cosma.harness.fuzz " + " ".join(argv if argv is not None else sys.argv[1:])
+    from cosma.harness.bench_scale import write_atomically
+
+    def write(report: Report, done: bool = False) -> None:
+        text = render(report, solvers, args.time_limit, command.strip(), time.monotonic() - started)
+        write_atomically(args.out, text if done else text + "\n(run in progress: instances so far)\n")
+
+    report = fuzz(args.seed, instances, args.minutes, solvers, args.time_limit, log, on_progress=write)
+    write(report, done=True)
+    log(f"wrote {args.out}: {report.instances} instances")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

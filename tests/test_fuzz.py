@@ -1,0 +1,121 @@
+"""The fuzzer (cosma.harness.fuzz) and the scale benchmark's plumbing: a small seeded slice
+of instances finds no failure in the fast solvers, and planted failures are caught."""
+
+from __future__ import annotations
+
+import random
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from cosma.core.interface import REGISTRY, RunOptions, SolveResult, Status, register
+from cosma.core.ir import Problem
+from cosma.harness import bench_scale, fuzz
+
+FAST = ["best-greedy", "xla-msa", "file-bestfit-lru", "mem-bestfit-belady", "exact"]
+
+
+def test_seeded_slice_has_no_failures():
+    started = time.monotonic()
+    report = fuzz.fuzz(seed=7, instances=6, minutes=None, solvers=FAST, time_limit=1.0, log=lambda _: None)
+    assert report.instances == 6
+    assert sum(report.plans.values()) > 0
+    for check in ("exception", "invalid", "contract", "false optimal", "bound above", "not refused"):
+        assert report.total(check) == 0, [f for f in report.failures if f.check == check]
+    assert time.monotonic() - started < 60
+
+
+def test_cases_cover_generators_and_capacities():
+    rng = random.Random(0)
+    calls = [fuzz.sample_call(rng) for _ in range(80)]
+    assert {c.split("(")[0] for c in calls} == set(fuzz.GENERATORS)
+    for call in calls[:20]:
+        graph = fuzz.build(call)
+        assert 4 <= len(graph.operators) <= 120
+    with pytest.raises(ValueError):
+        fuzz.build("__import__('os').system('true')")
+
+
+@pytest.fixture
+def liar():
+    """A solver that claims OPTIMAL with a bound equal to its own (bad) plan's cost, and a
+    refusal-ignoring one: the run() contract cannot see either, only the cross-check can."""
+    from solvers.baselines import solve_baseline
+    from solvers.online import ArenaParams
+
+    @register("test-liar", "claims optimality for the LRU plan", ArenaParams)
+    def solve(problem: Problem, params, options: RunOptions) -> SolveResult:
+        result = solve_baseline(problem, "file-bestfit-lru", params, options)
+        from cosma.core.cost import evaluate
+
+        result.bound = evaluate(problem, result.plan).non_compulsory_bytes
+        result.status = Status.OPTIMAL
+        return result
+
+    yield "test-liar"
+    del REGISTRY["test-liar"]
+
+
+def test_false_optimality_is_caught(liar):
+    # A capacity where LRU spills more than exact: found by scanning a few seeds.
+    for seed in range(40):
+        case = fuzz.Case(f"random_dag({seed}, 10, size_range=(1, 64))", "ideal", True, 0, "given")
+        from cosma.core.analysis import min_capacity
+        from cosma.core.hardware import PRESETS
+
+        hw = PRESETS["ideal"]
+        m_r = min_capacity(Problem(case.graph(), 1, hw, True))
+        case = fuzz.Case(case.call, "ideal", True, m_r, "M_R")
+        report = fuzz.Report()
+        fuzz.check_case(case, [liar, "exact"], 5.0, report, lambda _: None)
+        if report.total("false optimal"):
+            failure = report.failures[0]
+            assert failure.solver == liar and "--solver test-liar" in failure.case.reproducer(liar, 5.0)
+            return
+    pytest.fail("no instance where the liar's plan was beaten")
+
+
+def test_below_m_r_is_refused_by_every_fast_solver():
+    report = fuzz.Report()
+    from cosma.core.analysis import min_capacity
+    from cosma.core.hardware import PRESETS
+
+    call = "randwire_graph(3, 12, 4, 0.75, channels=4, hw=4)"
+    hw = PRESETS["edge-npu"]
+    m_r = min_capacity(Problem(fuzz.build(call), 1, hw, False))
+    fuzz.check_case(fuzz.Case(call, "edge-npu", False, m_r - 1, "M_R-1"), FAST, 1.0, report, lambda _: None)
+    assert report.failures == [] and sum(report.plans.values()) == 0
+
+
+def test_overrun_rule():
+    assert not fuzz.overran(3.0, 1.0) and fuzz.overran(3.1, 1.0) and bench_scale.within_limit(65.0, 60.0)
+
+
+def test_bench_scale_partial_run_keeps_the_full_table(tmp_path):
+    args = SimpleNamespace(
+        sizes=[1000], solvers=list(bench_scale.SOLVERS), families=list(bench_scale.FAMILIES), big_solvers=[], out=None
+    )
+    assert bench_scale.output_path(SimpleNamespace(**{**vars(args), "update": False})) == bench_scale.PARTIAL_OUT
+    assert bench_scale.output_path(SimpleNamespace(**{**vars(args), "update": True})) == bench_scale.DEFAULT_OUT
+    full = SimpleNamespace(**{**vars(args), "sizes": list(bench_scale.SIZES), "update": False})
+    assert bench_scale.output_path(full) == bench_scale.DEFAULT_OUT
+    target = tmp_path / "t.md"
+    bench_scale.write_atomically(target, "one")
+    bench_scale.write_atomically(target, "two")
+    assert target.read_text() == "two" and [p.name for p in tmp_path.iterdir()] == ["t.md"]
+
+
+def test_bench_scale_child_runs_one_solver():
+    row = bench_scale.child(
+        {
+            "family": "transformer",
+            "size": 48,
+            "hardware": "edge-npu",
+            "weights": True,
+            "capacity": 1 << 20,
+            "solver": "best-greedy",
+            "time_limit": 5,
+        }
+    )
+    assert row["valid"] and row["status"] in ("optimal", "feasible") and row["peak_mib"] > 0
