@@ -40,6 +40,7 @@ two give the same non-compulsory bytes (tests/test_env.py checks it).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -435,18 +436,27 @@ class MsaState:
         return Plan(t.schedule, tuple(out))
 
 
-def play_greedy(state: MsaState) -> MsaState:
-    """XLA's rule on every remaining decision: keep at the best fit if legal, else evict."""
+def play_greedy(state: MsaState, deadline: float | None = None) -> MsaState:
+    """XLA's rule on every remaining decision: keep at the best fit if legal, else evict.
+    Past ``deadline`` (``time.perf_counter()``) every remaining decision evicts: a valid plan
+    at once, without the search for a fitting gap."""
     while not state.done:
-        state.apply(0 if state.options(1) else EVICT)
+        if deadline is not None and time.perf_counter() > deadline:
+            state.apply(EVICT)
+        else:
+            state.apply(0 if state.options(1) else EVICT)
     return state
 
 
 @register("xla-msa", "XLA-style memory space assignment: use segments, best-fit heap, keep or evict", XlaParams)
 def solve_xla(problem: Problem, params: XlaParams, options: RunOptions) -> SolveResult:
+    started = time.perf_counter()
+    deadline = None if options.time_limit is None else started + options.time_limit
     schedule = options.schedule or default_schedule(problem)
     tables = MsaTables(problem, schedule, params.order)
-    state = play_greedy(MsaState(tables, params.more_offsets))
+    state = play_greedy(MsaState(tables, params.more_offsets), deadline)
+    if deadline is not None and time.perf_counter() > deadline:
+        return SolveResult(Status.TIMEOUT, state.plan(), message="time limit: the last decisions evicted")
     stats = {
         "decisions": len(tables.decisions),
         "evictions": sum(state.evictions),
