@@ -252,3 +252,32 @@ def test_joint_proves_without_the_cheap_bounds(name: str, problem: Problem) -> N
     result = solve_joint(problem, time_limit=30, params=JointParams(use_free_bound=False))
     assert result.proven and result.cost == min_over_orders(problem)
     assert validate(problem, result.plan) == []
+
+
+@pytest.mark.parametrize("name,problem", CASES, ids=[c[0] for c in CASES])
+def test_peak_bound_never_exceeds_the_optimum_over_every_order(name: str, problem: Problem) -> None:
+    from cosma.exact.bounds import peak_bound
+
+    assert peak_bound(problem, 5.0) <= min_over_orders(problem)
+
+
+def test_peak_bound_is_the_cheapest_way_to_free_the_excess() -> None:
+    # Two branches t -> x1 -> x2 and t -> y1 -> y2 joined by c: whichever branch runs second
+    # does so with the first one's 8-byte output waiting, 8 + 8 + 8 live: M_P = 24 over every
+    # order, M_R = 17 (c). At capacity 22 two bytes must go at that step; the cheapest bytes
+    # of any tensor cost 1 each (the input i: a reload, no spill), so the bound is 2.
+    graph = build_graph(
+        "two-branches",
+        {"i": 4, "t": 1, "x1": 8, "x2": 8, "y1": 8, "y2": 8, "o": 1},
+        [("a", ["i"], ["t"]), ("b1", ["t"], ["x1"]), ("b1b", ["x1"], ["x2"]), ("b2", ["t"], ["y1"]),
+         ("b2b", ["y1"], ["y2"]), ("c", ["x2", "y2"], ["o"])],
+        inputs=("i",),
+        outputs=("o",),
+    )  # fmt: skip
+    from cosma.exact.bounds import peak_bound
+    from cosma.schedules.minpeak import schedule_min_peak
+
+    assert schedule_min_peak(Problem(graph, 10**6, IDEAL)).lower_bound == 24
+    tight = Problem(graph, 22, IDEAL)
+    assert peak_bound(tight) == 2
+    assert 2 <= min_over_orders(tight)

@@ -5,7 +5,9 @@ runs out of time.
 * ``fixed_schedule_bound``: over plans with a given operator order (one evict decision per
   gap between consecutive uses);
 * ``schedule_free_bound``: over every operator order (a tensor kept whole must span every
-  operator the DAG places between two of its users).
+  operator the DAG places between two of its users);
+* ``peak_bound``: over every operator order, from the minimum peak live bytes (what must
+  be evicted at the busiest step of the best order).
 """
 
 from __future__ import annotations
@@ -137,4 +139,37 @@ def schedule_free_bound(problem: Problem, time_limit: float = 4.0) -> Bytes:
     return _knapsack_bound(items, rows, time_limit)
 
 
-__all__ = ["fixed_schedule_bound", "schedule_free_bound"]
+def peak_bound(problem: Problem, time_limit: float = 2.0) -> Bytes:
+    """A lower bound on non-compulsory bytes over every schedule, from the minimum peak.
+
+    In every order some step has at least ``M_P`` bytes live (``cosma.core.analysis``: a
+    tensor is live from its first use to its last), where ``M_P`` is the minimum over
+    orders of the peak live bytes; here a proven lower bound on it (the memory-minimizing
+    scheduler's). At most the capacity is resident, so live tensors with footprints adding
+    up to the excess are out of the scratchpad at that step, and each of them is used later:
+    a reload of its size, and for an activation a spill too (once, and these are distinct
+    tensors). The cheapest way to free the excess, taking tensors fractionally in order of
+    cost per footprint byte, costs at least as much."""
+    from cosma.schedules.minpeak import schedule_min_peak
+
+    lower = schedule_min_peak(problem, time_limit).lower_bound
+    excess = lower - problem.capacity
+    if excess <= 0:
+        return 0
+    graph = problem.graph
+    items = []
+    for t in problem.managed_tensors:
+        size = graph.tensors[t].size
+        cost = size * (2 if graph.tensors[t].kind is TensorKind.ACTIVATION else 1)
+        items.append((cost / problem.footprint(t), problem.footprint(t)))
+    total = 0.0
+    for ratio, footprint in sorted(items):
+        take = min(footprint, excess)
+        total += ratio * take
+        excess -= take
+        if excess <= 0:
+            break
+    return math.floor(total + 1e-9)
+
+
+__all__ = ["fixed_schedule_bound", "schedule_free_bound", "peak_bound"]

@@ -608,16 +608,20 @@ def order_bound(
     clock = Clock(time_limit)
     inst = OrderInstance.build(problem)
     stats: dict[str, Any] = {"ops": inst.n, "booleans": inst.size_estimate()}
-    free = 0
+    free, free_how = 0, "schedule_free_bound"
     if params.use_free_bound:
-        from cosma.exact.bounds import schedule_free_bound
+        from cosma.exact.bounds import peak_bound, schedule_free_bound
 
         free = schedule_free_bound(problem, min(1.0, max(0.05, _left(clock, 10.0) / 10)))
         stats["free_bound"] = free
+        peak = peak_bound(problem, min(2.0, max(0.05, _left(clock, 10.0) / 5)))
+        stats["peak_bound"] = peak
+        free_how = "schedule_free_bound" if free >= peak else "peak bound"
+        free = max(free, peak)
     if inst.size_estimate() > params.max_window_vars:
         b = chunked_bound(problem, _left(clock, 10.0), threads, seed, params)
         stats["chunked_bound"] = b
-        how = "chunks" if b >= free else "schedule_free_bound"
+        how = "chunks" if b >= free else free_how
         return BoundResult(max(b, free), False, None, None, clock.elapsed(), how, stats)
     cheap = 0
     if params.cheap_time > 0:
@@ -630,7 +634,7 @@ def order_bound(
             return BoundResult(upper, False, None, None, clock.elapsed(), "cheap relaxation", stats)
     if not _can_build(inst, clock, params):
         stats["model_status"] = "skipped: no time to build it"
-        how = "cheap relaxation" if cheap >= free else "schedule_free_bound"
+        how = "cheap relaxation" if cheap >= free else free_how
         return BoundResult(max(free, cheap), False, None, None, clock.elapsed(), how, stats)
     out = _solve_model(inst, clock.left(), threads, seed, params, upper=None if upper is None else upper - 1)
     stats["model_status"] = out.status
@@ -638,7 +642,7 @@ def order_bound(
     bound = max(out.bound, free, cheap)
     if out.status == "infeasible" and upper is not None:
         bound = max(bound, upper)
-    how = "model" if out.bound >= max(free, cheap) else ("cheap relaxation" if cheap >= free else "schedule_free_bound")
+    how = "model" if out.bound >= max(free, cheap) else ("cheap relaxation" if cheap >= free else free_how)
     return BoundResult(
         bound,
         out.status == "optimal",
@@ -752,13 +756,14 @@ def solve_joint(
 
     free = 0
     if params.use_free_bound:
-        from cosma.exact.bounds import schedule_free_bound
+        from cosma.exact.bounds import peak_bound, schedule_free_bound
 
-        free = schedule_free_bound(problem, 0.5)
-        bound = max(bound, min(free, best_cost))
+        free, peak = schedule_free_bound(problem, 0.5), peak_bound(problem, min(2.0, _left(clock, 10.0) / 5))
+        stats["peak_bound"] = peak
+        bound = max(bound, min(max(free, peak), best_cost))
         progress(None, bound)
         if bound >= best_cost:
-            return done("schedule_free_bound")
+            return done("schedule_free_bound" if free >= peak else "peak bound")
 
     if inst.size_estimate() > params.max_window_vars:
         bound = max(
