@@ -152,7 +152,9 @@ def test_cli_objective_latency(tmp_path, capsys):
     text = capsys.readouterr().out
     assert code == 0, text
     assert "latency" in text and "non-compulsory" in text
-    assert json.loads(out.read_text())["schedule"]
+    assert "latency (then bytes)" in text
+    assert json.loads(out.read_text())
+    assert main(["validate", str(model), str(out)]) == 0
 
 
 def test_cli_unknown_objective_is_a_usage_error(tmp_path, capsys):
