@@ -357,6 +357,9 @@ def topological_orders(problem: Problem, limit: int) -> tuple[list[tuple[OpName,
 @register("exact", "order, allocation and replacement proven optimal over every order (CP-SAT)", ExactParams)
 @bytes_then_prefetch
 def solve_exact(problem: Problem, params: ExactParams, options: RunOptions) -> SolveResult:
+    """The bytes-optimal plan. Under ``objective="latency"`` (``bytes_then_prefetch``) the
+    same plan with its loads retimed by ``cosma.core.prefetch``: not latency-optimal, so no
+    bound (the byte bound is in ``stats["bytes_bound"]``) and never ``OPTIMAL``."""
     if params.schedule_mode not in SCHEDULE_MODES:
         raise UsageError(f"schedule_mode must be one of {', '.join(SCHEDULE_MODES)}, got {params.schedule_mode!r}")
     clock = Clock(options.time_limit)
