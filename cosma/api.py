@@ -37,7 +37,7 @@ from cosma.core.cost import Cost
 from cosma.core.errors import CapacityError, CosmaError, ModelError, UsageError
 from cosma.core.hardware import DEFAULT_HARDWARE, get_hardware
 from cosma.core.interface import RunOptions, SolveResult, Status, get_solver, parse_params, run
-from cosma.core.ir import Graph, Hardware, Plan, Problem
+from cosma.core.ir import OBJECTIVES, Graph, Hardware, Plan, Problem
 from cosma.core.onnx_lower import check_batch, check_dtype_bytes, parse_input_shape
 from cosma.core.units import format_bytes, is_tier, normalize_tier, parse_size
 from cosma.core.validator import Violation
@@ -70,7 +70,7 @@ class Result:
     plan: Plan | None
     cost: Cost | None
     status: Status
-    bound: int | None  # proven lower bound on non-compulsory bytes, None if unknown
+    bound: int | None  # proven lower bound in the problem's objective (bytes, or cycles), None if unknown
     gap: float | None  # (objective - bound) / objective; 0.0 when proven optimal
     seconds: float  # wall time of the solve
     problem: Problem  # the instance solved (graph, capacity in bytes, hardware, setting)
@@ -304,6 +304,7 @@ def optimize(
     verbose: bool = False,
     *,
     batch: int | None = 1,
+    objective: str | None = None,
 ) -> Result:
     """Find a plan (schedule, offsets, spills and reloads) for ``model`` at ``scratchpad``.
 
@@ -325,6 +326,10 @@ def optimize(
         params: the solver's params dataclass, or a mapping of its fields (``{"exact_time": 5}``).
         verbose: progress lines on stderr.
         batch: size for a symbolic leading dim of graph inputs (default 1; None: leave it).
+        objective: ``"bytes"`` (non-compulsory bytes, COSMA's) or ``"latency"`` (the roofline
+            latency, ties broken by bytes; solvers retime loads to hide them behind compute).
+            None: a ``Problem``'s own objective, else ``"bytes"``. ``result.bound`` and
+            ``result.gap`` are in this objective; ``result.cost`` carries both figures.
 
     Returns a ``Result`` (the plan has been validated and costed). Raises a ``CosmaError``
     subclass with a one-line message for bad input: ``ModelError`` (the model cannot be
@@ -341,6 +346,8 @@ def optimize(
     except ValueError as e:
         raise UsageError(str(e)) from None
     solver_params = _params(spec, params)  # option typos fail before the model is read
+    if objective is not None and objective not in OBJECTIVES:
+        raise UsageError(f"unknown objective {objective!r}; known objectives: {', '.join(OBJECTIVES)}")
     shapes = _input_shapes(input_shapes)
     inst = _instance(
         model,
@@ -352,7 +359,8 @@ def optimize(
         batch=batch,
         time_limit=time_limit,
     )
-    problem, graph = inst.problem, inst.problem.graph
+    problem = inst.problem if objective is None else replace(inst.problem, objective=objective)
+    graph = problem.graph
     if verbose:
         tier_note = f" = {inst.tier}" if inst.tier else ""
         print(

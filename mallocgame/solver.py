@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from cosma.core.errors import UsageError
-from cosma.core.interface import RunOptions, SolveResult, Status, register
+from cosma.core.interface import RunOptions, SolveResult, Status, bytes_bound_only, register
 from cosma.core.ir import Problem
 from cosma.core.paths import AGENT_CHECKPOINT
 
@@ -100,7 +100,7 @@ def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) ->
         message = f"time limit reached: the last {episode.fallback_steps} decisions were played greedily"
     options.say(f"muzero: {episode.steps} decisions in {time.perf_counter() - start:.1f} s, {nc} NC bytes")
     if nc == 0:  # nothing non-compulsory: 0 is a lower bound, so this is optimal
-        return SolveResult(Status.OPTIMAL, plan, bound=0, stats=stats, message=message)
+        return bytes_bound_only(problem, SolveResult(Status.OPTIMAL, plan, bound=0, stats=stats, message=message))
     return SolveResult(Status.FEASIBLE, plan, stats=stats, message=message)
 
 

@@ -48,6 +48,7 @@ from cosma.core.analysis import is_topological, min_capacity, use_steps
 from cosma.core.errors import UsageError
 from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
+from cosma.core.prefetch import moved_loads, prefetch, prefetch_wanted
 
 ORDERS = ("boundedness", "size", "time")
 EVICT = -1  # choice index of the evict decision in ``MsaState.apply``
@@ -67,6 +68,11 @@ class XlaParams:
     # offsets, and repack reservations bottom-up as well as top-down. False: left ends
     # and top-down repacking only (fewer keeps at tight capacities).
     more_offsets: bool = True
+    # Retime loads after assignment (``cosma.core.prefetch``: XLA's prefetch-interval picker on
+    # the roofline): "auto" = on when the problem's objective is "latency", else off; "on"; "off".
+    prefetch: str = "auto"
+    # With prefetch: the most steps a load may start before its original start (0: no limit).
+    prefetch_max_interval: int = 0
 
 
 @dataclass(frozen=True)
@@ -463,7 +469,12 @@ def solve_xla(problem: Problem, params: XlaParams, options: RunOptions) -> Solve
         "kept_residencies": len(state.res),
         "order": params.order,
     }
-    return SolveResult(Status.FEASIBLE, state.plan(), stats=stats)
+    plan = state.plan()
+    if prefetch_wanted(params.prefetch, problem):
+        retimed = prefetch(problem, plan, params.prefetch_max_interval or None)
+        stats["prefetched_loads"] = moved_loads(plan, retimed)
+        plan = retimed
+    return SolveResult(Status.FEASIBLE, plan, stats=stats)
 
 
 __all__ = [

@@ -139,6 +139,7 @@ def cmd_optimize(args) -> int:
         params=params,
         verbose=not args.quiet,
         batch=lowering["batch"],
+        objective=args.objective,
     )
     problem, graph, capacity = result.problem, result.problem.graph, result.capacity
     from cosma.core.analysis import min_capacity
@@ -154,12 +155,18 @@ def cmd_optimize(args) -> int:
             f" {'weights counted' if args.weights else 'activations only'}",
         ),
         ("solver", f"{solver_name}: {result.status.value} in {result.seconds:.2f} s"),
+        ("objective", "non-compulsory bytes" if problem.objective == "bytes" else "latency (then bytes)"),
     ]
     if result.message:
         rows.append(("", result.message))
     if result.cost is not None:
         c = result.cost
-        bound = "-" if result.bound is None else format_bytes(result.bound)
+        if result.bound is None:
+            bound = "-"
+        elif problem.objective == "latency":
+            bound = f"{result.bound:,} cycles"
+        else:
+            bound = format_bytes(result.bound)
         gap = "-" if result.gap is None else f"{100 * result.gap:.1f}%"
         rows += [
             ("compulsory", format_bytes(c.compulsory_bytes)),
@@ -368,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bytes (1048576), a size (384KiB, 2MB, 1.5MiB) or a tier: M_R (tightest), M_H, M_P (no spills needed)",
     )
     _add_weights_arg(p)
+    p.add_argument(
+        "--objective",
+        choices=("bytes", "latency"),
+        default="bytes",
+        help="what to minimize: non-compulsory bytes (COSMA's), or the roofline latency (loads retimed to hide"
+        " behind compute; ties broken by bytes); both figures are printed",
+    )
     p.add_argument("--solver", default=None, help="solver name (cosma solvers lists them); default: auto")
     p.add_argument(
         "--time-limit",

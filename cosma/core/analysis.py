@@ -79,6 +79,24 @@ def compulsory_bytes(problem: Problem) -> Bytes:
     return sum(problem.graph.tensors[t].size for t in problem.managed_tensors if problem.graph.tensors[t].kind in kinds)
 
 
+def compute_bound(problem: Problem, op_name: OpName) -> bool:
+    """True when the operator, alone, is compute-bound on the problem's hardware: its MACs
+    over the MAC rate take at least as long as moving all its operands (inputs and outputs,
+    whole tensor bytes) over the DRAM bandwidth. Only at such steps can a load be hidden."""
+    graph, hw = problem.graph, problem.hardware
+    op = graph.operators[graph.op_index[op_name]]
+    moved = sum(graph.tensors[t].size for t in (*op.inputs, *op.outputs))
+    return op.macs / hw.macs_per_cycle >= moved / hw.dram_bytes_per_cycle
+
+
+def compute_bound_share(problem: Problem) -> float:
+    """The share of operators that are compute-bound (``compute_bound``); 0.0 for no operators.
+    Near 0 (everything DMA-bound) or near 1, latency and bytes rank plans alike; in between,
+    when a load is made (prefetch timing) is a decision of its own."""
+    ops = problem.graph.operators
+    return sum(compute_bound(problem, op.name) for op in ops) / len(ops) if ops else 0.0
+
+
 def make_plan(problem: Problem, schedule: Sequence[OpName], residencies: Iterable[Residency]) -> Plan:
     """A plan from residencies whose ``spilled`` flags are set the one sensible way:
     an activation with more than one residency is written to DRAM once, at the end of
@@ -105,5 +123,7 @@ __all__ = [
     "min_capacity",
     "largest_operator",
     "compulsory_bytes",
+    "compute_bound",
+    "compute_bound_share",
     "make_plan",
 ]

@@ -8,7 +8,9 @@ Traffic (bytes of data, not footprints):
 * spill: each residency flagged ``spilled`` writes its activation to DRAM once.
 * reload: every residency of a tensor after its first (inputs and weights: after the
   compulsory load; activations and outputs: after the step that produced them).
-* non-compulsory = spill + reload: **the objective** every solver minimizes.
+* non-compulsory = spill + reload: **the default objective** (``Problem.objective ==
+  "bytes"``); under ``"latency"`` the objective is ``latency_cycles``, ties broken by
+  bytes (``Cost.value`` and ``Cost.key``).
 
 Latency is a per-step roofline: step ``t`` takes ``max(compute, dma)`` cycles, where
 compute is the operator's MACs over the machine's MAC rate and dma is every byte moved
@@ -22,7 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from cosma.core.ir import Bytes, Plan, Problem, TensorKind
+from cosma.core.ir import OBJECTIVES, Bytes, Plan, Problem, TensorKind
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,17 @@ class Cost:
     non_compulsory_bytes: Bytes  # spill + reload: the objective
     latency_cycles: int
     streamed_weight_bytes: Bytes = 0  # uncounted weights read from DRAM at every use
+
+    def value(self, objective: str = "bytes") -> int:
+        """The figure ``objective`` minimizes: non-compulsory bytes or latency cycles."""
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; known objectives: {', '.join(OBJECTIVES)}")
+        return self.non_compulsory_bytes if objective == "bytes" else self.latency_cycles
+
+    def key(self, objective: str = "bytes") -> tuple[int, int]:
+        """Sort key, lower is better: the objective's figure, then the other one."""
+        other = "latency" if objective == "bytes" else "bytes"
+        return (self.value(objective), self.value(other))
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -47,6 +60,17 @@ class Cost:
 
 def evaluate(problem: Problem, plan: Plan) -> Cost:
     """Traffic and latency of ``plan``. Assumes a valid plan (see ``cosma.core.validator``)."""
+    return _evaluate(problem, plan)[0]
+
+
+def step_profile(problem: Problem, plan: Plan) -> tuple[list[float], list[int]]:
+    """Per step of ``plan``: compute cycles and DMA bytes, the two sides of the roofline
+    (step ``t`` takes ``max(compute[t], dma[t] / dram_bytes_per_cycle)`` cycles)."""
+    _, compute, dma = _evaluate(problem, plan)
+    return compute, dma
+
+
+def _evaluate(problem: Problem, plan: Plan) -> tuple[Cost, list[float], list[int]]:
     graph, hw = problem.graph, problem.hardware
     dma = [0] * len(plan.schedule)  # bytes moved for each step
 
@@ -86,7 +110,7 @@ def evaluate(problem: Problem, plan: Plan) -> Cost:
                 dma[step] += graph.tensors[t].size
 
     latency = sum(max(c, d / hw.dram_bytes_per_cycle) for c, d in zip(compute, dma))
-    return Cost(
+    cost = Cost(
         compulsory_bytes=compulsory,
         spill_bytes=spill,
         reload_bytes=reload,
@@ -94,6 +118,7 @@ def evaluate(problem: Problem, plan: Plan) -> Cost:
         latency_cycles=round(latency),
         streamed_weight_bytes=streamed,
     )
+    return cost, compute, dma
 
 
-__all__ = ["Cost", "evaluate"]
+__all__ = ["Cost", "evaluate", "step_profile"]

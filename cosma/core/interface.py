@@ -109,16 +109,18 @@ class Heartbeat:
 class SolveResult:
     status: Status
     plan: Plan | None  # None only for INFEASIBLE, or TIMEOUT before any plan
-    bound: Bytes | None = None  # proven lower bound on non-compulsory bytes, None if unknown
+    bound: int | None = None  # proven lower bound in the problem's objective (bytes or cycles), None if unknown
     seconds: float = 0.0  # wall time of the solve
     stats: dict[str, Any] = field(default_factory=dict)  # solver-specific figures
     message: str = ""  # why infeasible / what stopped it
     solver: str = ""  # registry name, filled in by ``run``
     cost: Cost | None = None  # filled in by ``run`` from the cost model
+    objective_name: str = "bytes"  # the problem's objective ("bytes" or "latency"), set by ``run``
 
     @property
-    def objective(self) -> Bytes | None:
-        return None if self.cost is None else self.cost.non_compulsory_bytes
+    def objective(self) -> int | None:
+        """The plan's figure in the problem's objective: non-compulsory bytes, or latency cycles."""
+        return None if self.cost is None else self.cost.value(self.objective_name)
 
     @property
     def gap(self) -> float | None:
@@ -283,6 +285,7 @@ def run(problem: Problem, name: str, params: Any = None, options: RunOptions | N
     elapsed = time.perf_counter() - start
     result.seconds = result.seconds or elapsed
     result.solver = name
+    result.objective_name = problem.objective
     if result.plan is not None:
         violations = validate(problem, result.plan)
         if violations:
@@ -292,12 +295,30 @@ def run(problem: Problem, name: str, params: Any = None, options: RunOptions | N
     return result
 
 
+def bytes_bound_only(problem: Problem, result: SolveResult) -> SolveResult:
+    """A solver whose bound and ``OPTIMAL`` speak of bytes, made honest under ``"latency"``:
+    the bound moves to ``stats["bytes_bound"]`` (``result.bound`` is None) and ``OPTIMAL``
+    becomes ``FEASIBLE`` (a plan with the fewest bytes is not thereby the fastest).
+    Under ``"bytes"`` the result is returned unchanged."""
+    if problem.objective == "bytes":
+        return result
+    if result.bound is not None:
+        result.stats["bytes_bound"] = result.bound
+        result.bound = None
+    if result.status is Status.OPTIMAL:
+        result.status = Status.FEASIBLE
+        what = f" ({result.message})" if result.message else ""
+        result.message = f"optimal in non-compulsory bytes{what}; latency not proven optimal"
+    return result
+
+
 class SolverContractError(RuntimeError):
     """A solver's result says something its plan does not back: a bug in that solver."""
 
 
 def _check_contract(name: str, result: SolveResult, options: RunOptions) -> None:
-    """What the status and bound promise, checked against the scored plan."""
+    """What the status and bound promise, checked against the scored plan, in the problem's
+    objective (``result.objective``: bytes, or latency cycles under ``"latency"``)."""
     if options.schedule is not None and tuple(result.plan.schedule) != tuple(options.schedule):
         raise SolverContractError(f"solver {name} ignored the fixed schedule")
     if result.bound is not None and result.bound > result.objective:
@@ -321,5 +342,6 @@ __all__ = [
     "parse_params",
     "run",
     "below_minimum",
+    "bytes_bound_only",
     "SolverContractError",
 ]

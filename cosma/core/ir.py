@@ -112,14 +112,36 @@ class Hardware:
     description: str = ""
 
 
+# What a solver minimizes (``Problem.objective``); both figures are reported whichever it is.
+OBJECTIVES = ("bytes", "latency")
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One memory-mapping instance: a graph, a scratchpad size and what counts."""
+    """One memory-mapping instance: a graph, a scratchpad size and what counts.
+
+    ``objective`` says what "better" and "optimal" mean for this instance:
+
+    * ``"bytes"`` (the default, COSMA's): non-compulsory bytes (spills plus reloads);
+      plans of equal traffic are equal.
+    * ``"latency"`` (mallocGame's): the cost model's ``latency_cycles``, the per-step
+      roofline in which a load is charged to the step its residency starts, so a load
+      started early, at a compute-bound step, is hidden; ties broken by non-compulsory bytes.
+
+    A solver's ``bound`` and ``OPTIMAL`` status are statements in this objective
+    (``cosma.core.interface`` checks them): a solver that proves bounds on bytes only
+    reports no bound under ``"latency"``.
+    """
 
     graph: Graph
     capacity: Bytes
     hardware: Hardware
     weights_counted: bool = True  # False: weights stream from DRAM and take no scratchpad space
+    objective: str = "bytes"  # "bytes" or "latency": see the class docstring
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; known objectives: {', '.join(OBJECTIVES)}")
 
     @property
     def alignment(self) -> Bytes:
@@ -177,6 +199,7 @@ __all__ = [
     "FoldedNode",
     "Graph",
     "Hardware",
+    "OBJECTIVES",
     "Problem",
     "Residency",
     "Plan",

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 
 from cosma.core.interface import Heartbeat, RunOptions, SolveResult, Status, register, run
 from cosma.core.ir import Problem
+from cosma.core.prefetch import bytes_then_prefetch
 from cosma.exact.dnc import DncParams, dnc_search
 
 
@@ -42,6 +43,7 @@ class AutoParams:
 
 
 @register("auto", "exact when it proves optimality in part of the budget, else divide and conquer", AutoParams)
+@bytes_then_prefetch
 def solve_auto(problem: Problem, params: AutoParams, options: RunOptions) -> SolveResult:
     what = "bound" if options.schedule is not None else "bound over every schedule"
     with Heartbeat(options.say, "auto", params.progress_every if options.verbose else 0, what) as beat:

@@ -50,6 +50,7 @@ from cosma.core.analysis import is_topological, live_bytes, make_plan, operator_
 from cosma.core.errors import UsageError
 from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
+from cosma.core.prefetch import bytes_then_prefetch
 from cosma.exact.bounds import fixed_schedule_bound
 from cosma.exact.joint import order_bound
 from cosma.schedules.orders import ORDER_KINDS, OVERFLOW_PORTFOLIO, candidate_orders
@@ -594,6 +595,7 @@ class _Search:
 
 
 @register("dnc", "divide and conquer: CP-SAT windows with pinned boundary residents, stitched, then LNS", DncParams)
+@bytes_then_prefetch
 def solve_dnc(problem: Problem, params: DncParams, options: RunOptions) -> SolveResult:
     return dnc_search(problem, params, options)
 

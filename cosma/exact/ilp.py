@@ -38,6 +38,7 @@ from cosma.core.analysis import is_topological, make_plan
 from cosma.core.errors import UsageError
 from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import OpName, Problem, Residency, TensorKind
+from cosma.core.prefetch import bytes_then_prefetch
 from cosma.core.validator import validate
 
 
@@ -238,6 +239,7 @@ def _val(v: Any) -> float:
 
 
 @register("ilp", "COSMA's paper-faithful ILP (PuLP + HiGHS/CBC): reference for small graphs", IlpParams)
+@bytes_then_prefetch
 def solve_ilp(problem: Problem, params: IlpParams, options: RunOptions) -> SolveResult:
     if params.schedule_mode not in ("fixed", "free"):
         raise UsageError(f"schedule_mode must be fixed or free, got {params.schedule_mode!r}")

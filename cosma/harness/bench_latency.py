@@ -1,0 +1,223 @@
+"""Benchmark of the latency objective: writes ``results/latency.md`` (a command, never a timed test).
+
+    python -m cosma.harness.bench_latency [--models models/zoo/*.onnx] [--hardware mcu] [--time-limit 20] [--out ...]
+
+Tables:
+
+1. the share of compute-bound operators (``cosma.core.analysis.compute_bound_share``) per
+   zoo model and hardware preset: only at compute-bound steps can a load be hidden, so where
+   the share is near 0 or 1 latency and bytes rank plans alike by construction;
+2. per zoo model x tier (``M_R``, ``M_H``) x setting (activations only / with weights), on
+   one preset: latency (cycles) and non-compulsory bytes of ``best-greedy``, ``xla-msa``
+   without and with prefetch (``prefetch=on``), and ``exact`` (bytes-optimal, free order)
+   without and with the prefetch pass (``cosma.core.prefetch``, what ``exact`` does under
+   ``objective="latency"``); the cell's latency of the bytes-optimal plan over the best
+   latency found;
+3. per model: that ratio's geometric mean and maximum over its cells, and the issue's
+   target: xla-msa with prefetch strictly faster than without on every cell where it moves
+   bytes (non-compulsory, or any weight/input load it could retime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cosma.core.analysis import compute_bound_share
+from cosma.core.cost import Cost, evaluate
+from cosma.core.hardware import PRESETS, get_hardware
+from cosma.core.interface import RunOptions, run
+from cosma.core.ir import Hardware, Problem
+from cosma.core.paths import RESULTS_DIR, write_text_atomically
+from cosma.core.prefetch import prefetch
+from cosma.exact.solver import ExactParams
+from cosma.harness.tables import output_path
+from solvers.baselines import BestGreedyParams
+from solvers.xla import XlaParams
+
+SETTINGS = ((False, "activations"), (True, "acts+weights"))
+TIERS = ("M_R", "M_H")
+COLUMNS = ("best-greedy", "best-greedy+pf", "xla-msa", "xla-msa+pf", "exact", "exact+pf")
+
+
+@dataclass
+class Cell:
+    model: str
+    setting: str
+    tier: str
+    capacity: int
+    costs: dict[str, Cost]  # column -> cost
+    exact_status: str
+    seconds: float
+
+    def best_latency(self) -> int:
+        return min(c.latency_cycles for c in self.costs.values())
+
+    def ratio(self) -> float:
+        """Latency of the bytes-optimal plan (no prefetch) over the best latency found."""
+        best = self.best_latency()
+        return self.costs["exact"].latency_cycles / best if best else 1.0
+
+    def xla_moves_bytes(self) -> bool:
+        c = self.costs["xla-msa"]
+        return c.non_compulsory_bytes > 0
+
+    def xla_target_met(self) -> bool:
+        return self.costs["xla-msa+pf"].latency_cycles < self.costs["xla-msa"].latency_cycles
+
+
+def bench_cell(problem: Problem, name: str, setting: str, tier: str, time_limit: float, threads: int) -> Cell:
+    options = RunOptions(time_limit=time_limit)
+    costs: dict[str, Cost] = {}
+    costs["best-greedy"] = run(problem, "best-greedy", BestGreedyParams(prefetch="off"), options).cost
+    latency = replace(problem, objective="latency")
+    costs["best-greedy+pf"] = run(latency, "best-greedy", BestGreedyParams(prefetch="on"), options).cost
+    costs["xla-msa"] = run(problem, "xla-msa", XlaParams(prefetch="off"), options).cost
+    costs["xla-msa+pf"] = run(problem, "xla-msa", XlaParams(prefetch="on"), options).cost
+    exact = run(problem, "exact", ExactParams(), RunOptions(time_limit=time_limit, threads=threads))
+    costs["exact"] = exact.cost
+    costs["exact+pf"] = evaluate(problem, prefetch(problem, exact.plan))
+    return Cell(name, setting, tier, problem.capacity, costs, exact.status.value, exact.seconds)
+
+
+def bench_zoo(paths: list[str], hw: Hardware, time_limit: float, threads: int, say) -> list[Cell]:
+    from cosma.core.onnx_lower import load_model
+    from cosma.schedules.tiers import compute_tiers
+
+    cells = []
+    for path in paths:
+        graph = load_model(path, dtype_bytes=hw.element_bytes)
+        for weights_counted, setting in SETTINGS:
+            tiers = compute_tiers(graph, hw, weights_counted, time_limit=10)
+            for tier in TIERS:
+                problem = Problem(graph, tiers.capacity(tier), hw, weights_counted=weights_counted)
+                cell = bench_cell(problem, graph.name, setting, tier, time_limit, threads)
+                cells.append(cell)
+                c = cell.costs
+                say(
+                    f"{graph.name:28s} {setting:13s} {tier} xla {c['xla-msa'].latency_cycles:>12,} ->"
+                    f" {c['xla-msa+pf'].latency_cycles:>12,}  exact {c['exact'].latency_cycles:>12,} ->"
+                    f" {c['exact+pf'].latency_cycles:>12,}  ratio {cell.ratio():.3f}"
+                )
+    return cells
+
+
+def share_table(paths: list[str]) -> list[tuple[str, dict[str, float]]]:
+    from cosma.core.onnx_lower import load_model
+
+    rows = []
+    for path in paths:
+        shares = {}
+        for name, hw in PRESETS.items():
+            graph = load_model(path, dtype_bytes=hw.element_bytes)
+            shares[name] = compute_bound_share(Problem(graph, hw.capacity, hw))
+        rows.append((Path(path).stem, shares))
+    return rows
+
+
+def _geomean(xs: list[float]) -> float:
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else 1.0
+
+
+def summary_lines(cells: list[Cell]) -> list[str]:
+    moving = [c for c in cells if c.xla_moves_bytes()]
+    met = sum(c.xla_target_met() for c in moving)
+    faster_any = sum(c.xla_target_met() for c in cells)
+    ratios = [c.ratio() for c in cells]
+    pf_gain = [c.costs["exact"].latency_cycles / c.costs["exact+pf"].latency_cycles for c in cells]
+    return [
+        f"- xla-msa with prefetch strictly faster than without on {met} of {len(moving)} cells where it moves"
+        f" non-compulsory bytes ({faster_any} of {len(cells)} cells in all, counting retimed weight and input loads).",
+        f"- latency of the bytes-optimal plan over the best latency found: geometric mean {_geomean(ratios):.3f},"
+        f" max {max(ratios, default=1.0):.3f} over {len(cells)} cells.",
+        f"- the prefetch pass on the bytes-optimal plan: latency divided by {_geomean(pf_gain):.3f} on average"
+        f" (geometric mean), at most {max(pf_gain, default=1.0):.3f}; bytes unchanged.",
+    ]
+
+
+def write_report(path: str, hw: Hardware, time_limit: float, shares, cells: list[Cell], command: str) -> None:
+    lines = [
+        "# Latency: two objectives on one cost model",
+        "",
+        f"Generated by `{command}`. Hardware for the cells: `{hw.name}` ({hw.description});"
+        f" ({hw.element_bytes} B per element), exact time limit {time_limit:g} s per cell.",
+        "",
+        "Latency is the cost model's per-step roofline (`cosma.core.cost`): a load is charged to the step its"
+        " residency starts at, so a load started earlier, at a compute-bound step where its byte range is free,"
+        " costs no time. `+pf` = the same plan after the prefetch pass (`cosma.core.prefetch`), which moves"
+        " only the start of loaded residencies: bytes are unchanged. `best-greedy+pf` is best-greedy under"
+        " `objective=latency` (each candidate retimed, then the fastest kept). `exact` is bytes-optimal"
+        " (free order); under `objective=latency` it returns `exact+pf` and no bound (not latency-optimal).",
+        "",
+        "## Summary",
+        "",
+        *summary_lines(cells),
+        "",
+        "## Share of compute-bound operators per model and preset",
+        "",
+        "An operator is compute-bound when MACs / MAC rate >= its operand bytes (inputs and outputs) / DRAM"
+        " bandwidth (`cosma.core.analysis.compute_bound`). Only at such steps can a copy hide behind compute:"
+        " a share of 0 makes latency a function of bytes (and of when loads are made only through their"
+        " own steps).",
+        "",
+        "| model | " + " | ".join(PRESETS) + " |",
+        "|---|" + "---:|" * len(PRESETS),
+    ]
+    for model, row in shares:
+        lines.append(f"| {model} | " + " | ".join(f"{100 * row[n]:.0f}%" for n in PRESETS) + " |")
+    lines += [
+        "",
+        "## Per cell: latency (cycles) / non-compulsory bytes",
+        "",
+        "| model | setting | tier | capacity | " + " | ".join(COLUMNS) + " | exact status | exact/best latency |",
+        "|---|---|---|---:|" + "---:|" * len(COLUMNS) + "---|---:|",
+    ]
+    for c in cells:
+        figures = " | ".join(f"{c.costs[k].latency_cycles:,} / {c.costs[k].non_compulsory_bytes:,}" for k in COLUMNS)
+        lines.append(
+            f"| {c.model} | {c.setting} | {c.tier} | {c.capacity:,} | {figures} | {c.exact_status} | {c.ratio():.3f} |"
+        )
+    lines += ["", "## Per model: latency of the bytes-optimal plan over the best found", ""]
+    lines += ["| model | cells | geometric mean | max | xla+pf faster (cells moving bytes) |"]
+    lines += ["|---|---:|---:|---:|---|"]
+    for model in dict.fromkeys(c.model for c in cells):
+        mine = [c for c in cells if c.model == model]
+        ratios = [c.ratio() for c in mine]
+        moving = [c for c in mine if c.xla_moves_bytes()]
+        met = sum(c.xla_target_met() for c in moving)
+        lines.append(f"| {model} | {len(mine)} | {_geomean(ratios):.3f} | {max(ratios):.3f} | {met} of {len(moving)} |")
+    write_text_atomically(path, "\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cosma.harness.bench_latency", description=__doc__.split("\n")[0])
+    ap.add_argument("--models", nargs="*", default=None, help="ONNX files (default: models/zoo/*.onnx)")
+    ap.add_argument("--hardware", default="mcu", help="hardware preset for the cells (mcu: the most compute-bound)")
+    ap.add_argument("--time-limit", type=float, default=20.0, help="seconds per exact solve")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None, help="markdown file to write (default: results/latency.md for a full run)")
+    ap.add_argument("--update", action="store_true", help="let a run on some models replace results/latency.md")
+    args = ap.parse_args(argv)
+    hw = get_hardware(args.hardware)
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    paths = args.models if args.models is not None else sorted(glob.glob("models/zoo/*.onnx"))
+    shares = share_table(paths)
+    cells = bench_zoo(paths, hw, args.time_limit, args.threads, say)
+    out = output_path(args.out, RESULTS_DIR / "latency.md", partial=args.models is not None, update=args.update)
+    command = "python -m cosma.harness.bench_latency " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_report(str(out), hw, args.time_limit, shares, cells, command.strip())
+    for line in summary_lines(cells):
+        say(line)
+    say(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
