@@ -39,7 +39,7 @@ from cosma.core.synthetic import random_dag
 from cosma.core.units import TIERS
 from cosma.exact.ilp import IlpParams
 from cosma.exact.solver import ExactParams, topological_orders
-from cosma.harness.tables import output_path
+from cosma.harness.tables import map_cells, output_path
 
 SETTINGS = ((False, "activations"), (True, "acts+weights"))
 
@@ -99,29 +99,41 @@ def _fixed_status(result: SolveResult) -> str:
     return result.status.value
 
 
-def bench_zoo(paths: list[str], hw: Hardware, time_limit: float, threads: int, say) -> list[Row]:
+def bench_zoo(
+    paths: list[str], hw: Hardware, time_limit: float, threads: int, say, ray: str | None = None
+) -> list[Row]:
+    """Every zoo model x setting x tier (here, or as Ray tasks: ``ray``), in that order."""
     from cosma.core.onnx_lower import load_model
     from cosma.schedules.tiers import compute_tiers
 
-    rows = []
+    cells = []
     for path in paths:
         graph = load_model(path, dtype_bytes=1)
         for weights_counted, setting in SETTINGS:
             tiers = compute_tiers(graph, hw, weights_counted, time_limit=10)
             for tier in TIERS:
                 problem = Problem(graph, tiers.capacity(tier), hw, weights_counted=weights_counted)
-                options = RunOptions(time_limit=time_limit, threads=threads)
-                exact = run(problem, "exact", ExactParams(), options)
-                heuristics = {h: run(problem, h, options=RunOptions(time_limit=time_limit)) for h in HEURISTICS}
-                row = Row(graph.name, len(graph.operators), setting, tier, problem.capacity, exact, heuristics)
-                rows.append(row)
-                best = row.best_heuristic()
-                say(
-                    f"{graph.name:28s} {setting:13s} {tier} {exact.status.value:8s} {_fmt(exact.objective):>12s}"
-                    f" bound {_fmt(exact.bound):>12s} {exact.seconds:6.2f}s best heuristic"
-                    f" {_fmt(best[1] if best else None):>12s} {_pct(row.reduction_vs(best[1] if best else None))}"
-                )
-    return rows
+                cells.append((problem, setting, tier, time_limit, threads))
+    order = {(c[0].graph.name, c[1], c[2]): k for k, c in enumerate(cells)}
+    rows = []
+    for row in map_cells(_zoo_row, cells, ray):
+        rows.append(row)
+        best = (row.best_heuristic() or (None, None))[1]
+        say(
+            f"{row.model:28s} {row.setting:13s} {row.tier} {row.exact.status.value:8s}"
+            f" {_fmt(row.exact.objective):>12s} bound {_fmt(row.exact.bound):>12s} {row.exact.seconds:6.2f}s"
+            f" best heuristic {_fmt(best):>12s} {_pct(row.reduction_vs(best))}"
+        )
+    return sorted(rows, key=lambda r: order[(r.model, r.setting, r.tier)])
+
+
+def _zoo_row(cell: tuple) -> Row:
+    """One zoo cell: the exact solver and every heuristic."""
+    problem, setting, tier, time_limit, threads = cell
+    exact = run(problem, "exact", ExactParams(), RunOptions(time_limit=time_limit, threads=threads))
+    heuristics = {h: run(problem, h, options=RunOptions(time_limit=time_limit)) for h in HEURISTICS}
+    graph = problem.graph
+    return Row(graph.name, len(graph.operators), setting, tier, problem.capacity, exact, heuristics)
 
 
 def bench_ilp(count: int, time_limit: float, say) -> list[tuple[str, int, SolveResult, SolveResult]]:
@@ -309,6 +321,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="markdown file to write (default: results/exact.md for a full run)")
     ap.add_argument("--update", action="store_true", help="let a run on some models replace results/exact.md")
+    ap.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run the zoo cells as Ray tasks: alone, on a local Ray (2 CPUs); with an ADDRESS (auto,"
+        " ray://head:10001), on that running cluster, whose nodes have cosma installed",
+    )
     ap.add_argument("--ilp-instances", type=int, default=10, help="small random DAGs for the ILP comparison")
     ap.add_argument("--free-instances", type=int, default=8, help="small branchy DAGs for free mode")
     ap.add_argument("--minimalloc", default="../shared/anchors/minimalloc/challenging", help="CSV folder ('' to skip)")
@@ -319,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     paths = args.models if args.models is not None else sorted(glob.glob("models/zoo/*.onnx"))
-    rows = bench_zoo(paths, hw, args.time_limit, args.threads, say)
+    rows = bench_zoo(paths, hw, args.time_limit, args.threads, say, args.ray)
     free_rows = bench_free(args.free_instances, args.time_limit, say)
     ilp_rows = bench_ilp(args.ilp_instances, args.time_limit, say)
     mm_rows = []
