@@ -37,7 +37,10 @@ class AutoParams:
 
     exact_fraction: float = 0.3  # share of the time limit the exact solver may use (0: skip it)
     exact_time: float = 60.0  # exact solver's time when there is no time limit
-    exact_max_steps: int = 400  # skip the exact solver on longer schedules (go straight to dnc)
+    exact_max_steps: int = 400  # skip the exact solver on longer schedules (go straight to dnc) ...
+    # ... unless the graph is chain-like: each operator's ASAP/ALAP window spans at most this
+    # many steps on average (a 5k-operator transformer stack: 6; a 1k-node RandWire: 1,900)
+    chain_window: float = 8.0
     dnc_time: float = 120.0  # dnc's time when there is no time limit
     progress_every: float = 5.0  # seconds between progress lines on stderr (with --quiet: none)
 
@@ -64,8 +67,8 @@ def _solve_auto(problem: Problem, params: AutoParams, options: RunOptions, beat:
     steps = len(problem.graph.operators)
     if params.exact_fraction <= 0:
         why = "exact_fraction = 0: no budget for the exact solver"
-    elif steps > params.exact_max_steps:
-        why = f"{steps} steps > exact_max_steps = {params.exact_max_steps}"
+    elif steps > params.exact_max_steps and _mean_window(problem) > params.chain_window:
+        why = f"{steps} steps > exact_max_steps = {params.exact_max_steps}, and not chain-like"
     else:
         limit = params.exact_time if options.time_limit is None else params.exact_fraction * options.time_limit
         exact = run(problem, "exact", options=replace(options, time_limit=limit))
@@ -125,6 +128,14 @@ def _solve_auto(problem: Problem, params: AutoParams, options: RunOptions, beat:
     best.stats = {"path": path, "why": why, **stats}
     best.seconds = time.monotonic() - started
     return best
+
+
+def _mean_window(problem: Problem) -> float:
+    """Average width of the operators' ASAP/ALAP windows (1: a single topological order)."""
+    from cosma.exact.joint import OrderInstance
+
+    inst = OrderInstance.build(problem)
+    return sum(hi - lo + 1 for lo, hi in zip(inst.asap, inst.alap)) / max(1, inst.n)
 
 
 def _scored(problem: Problem, result: SolveResult) -> SolveResult:
