@@ -149,7 +149,7 @@ def test_auto_takes_exact_on_a_small_instance() -> None:
     assert result.status is Status.OPTIMAL
 
 
-@pytest.mark.parametrize("params", [AutoParams(exact_fraction=0.0), AutoParams(exact_max_steps=5)])
+@pytest.mark.parametrize("params", [AutoParams(exact_fraction=0.0), AutoParams(exact_max_steps=5, chain_window=0.0)])
 def test_auto_falls_back_to_dnc_without_an_exact_budget(params: AutoParams) -> None:
     problem = tight(random_dag(2, 16, skip_prob=0.5))
     result = run(problem, "auto", params, RunOptions(time_limit=4))
