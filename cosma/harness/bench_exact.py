@@ -39,7 +39,7 @@ from cosma.core.synthetic import random_dag
 from cosma.core.units import TIERS
 from cosma.exact.ilp import IlpParams
 from cosma.exact.solver import ExactParams, topological_orders
-from cosma.harness.tables import map_cells, output_path
+from cosma.harness.tables import add_ray_option, map_cells, output_path
 
 SETTINGS = ((False, "activations"), (True, "acts+weights"))
 
@@ -321,15 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="markdown file to write (default: results/exact.md for a full run)")
     ap.add_argument("--update", action="store_true", help="let a run on some models replace results/exact.md")
-    ap.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="ADDRESS",
-        help="run the zoo cells as Ray tasks: alone, on a local Ray (2 CPUs); with an ADDRESS (auto,"
-        " ray://head:10001), on that running cluster, whose nodes have cosma installed",
-    )
+    add_ray_option(ap, "zoo cells", "2 CPUs")
     ap.add_argument("--ilp-instances", type=int, default=10, help="small random DAGs for the ILP comparison")
     ap.add_argument("--free-instances", type=int, default=8, help="small branchy DAGs for free mode")
     ap.add_argument("--minimalloc", default="../shared/anchors/minimalloc/challenging", help="CSV folder ('' to skip)")

@@ -25,7 +25,7 @@ from cosma.core.ir import Graph, Problem
 from cosma.core.paths import NAS_DIR, RESULTS_DIR, ZOO_DIR, write_text_atomically
 from cosma.core.synthetic import randwire_graph
 from cosma.core.units import TIERS
-from cosma.harness.tables import map_cells, output_path
+from cosma.harness.tables import add_ray_option, map_cells, output_path
 from cosma.schedules.tiers import compute_tiers
 
 NAS = NAS_DIR
@@ -78,6 +78,7 @@ def bench(
     tiers: tuple[str, ...],
     log,
     ray: str | None = None,
+    cpus: int = 2,
 ) -> list[Row]:
     """Every graph x setting x tier, here or as Ray tasks (``ray``); rows in that order."""
     instances = []
@@ -88,7 +89,7 @@ def bench(
                 instances.append((graph, hardware, weights_counted, setting, tier, budgets[tier], solver, time_limit))
     order = {(i[0].name, i[3], i[4]): k for k, i in enumerate(instances)}
     rows = []
-    for row in map_cells(_instance_row, instances, ray):
+    for row in map_cells(_instance_row, instances, ray, cpus):
         rows.append(row)
         red = "-" if row.reduction is None else f"{row.reduction:.1%}"
         log(
@@ -266,15 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--update", action="store_true", help="let a run on some models or tiers replace results/nas.md"
     )
-    parser.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="ADDRESS",
-        help="run the instances as Ray tasks: alone, on a local Ray (--cpus); with an ADDRESS (auto,"
-        " ray://head:10001), on that running cluster, whose nodes have cosma installed",
-    )
+    add_ray_option(parser, "instances", "--cpus CPUs")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of a local Ray (default 2)")
     parser.add_argument("--models", default="*", help="file-name pattern of the NAS models to run (default all)")
     parser.add_argument("--tiers", default="M_R,M_H,M_P", help="comma-separated tiers (default all three)")
@@ -292,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     tiers = tuple(t.strip() for t in args.tiers.split(",") if t.strip())
     started = time.monotonic()
     graphs = load_graphs(args.models, log)
-    rows = bench(graphs, hardware, args.solver, args.time_limit, args.tier_time, tiers, log, args.ray)
+    rows = bench(graphs, hardware, args.solver, args.time_limit, args.tier_time, tiers, log, args.ray, args.cpus)
     command = "python -m cosma.harness.bench_nas " + " ".join(argv if argv is not None else sys.argv[1:])
     zoo_rows = []
     if args.zoo:

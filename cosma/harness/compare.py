@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cosma.core.paths import ANCHORS_DIR, NAS_DIR, RESULTS_DIR, ZOO_DIR
 from cosma.core.units import TIERS
+from cosma.harness.tables import add_ray_option
 
 ZOO = ZOO_DIR
 NAS = NAS_DIR
@@ -627,15 +628,7 @@ def add_command(sub) -> None:
     p.add_argument("--solvers", nargs="*", default=None)
     p.add_argument("--time-limit", type=float, default=60.0, help="seconds per cell")
     p.add_argument("--jobs", type=int, default=2, help="parallel worker processes (with --ray: a local Ray's CPUs)")
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="ADDRESS",
-        help="run the cells as Ray tasks: alone, on a local Ray with --jobs CPUs; with an ADDRESS (auto,"
-        " ray://head:10001), on that running cluster, whose nodes have cosma installed",
-    )
+    add_ray_option(p, "cells", "--jobs CPUs")
     p.add_argument(
         "--out",
         default=None,

@@ -49,4 +49,18 @@ def map_cells(fn: Callable[[T], R], items: Iterable[T], ray: str | None = None, 
                 ray_module.cancel(ref, force=True)
 
 
-__all__ = ["output_path", "map_cells"]
+def add_ray_option(parser, cells: str, local: str) -> None:
+    """The ``--ray [ADDRESS]`` option every sweep shares: ``cells`` names what runs as tasks,
+    ``local`` how many CPUs a local Ray gets."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help=f"run the {cells} as Ray tasks: alone, on a local Ray with {local}; with an ADDRESS (auto,"
+        " ray://head:10001), on that running cluster, whose nodes have cosma installed",
+    )
+
+
+__all__ = ["output_path", "map_cells", "add_ray_option"]
