@@ -77,6 +77,7 @@ class ExactParams:
     max_free_orders: int = 2000  # enumerate mode: at most this many topological orders
     candidates_share: float = 0.5  # free mode: share of the time the candidate orders may use (the rest closes the gap)
     order_bound_time: float = 10.0  # fixed mode: seconds for the bound over every order (at most half the time left)
+    order_search_time: float = 120.0  # free mode without a time limit: seconds the search over orders may take
     schedule_time_limit: float = 2.0  # fixed mode, no schedule given: seconds to find the candidate orders
     solver_params: str = ""  # CP-SAT parameters in protobuf text format, e.g. "log_search_progress:true"
     dump_model: str = ""  # write the last CP-SAT model built here (text proto), "" for none
@@ -399,7 +400,7 @@ def _over_every_order(
         bound, how = found.bound, found.how
     else:
         joint = solve_joint(
-            problem, None if left is None else max(0.05, left), options.threads, options.seed,
+            problem, params.order_search_time if left is None else max(0.05, left), options.threads, options.seed,
             say=options.say, progress=options.report, start=(result.plan, fixed_bound),
         )  # fmt: skip
         if joint.cost is not None and joint.cost < cost:
