@@ -19,12 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cosma.core.errors import CosmaError
-from cosma.core.options import HelpFormatter, add_lowering_args
-
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
+from cosma.core.options import HelpFormatter, add_lowering_args, run_command
 
 DESCRIPTION = (
     "Memory mapping as a game: play an ONNX model's mapping with a fixed policy (play), time the"
@@ -161,19 +156,16 @@ _FORWARDED = {"train": "mallocgame.train", "eval": "mallocgame.evaluate", "probe
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
+
+    def command() -> int:
         if argv and argv[0] in _FORWARDED:
             import importlib
 
             return importlib.import_module(_FORWARDED[argv[0]]).main(argv[1:])
         args = build_parser().parse_args(argv)
         return args.func(args)
-    except CosmaError as e:
-        print(f"mallocgame: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("mallocgame: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+
+    return run_command("mallocgame", command)
 
 
 if __name__ == "__main__":

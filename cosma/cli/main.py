@@ -22,14 +22,18 @@ from dataclasses import fields, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from cosma.core.errors import CosmaError, UsageError
-from cosma.core.options import HelpFormatter, add_lowering_args, check_positive, lowering_options
+from cosma.core.errors import UsageError
+from cosma.core.options import EXIT_INTERRUPTED as EXIT_INTERRUPTED  # the exit codes, for callers
+from cosma.core.options import (
+    EXIT_INVALID,
+    HelpFormatter,
+    add_lowering_args,
+    check_positive,
+    lowering_options,
+    run_command,
+)
+from cosma.core.options import EXIT_USAGE as EXIT_USAGE
 from cosma.core.units import format_bytes, is_tier, parse_size
-
-EXIT_INVALID = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -448,14 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except CosmaError as e:
-        print(f"cosma: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("cosma: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_command("cosma", lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -6,9 +6,27 @@ checks of their values (one implementation each; the values themselves are check
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+from typing import Any, Callable
 
-from cosma.core.errors import UsageError
+from cosma.core.errors import CosmaError, UsageError
+
+EXIT_INVALID = 1  # the answer is no: a plan that breaks a rule, a packing that does not fit
+EXIT_USAGE = 2  # bad input: one line on stderr, no traceback
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+def run_command(prog: str, command: Callable[[], int]) -> int:
+    """Both commands' boundary: a ``CosmaError`` is one line on stderr and exit 2, Ctrl-C
+    a line and 130; anything else is a bug and keeps its traceback."""
+    try:
+        return command()
+    except CosmaError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
