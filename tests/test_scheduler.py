@@ -100,3 +100,37 @@ def test_reorder_window_keeps_a_topological_order(seed: int) -> None:
         new = reorder_window(problem, order, a, b, min_capacity(problem))
         assert is_topological(problem, new)
         assert new[:a] == order[:a] and new[b:] == order[b:]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dragging_moves_keep_orders_topological(seed: int) -> None:
+    """``pull_earlier``/``push_later`` move one operator with its ancestors/descendants in
+    the stretch it crosses: every result is a topological order of the same operators, and
+    the moved operator lands where it was sent when nothing holds it back."""
+    import random
+
+    from cosma.schedules.orders import file_order, pull_earlier, push_later
+
+    problem = Problem(randwire_graph(seed, 24), 1 << 30, PRESETS["edge-npu"])
+    graph = problem.graph
+    preds = {op.name: graph.predecessors(op.name) for op in graph.operators}
+    succs: dict[str, list[str]] = {op.name: [] for op in graph.operators}
+    for o, ps in preds.items():
+        for q in ps:
+            succs[q].append(o)
+    rng = random.Random(seed)
+    order = list(file_order(problem))
+    n = len(order)
+    for _ in range(50):
+        i = rng.randrange(n)
+        if rng.random() < 0.5:
+            j = rng.randint(0, i)
+            new = pull_earlier(order, i, j, preds)
+            moved = [q for q in order[j:i] if q in set(new[j : new.index(order[i])])]
+            assert new.index(order[i]) == j + len(moved)
+        else:
+            k = rng.randint(i, n - 1)
+            new = push_later(order, i, k, succs)
+        assert sorted(new) == sorted(order)
+        assert is_topological(problem, new)
+        order = new

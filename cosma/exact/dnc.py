@@ -53,7 +53,7 @@ from cosma.core.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorK
 from cosma.core.prefetch import bytes_then_prefetch
 from cosma.exact.bounds import fixed_schedule_bound
 from cosma.exact.joint import order_bound
-from cosma.schedules.orders import ORDER_KINDS, OVERFLOW_PORTFOLIO, candidate_orders
+from cosma.schedules.orders import ORDER_KINDS, OVERFLOW_PORTFOLIO, candidate_orders, pull_earlier, push_later
 
 
 @dataclass(frozen=True)
@@ -550,29 +550,60 @@ def overflow(problem: Problem, schedule: Sequence[OpName]) -> tuple[Bytes, Bytes
 
 
 def improve_schedule(
-    problem: Problem, schedule: tuple[OpName, ...], bound: Bytes, time_limit: float, rng: random.Random
+    problem: Problem,
+    schedule: tuple[OpName, ...],
+    bound: Bytes,
+    time_limit: float,
+    rng: random.Random,
+    plateau: float = 0.3,
 ) -> tuple[tuple[OpName, ...], Bytes, int, int]:
     """Local search over operator orders, scored by the fixed-schedule relaxation (which
-    relax and pack nearly always reaches): reorder a random window of steps by the
-    min-overflow beam search, aiming under a random fraction of the capacity, and keep the
-    new order when its relaxation is cheaper. Returns (order, its bound, moves kept, tried)."""
+    relax and pack nearly always reaches; on NAS graphs one score takes about 10 ms).
+
+    Moves, around a step drawn in proportion to the live bytes above the capacity there:
+    mostly an operator pulled earlier with its ancestors, or pushed later with its
+    descendants (``cosma.schedules.orders.pull_earlier``/``push_later``: a whole branch
+    finished before the rest); sometimes a window reordered by the min-overflow beam search
+    aiming under a random fraction of the capacity. A move is kept when its relaxation is
+    cheaper, or equal with probability ``plateau`` (the relaxation is flat over most moves:
+    walking its plateaus finds the way down). Returns (order, its bound, moves that lowered
+    it, moves tried)."""
     from cosma.schedules.minpeak import reorder_window
 
     deadline = time.monotonic() + time_limit
     cap = problem.capacity // problem.alignment * problem.alignment
-    n, kept, tried = len(schedule), 0, 0
+    graph = problem.graph
+    preds = {op.name: graph.predecessors(op.name) for op in graph.operators}
+    succs: dict[OpName, list[OpName]] = {op.name: [] for op in graph.operators}
+    for o, ps in preds.items():
+        for q in ps:
+            succs[q].append(o)
+    current = list(schedule)
+    n, kept, tried = len(current), 0, 0
+    weights = [max(0, b - cap) + 1 for b in live_bytes(problem, current)]
     while bound > 0 and time.monotonic() < deadline and n > 2:
-        tried += 1
-        size = rng.randint(min(8, n), min(64, n))
-        a = rng.randint(0, n - size)
-        fraction, width = rng.choice(OVERFLOW_PORTFOLIO)
-        candidate = reorder_window(problem, schedule, a, a + size, int(cap * fraction), max(2, width // 4))
-        if candidate == schedule:
+        centre = rng.choices(range(n), weights=weights)[0]
+        if rng.random() < 0.2:
+            size = rng.randint(min(8, n), min(64, n))
+            a = min(max(0, centre - size // 2), n - size)
+            fraction, width = rng.choice(OVERFLOW_PORTFOLIO)
+            candidate = list(reorder_window(problem, current, a, a + size, int(cap * fraction), max(2, width // 4)))
+        else:
+            i = min(n - 1, max(0, centre + rng.randint(-8, 8)))
+            reach = rng.randint(1, 40)
+            if rng.random() < 0.5:
+                candidate = pull_earlier(current, i, max(0, i - reach), preds)
+            else:
+                candidate = push_later(current, i, min(n - 1, i + reach), succs)
+        if candidate == current:
             continue
+        tried += 1
         value = fixed_schedule_bound(problem, candidate, 0.5)
-        if value < bound:
-            schedule, bound, kept = candidate, value, kept + 1
-    return schedule, bound, kept, tried
+        if value < bound or (value == bound and rng.random() < plateau):
+            kept += value < bound
+            current, bound = candidate, value
+            weights = [max(0, b - cap) + 1 for b in live_bytes(problem, current)]
+    return tuple(current), bound, kept, tried
 
 
 @dataclass
@@ -749,42 +780,73 @@ def dnc_search(
         single_optimal = window == n and exact_pieces == 1 and inc.cost() <= search.best_cost
         options.say(f"dnc: {n} steps, {len(cuts) - 1} pieces, first pass {search.best_cost} B")
 
-        # 3. LNS: re-solve windows with both ends pinned to the incumbent.
+        # 3. LNS: re-solve windows with both ends pinned to the incumbent. When the plan on the
+        # current order cannot improve (it meets that order's relaxation, or windows stall) and
+        # time is left, the order itself is searched again (the plans of NAS graphs meet their
+        # order's relaxation within seconds: what remains to gain is in the order), and the
+        # windows go on from the new order's relax-and-pack plan.
         windows = rounds = stall = 0
-        size = min(params.window_steps, len(search.best.schedule))
+        current = search.best  # the plan the windows improve: on ``schedule`` after a reorder
+        size = min(params.window_steps, len(current.schedule))
         todo = [c for c in cuts[1:-1]]  # windows over the cuts first
-        while not single_optimal and not settled():
-            if deadline is None and stall >= params.stall_windows:
-                break
+        reorders = reorders_kept = 0
+        can_reorder = options.schedule is None and params.reorder_fraction > 0 and deadline is not None
+
+        while search.best_cost > floor:
             if deadline is not None and reserve() < 0.2:
                 break
-            steps = len(search.best.schedule)
+            done_here = single_optimal or (current.schedule == schedule and current.cost() <= schedule_bound)
+            if done_here or stall >= params.stall_windows:
+                if not can_reorder:
+                    if done_here or deadline is None:
+                        break
+                    stall = 0  # a fixed order and time left: keep trying windows
+                    continue
+                reorders += 1
+                slice_ = min(max(1.0, params.reorder_fraction * budget / 3), reserve() - 0.2)
+                if slice_ < 0.2:
+                    break
+                new, value, _, _ = improve_schedule(problem, schedule, schedule_bound, slice_, rng)
+                if value >= schedule_bound:
+                    continue
+                schedule, schedule_bound = new, value
+                packed, _ = relax_and_pack(
+                    _Layout.empty(problem, schedule), min(params.relax_time, max(0.1, reserve() / 4)), options.seed
+                )
+                if packed is not None:
+                    reorders_kept += 1
+                    current, single_optimal, stall, todo = packed, False, 0, []
+                    search.offer(packed, "reordered, relax and pack")
+                continue
+            steps = len(current.schedule)
             free: frozenset[TensorName] = frozenset()
             if todo:
                 centre = todo.pop(0)
                 a = max(0, centre - size // 2)
                 b = min(steps, a + size)
             elif rng.random() < params.tensor_moves:
-                free, a, b = _pick_tensors(search.best, size, rng)
+                free, a, b = _pick_tensors(current, size, rng)
             else:
-                a = _pick_window(search.best, size, rng)
+                a = _pick_window(current, size, rng)
                 b = min(steps, a + size)
                 a = max(0, b - size)
             limit = min(params.window_time, max(0.05, reserve()))
-            model = _WindowModel(search.best, a, b, open_end=False, free=free)
+            model = _WindowModel(current, a, b, open_end=False, free=free)
             status, out, wall = model.solve(limit, options.threads, options.seed + windows)
             options.say(f"dnc: window [{a}, {b}) + {len(free)} tensors, horizon {model.horizon}: {status} {wall:.2f}s")
             windows += 1
-            if out is not None and search.offer(out, "lns"):
-                stall = 0
+            if out is not None and out.cost() < current.cost():
+                current, stall = out, 0
                 rounds += 1
-                options.say(f"dnc: window [{a}, {b}) -> {search.best_cost} B")
+                search.offer(out, "lns")
+                options.say(f"dnc: window [{a}, {b}) -> {current.cost()} B (best {search.best_cost} B)")
             else:
                 stall += 1
             if status == "OPTIMAL" and wall < params.window_time / 3:
                 size = min(params.max_window_steps, steps, int(size * 1.25) + 1)
             elif status != "OPTIMAL":
                 size = max(8, int(size * 0.8))
+        stats.update(order_searches=reorders, orders_kept=reorders_kept)
         stats["seconds_lns"] = round(time.monotonic() - started, 2)
         stats.update(lns_windows=windows, lns_improvements=rounds, final_window_steps=size)
     except KeyboardInterrupt:

@@ -223,6 +223,47 @@ def distinct(orders: Sequence[Order]) -> list[Order]:
     return out
 
 
+# ----- neighbouring orders: the moves of the local search over orders -----
+
+
+def pull_earlier(schedule: Sequence[OpName], i: int, j: int, preds: dict[OpName, Sequence[OpName]]) -> list[OpName]:
+    """``schedule`` with the operator at step ``i`` moved to step ``j < i``, its ancestors
+    among steps ``[j, i)`` dragged along ahead of it (in their order), the other operators
+    of that stretch after them (in theirs). Topological whenever ``schedule`` is: an
+    operator left behind is no ancestor of anything moved (it would be an ancestor of
+    ``schedule[i]``). Moving one operator alone rarely changes what must be evicted in
+    branchy graphs; moving a whole branch does (it finishes that branch before the rest)."""
+    stretch = schedule[j:i]
+    inside = set(stretch)
+    ancestors: set[OpName] = set()
+    stack = [schedule[i]]
+    while stack:
+        for q in preds[stack.pop()]:
+            if q in inside and q not in ancestors:
+                ancestors.add(q)
+                stack.append(q)
+    moved = [o for o in stretch if o in ancestors]
+    rest = [o for o in stretch if o not in ancestors]
+    return [*schedule[:j], *moved, schedule[i], *rest, *schedule[i + 1 :]]
+
+
+def push_later(schedule: Sequence[OpName], i: int, k: int, succs: dict[OpName, Sequence[OpName]]) -> list[OpName]:
+    """The mirror of ``pull_earlier``: the operator at step ``i`` moved to step ``k > i``,
+    its descendants among steps ``(i, k]`` dragged along behind it."""
+    stretch = schedule[i + 1 : k + 1]
+    inside = set(stretch)
+    descendants: set[OpName] = set()
+    stack = [schedule[i]]
+    while stack:
+        for q in succs[stack.pop()]:
+            if q in inside and q not in descendants:
+                descendants.add(q)
+                stack.append(q)
+    moved = [o for o in stretch if o in descendants]
+    rest = [o for o in stretch if o not in descendants]
+    return [*schedule[:i], *rest, schedule[i], *moved, *schedule[k + 1 :]]
+
+
 __all__ = [
     "file_order",
     "memory_aware_schedule",
@@ -234,4 +275,6 @@ __all__ = [
     "Order",
     "candidate_orders",
     "distinct",
+    "pull_earlier",
+    "push_later",
 ]
