@@ -255,10 +255,25 @@ def test_joint_proves_without_the_cheap_bounds(name: str, problem: Problem) -> N
 
 
 @pytest.mark.parametrize("name,problem", CASES, ids=[c[0] for c in CASES])
-def test_peak_bound_never_exceeds_the_optimum_over_every_order(name: str, problem: Problem) -> None:
-    from cosma.exact.bounds import peak_bound
+def test_cheap_bounds_never_exceed_the_optimum_over_every_order(name: str, problem: Problem) -> None:
+    from cosma.exact.bounds import cheap_order_bounds, cut_bound, peak_bound
 
-    assert peak_bound(problem, 5.0) <= min_over_orders(problem)
+    best = min_over_orders(problem)
+    assert peak_bound(problem, 5.0) <= best
+    assert cut_bound(problem, 5.0) <= best
+    value, how, parts = cheap_order_bounds(problem)
+    assert value == parts[how] == max(parts.values()) <= best
+
+
+def test_cut_bound_sees_an_open_branch_the_peak_search_does_not_prove() -> None:
+    # On this aligned instance (optimum 38 over every order) the least live bytes any order
+    # can have while some operator runs prove 19 bytes must move; the min-peak bound (the
+    # scheduler's proven lower bound on the peak, one step) proves 1.
+    from cosma.exact.bounds import cut_bound, peak_bound
+
+    problem = dict(CASES)["mcu-aligned"]
+    assert peak_bound(problem, 5.0) == 1
+    assert cut_bound(problem, 5.0) == 19 <= min_over_orders(problem)
 
 
 def test_peak_bound_is_the_cheapest_way_to_free_the_excess() -> None:

@@ -610,14 +610,10 @@ def order_bound(
     stats: dict[str, Any] = {"ops": inst.n, "booleans": inst.size_estimate()}
     free, free_how = 0, "schedule_free_bound"
     if params.use_free_bound:
-        from cosma.exact.bounds import peak_bound, schedule_free_bound
+        from cosma.exact.bounds import cheap_order_bounds
 
-        free = schedule_free_bound(problem, min(1.0, max(0.05, _left(clock, 10.0) / 10)))
-        stats["free_bound"] = free
-        peak = peak_bound(problem, min(2.0, max(0.05, _left(clock, 10.0) / 5)))
-        stats["peak_bound"] = peak
-        free_how = "schedule_free_bound" if free >= peak else "peak bound"
-        free = max(free, peak)
+        free, free_how, parts = cheap_order_bounds(problem, min(3.0, max(0.1, _left(clock, 10.0) / 4)))
+        stats.update(parts)
     if inst.size_estimate() > params.max_window_vars:
         b = chunked_bound(problem, _left(clock, 10.0), threads, seed, params)
         stats["chunked_bound"] = b
@@ -756,14 +752,14 @@ def solve_joint(
 
     free = 0
     if params.use_free_bound:
-        from cosma.exact.bounds import peak_bound, schedule_free_bound
+        from cosma.exact.bounds import cheap_order_bounds
 
-        free, peak = schedule_free_bound(problem, 0.5), peak_bound(problem, min(2.0, _left(clock, 10.0) / 5))
-        stats["peak_bound"] = peak
-        bound = max(bound, min(max(free, peak), best_cost))
+        free, free_how, parts = cheap_order_bounds(problem, min(3.0, max(0.1, _left(clock, 10.0) / 4)))
+        stats.update(parts)
+        bound = max(bound, min(free, best_cost))
         progress(None, bound)
         if bound >= best_cost:
-            return done("schedule_free_bound" if free >= peak else "peak bound")
+            return done(free_how)
 
     if inst.size_estimate() > params.max_window_vars:
         bound = max(
