@@ -283,13 +283,15 @@ def cut_bound(problem: Problem, time_limit: float = 2.0) -> Bytes:
 
 def cheap_order_bounds(problem: Problem, time_limit: float = 3.0) -> tuple[Bytes, str, dict[str, Bytes]]:
     """The cheap bounds over every order (no order model): ``(the largest, its name, each
-    by name)``, within about ``time_limit`` seconds (a sixth for ``schedule_free_bound``, two
-    thirds for ``peak_bound``'s scheduler, the rest for ``cut_bound``)."""
-    parts = {
-        "schedule_free_bound": schedule_free_bound(problem, max(0.05, time_limit / 6)),
-        "peak bound": peak_bound(problem, max(0.05, time_limit * 2 / 3)),
-        "cut bound": cut_bound(problem, max(0.05, time_limit / 6)),
-    }
+    by name)``, within about ``time_limit`` seconds: ``schedule_free_bound`` and ``cut_bound``
+    (each stops when done: under a second on NAS graphs) first, with a sixth and a half of
+    it, then ``peak_bound``'s scheduler with what is left."""
+    import time
+
+    deadline = time.monotonic() + time_limit
+    parts = {"schedule_free_bound": schedule_free_bound(problem, max(0.05, time_limit / 6))}
+    parts["cut bound"] = cut_bound(problem, max(0.05, time_limit / 2))
+    parts["peak bound"] = peak_bound(problem, max(0.05, deadline - time.monotonic()))
     how = max(parts, key=lambda k: parts[k])
     return parts[how], how, parts
 

@@ -612,7 +612,7 @@ def order_bound(
     if params.use_free_bound:
         from cosma.exact.bounds import cheap_order_bounds
 
-        free, free_how, parts = cheap_order_bounds(problem, min(3.0, max(0.1, _left(clock, 10.0) / 4)))
+        free, free_how, parts = cheap_order_bounds(problem, min(3.0, max(0.1, _left(clock, 10.0) / 2)))
         stats.update(parts)
     if inst.size_estimate() > params.max_window_vars:
         b = chunked_bound(problem, _left(clock, 10.0), threads, seed, params)
@@ -754,7 +754,7 @@ def solve_joint(
     if params.use_free_bound:
         from cosma.exact.bounds import cheap_order_bounds
 
-        free, free_how, parts = cheap_order_bounds(problem, min(3.0, max(0.1, _left(clock, 10.0) / 4)))
+        free, free_how, parts = cheap_order_bounds(problem, min(3.0, max(0.1, _left(clock, 10.0) / 2)))
         stats.update(parts)
         bound = max(bound, min(free, best_cost))
         progress(None, bound)
