@@ -7,8 +7,10 @@ to a later use, never longer, and any valid plan shrinks into it at no extra cos
 
 0. **The order.** Unless the caller fixes it: file order, the memory-aware list schedule,
    the min-peak schedule and a portfolio of min-overflow beam searches
-   (``cosma.schedules.minpeak``); the one whose no-address relaxation (below) is cheapest wins,
-   then windows of it are reordered while that relaxation drops (``improve_schedule``).
+   (``cosma.schedules.minpeak``), scored by their no-address relaxation (below); from the
+   best few a local search over orders walks while that relaxation drops
+   (``improve_schedule``: branches dragged earlier or later, windows reordered), and the
+   cheapest order wins.
 1. **Starts.** ``best-greedy``'s plans (its own order and the chosen one), and *relax and
    pack*: the relaxation's keep set, its residencies placed largest first, a residency
    that does not fit evicted across its longest gap. The cheapest is the incumbent.
@@ -24,7 +26,10 @@ to a later use, never longer, and any valid plan shrinks into it at no extra cos
    around costly evictions, or a few evicted tensors over their whole lifetime (the rest
    of the plan fixed obstacles), hinted with the incumbent so a move never makes the plan
    worse. Windows grow while they solve to optimality quickly and shrink when they do not.
-   It stops early when the plan meets the relaxation of its order: optimal for that order.
+   When the plan meets the relaxation of its order (optimal for that order) or the windows
+   stall, the order search goes on from its starts in turn, and a cheaper order found
+   restarts the windows from its relax-and-pack plan; it stops at the time limit, or when
+   the plan meets a bound proven for the problem as posed.
 
 Never worse than ``best-greedy`` (its plan is a start). Every answer carries a valid lower
 bound: the no-address relaxation (per step, the kept tensors' footprints fit the
@@ -72,7 +77,8 @@ class DncParams:
     schedule: str = "auto"  # "auto": best of the candidates; or "file", "memory-aware", "min-peak", "min-overflow"
     scheduler_time: float = 40.0  # at most this long for the candidate schedules (cosma.schedules.minpeak's searches)
     schedule_fraction: float = 0.25  # and at most this share of the time limit
-    reorder_fraction: float = 0.3  # share of the time limit for reordering windows of the chosen order (0: off)
+    reorder_fraction: float = 0.3  # share of the time limit for the order search before the first plan (0: off)
+    order_starts: int = 3  # candidate orders the order search walks from, in turn
 
 
 # --------------------------------------------------------------------------------------
@@ -663,6 +669,7 @@ def dnc_search(
     search = _Search(first, first.cost(), stats, options.report)
     stats["best_from"] = "all evicted"
     schedule, schedule_bound, single_optimal = first.schedule, None, False
+    pool: list[list] = []  # the order search's walks: [order, its relaxation, source]
 
     try:
         # Warm start: the best greedy baseline, canonicalized (never worse than its plan).
@@ -704,14 +711,22 @@ def dnc_search(
                 if scores and time.monotonic() > scoring_ends:
                     break
                 scores[source] = (fixed_schedule_bound(problem, s, min(bound_time, 1.0)), *overflow(problem, s))
-            source, schedule = min((c for c in cands if c[0] in scores), key=lambda c: scores[c[0]])
             stats["schedule_scores"] = {k: v[0] for k, v in scores.items()}
+            # The order search's starts: the best few candidates, each walked in turn (one
+            # start alone gets stuck: on pnasnet5large at M_H two orders of equal relaxation,
+            # one improvable by 19% and the other not at all).
+            ranked = sorted((c for c in cands if c[0] in scores), key=lambda c: scores[c[0]])
+            pool = [[s, scores[src][0], src] for src, s in ranked[: params.order_starts]]
             if params.reorder_fraction > 0:
-                schedule, value, kept, tried = improve_schedule(
-                    problem, schedule, scores[source][0], params.reorder_fraction * budget, rng
-                )
+                kept = tried = 0
+                for entry in pool:
+                    entry[0], entry[1], k, t = improve_schedule(
+                        problem, entry[0], entry[1], params.reorder_fraction * budget / len(pool), rng
+                    )
+                    kept, tried = kept + k, tried + t
                 stats["reorder_moves"] = f"{kept} kept of {tried}"
-                stats["reorder_bound"] = value
+            pool.sort(key=lambda entry: entry[1])
+            schedule, stats["reorder_bound"], source = pool[0]
         stats["schedule"] = source
         # The chosen order's relaxation: a plan on it that reaches this is optimal for it.
         schedule_bound = fixed_schedule_bound(problem, schedule, bound_time)
@@ -790,7 +805,7 @@ def dnc_search(
         size = min(params.window_steps, len(current.schedule))
         todo = [c for c in cuts[1:-1]]  # windows over the cuts first
         reorders = reorders_kept = 0
-        can_reorder = options.schedule is None and params.reorder_fraction > 0 and deadline is not None
+        can_reorder = bool(pool) and params.reorder_fraction > 0 and deadline is not None
 
         while search.best_cost > floor:
             if deadline is not None and reserve() < 0.2:
@@ -806,7 +821,9 @@ def dnc_search(
                 slice_ = min(max(1.0, params.reorder_fraction * budget / 3), reserve() - 0.2)
                 if slice_ < 0.2:
                     break
-                new, value, _, _ = improve_schedule(problem, schedule, schedule_bound, slice_, rng)
+                entry = pool[reorders % len(pool)]
+                new, value, _, _ = improve_schedule(problem, entry[0], entry[1], slice_, rng)
+                entry[0], entry[1] = new, value
                 if value >= schedule_bound:
                     continue
                 schedule, schedule_bound = new, value
