@@ -60,8 +60,7 @@ def peak_live_bytes(problem: Problem, schedule: Sequence[OpName]) -> Bytes:
 
 
 def operator_footprint(problem: Problem, op_name: OpName) -> Bytes:
-    op = problem.graph.operators[problem.graph.op_index[op_name]]
-    return sum(problem.footprint(t) for t in problem.operands(op))
+    return problem.operator_footprints[op_name]
 
 
 def min_capacity(problem: Problem) -> Bytes:

@@ -166,7 +166,24 @@ class Problem:
 
     def operands(self, op: Operator) -> tuple[TensorName, ...]:
         """Managed tensors that must be resident while ``op`` runs: inputs then outputs."""
+        known = self._operands.get(op.name)
+        if known is not None and known[0] is op:
+            return known[1]
         return tuple(t for t in (*op.inputs, *op.outputs) if self.is_managed(t))
+
+    @cached_property
+    def _operands(self) -> dict[OpName, tuple[Operator, tuple[TensorName, ...]]]:
+        # Every solver asks for operands and operator footprints step after step (the order
+        # search scores thousands of orders): computed once per problem.
+        return {
+            op.name: (op, tuple(t for t in (*op.inputs, *op.outputs) if self.is_managed(t)))
+            for op in self.graph.operators
+        }
+
+    @cached_property
+    def operator_footprints(self) -> dict[OpName, Bytes]:
+        """Per operator, the footprint of its operands (what must fit while it runs)."""
+        return {op.name: sum(self.footprint(t) for t in self.operands(op)) for op in self.graph.operators}
 
 
 @dataclass(frozen=True, order=True)
