@@ -691,7 +691,7 @@ def dnc_search(
             from cosma.core.interface import run
 
             limit = share(min(0.1 * budget, 30.0))
-            if not params.warm_start or limit <= 0.05:
+            if not params.warm_start or limit <= 0:
                 return None
             result = run(problem, "best-greedy", options=RunOptions(time_limit=limit, schedule=schedule))
             if result.plan is None:
