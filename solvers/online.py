@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import itertools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -108,6 +109,7 @@ class _Arena:
         self.capacity = capacity
         self.blocks: list[_Block] = []
         self._offsets: list[Bytes] = []  # parallel to ``blocks``, for bisect
+        self._ends: list[Bytes] = []  # parallel to ``blocks``: each block's end, for best_fit
         self.by_tensor: dict[TensorName, _Block] = {}
 
     def __contains__(self, tensor: TensorName) -> bool:
@@ -117,6 +119,7 @@ class _Arena:
         i = bisect.bisect_left(self._offsets, block.offset)
         self.blocks.insert(i, block)
         self._offsets.insert(i, block.offset)
+        self._ends.insert(i, block.end)
         self.by_tensor[block.tensor] = block
 
     def remove(self, tensor: TensorName) -> _Block:
@@ -124,6 +127,7 @@ class _Arena:
         i = self.index(block)
         del self.blocks[i]
         del self._offsets[i]
+        del self._ends[i]
         return block
 
     def index(self, block: _Block) -> int:
@@ -142,13 +146,12 @@ class _Arena:
 
     def best_fit(self, size: Bytes) -> int | None:
         """Index ``j`` of the smallest free gap ``[left(j), right(j))`` that holds ``size``
-        bytes (the lowest on ties), or None."""
-        best: tuple[Bytes, int] | None = None
-        for j in range(len(self.blocks) + 1):
-            width = self.right(j) - self.left(j)
-            if width >= size and (best is None or width < best[0]):
-                best = (width, j)
-        return None if best is None else best[1]
+        bytes (the lowest on ties), or None. One pass over plain lists: thousands of blocks are
+        resident at once on a 20k-operator RandWire graph, and this runs at every placement."""
+        lows = itertools.chain((0,), self._ends)
+        highs = itertools.chain(self._offsets, (self.capacity,))
+        fits = [(hi - lo, j) for j, (lo, hi) in enumerate(zip(lows, highs)) if hi - lo >= size]
+        return min(fits)[1] if fits else None
 
 
 class _Allocator:
@@ -279,6 +282,11 @@ class _Allocator:
         """
         arena, blocks = self.arena, self.arena.blocks
         m = len(blocks)
+        # arena.left(i) and arena.right(j) as plain lists (this scan runs at every eviction,
+        # over thousands of residents on 20k-operator graphs).
+        left = [0, *arena._ends]
+        right = [*arena._offsets, arena.capacity]
+        held = [b.tensor in pinned for b in blocks]
         cost = [0]  # prefix sums over blocks
         freed = [0]
         for b in blocks:
@@ -287,17 +295,18 @@ class _Allocator:
         best: tuple[Bytes, Bytes, Bytes, Bytes, int, int] | None = None
         i = j = 0
         while i < m:
-            if blocks[i].tensor in pinned:
+            if held[i]:
                 i += 1
                 continue
             j = max(j, i + 1)
-            while arena.right(j) - arena.left(i) < size and j < m and blocks[j].tensor not in pinned:
+            lo = left[i]
+            while right[j] - lo < size and j < m and not held[j]:
                 j += 1
-            if arena.right(j) - arena.left(i) < size:
+            if right[j] - lo < size:
                 # Stopped by an operand or the end of memory: no window starting in i..j-1 fits.
                 i = j + 1
                 continue
-            key = (cost[j] - cost[i], freed[j] - freed[i], arena.right(j) - arena.left(i), arena.left(i), i, j)
+            key = (cost[j] - cost[i], freed[j] - freed[i], right[j] - lo, lo, i, j)
             if best is None or key < best:
                 best = key
             i += 1
