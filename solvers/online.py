@@ -47,9 +47,10 @@ from __future__ import annotations
 
 import bisect
 import enum
+import heapq
 import itertools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from cosma.core.analysis import make_plan, use_steps
 from cosma.core.ir import Bytes, Operator, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
@@ -170,6 +171,7 @@ class _Allocator:
             if steps:
                 self.dying.setdefault(steps[-1], []).append(t)
         self.last_used: dict[TensorName, Step] = {}  # for LRU
+        self._next_cache: dict[TensorName, Step | None] = {}  # for Belady: see _next_use_cached
         self.in_dram: set[TensorName] = set()  # activations already written back once
         self.residencies: list[Residency] = []
         self.evictions = self.evicted_bytes = self.relocations = self.fallback_steps = 0
@@ -317,21 +319,33 @@ class _Allocator:
             self._evict(b.tensor, t)
         return offset
 
-    def _victim_order(self, t: Step, pinned: set[TensorName]) -> list[_Block]:
+    def _victim_order(self, t: Step, pinned: set[TensorName]) -> Iterator[_Block]:
+        """The residents outside ``pinned`` in the policy's order, lazily: the keys are
+        computed at the first ``next`` (before any eviction) and heapified, and the
+        caller usually stops after a few victims (thousands are resident on 20k-operator
+        graphs, at every eviction)."""
         candidates = [b for b in self.arena.blocks if b.tensor not in pinned]
         if self.policy is Policy.BELADY:
             never = len(self.schedule)  # no next use: the best victim of all
-
-            def key(b: _Block):
-                nxt = self._next_use(b.tensor, t)
-                return (-(never if nxt is None else nxt), -b.size, b.tensor)
-
+            after = [self._next_use_cached(b.tensor, t) for b in candidates]
+            keys = [
+                (-(never if n is None else n), -b.size, b.tensor, i) for i, (b, n) in enumerate(zip(candidates, after))
+            ]
         else:  # LRU
+            last = self.last_used
+            keys = [(last.get(b.tensor, -1), -b.size, b.tensor, i) for i, b in enumerate(candidates)]
+        heapq.heapify(keys)  # the tensor names make the keys distinct: the order of a sort
+        while keys:
+            yield candidates[heapq.heappop(keys)[-1]]
 
-            def key(b: _Block):
-                return (self.last_used.get(b.tensor, -1), -b.size, b.tensor)
-
-        return sorted(candidates, key=key)
+    def _next_use_cached(self, tensor: TensorName, t: Step) -> Step | None:
+        """``_next_use``, remembered: the first use at or after an earlier step that is
+        still at or after ``t`` is the first use at or after ``t`` (steps only grow)."""
+        cached = self._next_cache.get(tensor, -1)
+        if cached is None or cached >= t:
+            return cached
+        found = self._next_cache[tensor] = self._next_use(tensor, t)
+        return found
 
     def _evict_in_order(self, t: Step, size: Bytes, pinned: set[TensorName]) -> Bytes | None:
         """BELADY/LRU: pick victims in the policy's order until a gap of ``size`` opens;
