@@ -700,6 +700,7 @@ def dnc_search(
             return _Layout.from_plan(problem, result.plan)
 
         warm = greedy(options.schedule)
+        stats["seconds_warm"] = round(time.monotonic() - started, 2)
         if warm is not None:
             search.offer(warm, "best-greedy")
         for plan, origin in starts:
@@ -714,6 +715,7 @@ def dnc_search(
             cands = candidate_schedules(
                 problem, params.schedule, share(min(params.scheduler_time, params.schedule_fraction * budget))
             )
+            stats["seconds_orders"] = round(time.monotonic() - started, 2)
             # Scored while the setup's share of the budget lasts (a relaxation cut short by it
             # scores nothing: math.inf). The least overflowing first (overflow is instant), so a
             # cut-short scoring keeps the most promising orders.
