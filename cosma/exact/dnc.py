@@ -694,7 +694,7 @@ def dnc_search(
         def greedy(schedule: tuple[OpName, ...] | None) -> _Layout | None:
             from cosma.core.interface import run
 
-            limit = share(min(0.1 * budget, 30.0))
+            limit = share(min(0.5 * budget, 30.0))
             if not params.warm_start or limit <= 0:
                 return None
             result = run(problem, "best-greedy", options=RunOptions(time_limit=limit, schedule=schedule))
