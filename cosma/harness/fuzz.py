@@ -29,7 +29,8 @@ Instance ``i`` of the stream ``--seed S`` is drawn from a generator of its own (
 ``results/partial/<out>-cache.jsonl`` unless ``--cache``), and the table is written from the
 whole cache: ``--resume`` continues the stream from the instances the cache lacks, so a long
 run accumulates over runs and sessions (``--instances N`` then counts the cached ones too).
-Ctrl-C keeps every finished instance and writes the table.
+Ctrl-C (or SIGTERM, for a run in the background) keeps every finished instance and writes
+the table.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import argparse
 import ast
 import json
 import random
+import signal
 import sys
 import time
 import traceback
@@ -533,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         write_atomically(args.out, text if not note else text + f"\n({note})\n")
 
     report = Report()
+    signal.signal(signal.SIGTERM, _interrupted)  # a run in the background stops like Ctrl-C
     try:
         fuzz(
             args.seed, instances, args.minutes, solvers, args.time_limit, log, report, write, cache, args.ray, args.cpus
@@ -544,6 +547,10 @@ def main(argv: list[str] | None = None) -> int:
     write(report, "")
     log(f"wrote {args.out}: {report.instances} instances (cached in {cache})")
     return 0
+
+
+def _interrupted(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def default_cache(out: str) -> Path:
