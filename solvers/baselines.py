@@ -77,15 +77,25 @@ def _schedule(problem: Problem, schedule_name: str, options: RunOptions) -> tupl
 
 
 def solve_baseline(
-    problem: Problem, name: str, params: ArenaParams, options: RunOptions, retime: bool = False
+    problem: Problem,
+    name: str,
+    params: ArenaParams,
+    options: RunOptions,
+    retime: bool = False,
+    deadline: float | None = None,
 ) -> SolveResult:
     """Run the baseline ``name`` (a key of ``BASELINES``) on ``problem``; ``retime``: then
     start its loads earlier where that hides them (``cosma.core.prefetch``). Its ``OPTIMAL``
-    (no non-compulsory byte) is a statement in bytes: withdrawn under ``objective="latency"``."""
+    (no non-compulsory byte) is a statement in bytes: withdrawn under ``objective="latency"``.
+    ``deadline`` (a ``time.perf_counter()`` instant; default: the time limit from now): past
+    it the allocator keeps only the operands resident for the rest of the schedule
+    (``TIMEOUT``, still a valid plan)."""
     start = time.perf_counter()
+    if deadline is None and options.time_limit is not None:
+        deadline = start + options.time_limit
     schedule_name, policy = BASELINES[name]
     schedule, source = _schedule(problem, schedule_name, options)
-    online = allocate(problem, schedule, policy, params)
+    online = allocate(problem, schedule, policy, params, deadline)
     plan = prefetch(problem, online.plan) if retime else online.plan
     cost = evaluate(problem, plan)
     seconds = time.perf_counter() - start
@@ -94,10 +104,14 @@ def solve_baseline(
         f" {online.relocations} relocations, {seconds:.3f} s"
     )
     optimal = cost.non_compulsory_bytes == 0
+    cut = online.stopped_at is not None and not optimal
     result = SolveResult(
-        Status.OPTIMAL if optimal else Status.FEASIBLE,
+        Status.OPTIMAL if optimal else Status.TIMEOUT if cut else Status.FEASIBLE,
         plan,
         bound=0 if optimal else None,
+        message=f"time limit reached at step {online.stopped_at} of {len(schedule)}: operands only from there"
+        if cut
+        else "",
         seconds=seconds,
         stats={
             "schedule": source,
@@ -109,6 +123,7 @@ def solve_baseline(
             "evicted_bytes": online.evicted_bytes,
             "relocations": online.relocations,
             "fallback_steps": online.fallback_steps,
+            "stopped_at_step": online.stopped_at,
             **({"prefetched_loads": moved_loads(online.plan, plan)} if retime else {}),
         },
     )
@@ -163,7 +178,8 @@ def solve_best_greedy(problem: Problem, params: BestGreedyParams, options: RunOp
             stopped = True
             break
         seen.add(variant)
-        result = solve_baseline(problem, name, arena, options, retime)
+        deadline = None if options.time_limit is None else start + options.time_limit
+        result = solve_baseline(problem, name, arena, options, retime, deadline)
         traffic, latency = result.stats["non_compulsory_bytes"], result.stats["latency_cycles"]
         tried[name] = traffic
         key = (traffic, latency, rank) if problem.objective == "bytes" else (latency, traffic, rank)

@@ -276,3 +276,29 @@ def test_bench_table_on_a_small_graph():
         assert row.results["best-greedy"][0] == min(row.results[n][0] for n in COSMA_BASELINES)
     text = render(rows, get_hardware("edge-npu"), "synthetic", 0.0)
     assert "| activations only | M_R |" in text and "best-greedy" in text
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+def test_past_the_deadline_only_operands_stay_resident(policy):
+    """An allocator stopped at once still gives a valid plan (operands only, each step),
+    and one that finishes first gives the plan of a run without a deadline."""
+    import time
+
+    graph = random_dag(3, 40, max_inputs=3, size_range=(64, 4096))
+    base = Problem(graph, 1, IDEAL, True)
+    problem = replace(base, capacity=min_capacity(base) + 4096)
+    order = file_order(problem)
+    stopped = allocate(problem, order, policy, deadline=time.perf_counter() - 1)
+    assert stopped.stopped_at == 0
+    validate(problem, stopped.plan)
+    whole = allocate(problem, order, policy)
+    assert allocate(problem, order, policy, deadline=time.perf_counter() + 60).plan == whole.plan
+    assert whole.stopped_at is None
+
+
+def test_a_baseline_past_its_time_limit_returns_a_valid_plan():
+    graph = random_dag(4, 60, max_inputs=3, size_range=(64, 4096))
+    base = Problem(graph, 1, IDEAL, True)
+    problem = replace(base, capacity=min_capacity(base))
+    result = run(problem, "best-greedy", options=RunOptions(time_limit=1e-9))  # run() validates it
+    assert result.status in (Status.TIMEOUT, Status.OPTIMAL) and result.plan is not None

@@ -119,3 +119,33 @@ def test_bench_scale_child_runs_one_solver():
         }
     )
     assert row["valid"] and row["status"] in ("optimal", "feasible") and row["peak_mib"] > 0
+
+
+def test_a_cached_run_resumes_where_it_stopped(tmp_path, monkeypatch):
+    from cosma.core.errors import UsageError
+
+    cache, solvers, quiet = tmp_path / "cache.jsonl", ["best-greedy", "xla-msa"], lambda _: None
+    real = fuzz.run_instance
+
+    def stopped_at_2(job):
+        if job[1] == 2:
+            raise KeyboardInterrupt  # Ctrl-C during instance 2
+        return real(job)
+
+    monkeypatch.setattr(fuzz, "run_instance", stopped_at_2)
+    report = fuzz.Report()
+    with pytest.raises(KeyboardInterrupt):
+        fuzz.fuzz(3, 4, None, solvers, 1.0, quiet, report, cache=cache)
+    assert report.instances == 2 and [r["index"] for r in fuzz.read_cache(cache)] == [0, 1]
+    monkeypatch.setattr(fuzz, "run_instance", real)
+
+    # The rerun counts the cached instances, runs only the missing ones, and its table covers all.
+    ran = []
+    resumed = fuzz.fuzz(3, 4, None, solvers, 1.0, lambda line: ran.append(line), cache=cache)
+    assert resumed.instances == 4 and sum(resumed.runs.values()) == 8
+    assert [r["index"] for r in fuzz.read_cache(cache)] == [0, 1, 2, 3]
+    assert [line.split("]")[0] for line in ran if line.startswith("[")] == ["[2", "[3"]
+    assert fuzz.case_at(3, 1) == fuzz.Case(**fuzz.read_cache(cache)[1]["case"])
+    assert "**Summary**: 4 instances, 8 solver runs" in fuzz.render(resumed, solvers, 1.0, "fuzz", 1.0, cache)
+    with pytest.raises(UsageError):  # another time limit: not the same stream of verdicts
+        fuzz.fuzz(3, 5, None, solvers, 2.0, quiet, cache=cache)

@@ -70,6 +70,39 @@ def test_a_cell_that_fails_on_ray_is_recorded(tmp_path):
     assert load_cache(tmp_path / "cells.jsonl")[cell.key]["status"] == "error"
 
 
+# --- the benchmarks' --ray: the serial run's rows -----------------------------------------
+
+
+def test_fuzz_on_ray_gives_the_serial_verdicts_and_fills_the_same_cache(tmp_path):
+    from cosma.harness import fuzz
+
+    solvers, quiet = ["best-greedy", "xla-msa"], lambda _: None
+    serial = fuzz.fuzz(5, 3, None, solvers, 1.0, quiet, cache=tmp_path / "serial.jsonl")
+    on_ray = fuzz.fuzz(5, 3, None, solvers, 1.0, quiet, cache=tmp_path / "ray.jsonl", ray="local")
+    assert on_ray.instances == serial.instances == 3
+    assert on_ray.plans == serial.plans and on_ray.failures == serial.failures == []
+
+    def verdicts(path):
+        return [(r["case"], [(o["solver"], o["status"], o["objective"]) for o in r["outcomes"]])
+                for r in fuzz.read_cache(path)]  # fmt: skip
+
+    assert verdicts(tmp_path / "ray.jsonl") == verdicts(tmp_path / "serial.jsonl")
+
+
+def test_bench_baselines_on_ray_gives_the_serial_rows():
+    from cosma.core.hardware import get_hardware
+    from cosma.core.synthetic import random_dag
+    from cosma.harness.bench_baselines import bench
+
+    graphs = [random_dag(seed, 16, size_range=(64, 4096)) for seed in range(2)]
+
+    def numbers(rows):
+        return [(r.model, r.setting, r.tier, r.capacity, {k: v[:2] for k, v in r.results.items()}) for r in rows]
+
+    hw, quiet = get_hardware("edge-npu"), lambda _: None
+    assert numbers(bench(graphs, hw, quiet, ray="local")) == numbers(bench(graphs, hw, quiet))
+
+
 # --- mallocgame train --ray -------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from typing import Sequence
 from ortools.sat.python import cp_model
 
 from cosma.core.analysis import operator_footprint, use_steps
+from cosma.core.clock import Clock
 from cosma.core.ir import Bytes, OpName, Problem, TensorKind, TensorName
 
 
@@ -29,10 +30,12 @@ def _knapsack_bound(
     rows: list[tuple[list[str], int]],
     time_limit: float,
     groups: Sequence[tuple[Bytes, list[str]]] = (),
+    clock: Clock | None = None,
 ) -> Bytes:
     """min sum(cost_i * e_i) + sum(group cost * any e_i of the group) s.t. for each row,
     sum(units_i * (1 - e_i)) <= rhs over its items; ``items[i] = (units, cost)``, ``e_i``
-    binary (evicted). Returns CP-SAT's proven bound, rounded up."""
+    binary (evicted). Returns CP-SAT's proven bound, rounded up; 0 when ``clock`` runs out
+    while the model is built."""
     m = cp_model.CpModel()
     rows = [(its, rhs) for its, rhs in rows if sum(items[i][0] for i in its) > rhs]
     if not rows:
@@ -40,6 +43,8 @@ def _knapsack_bound(
     used = sorted({i for its, _ in rows for i in its})
     evict = {i: m.NewBoolVar(i) for i in used}
     for its, rhs in rows:
+        if _out_of_time(clock):
+            return 0
         m.Add(sum(items[i][0] * (1 - evict[i]) for i in its) <= rhs)
     terms = [items[i][1] * evict[i] for i in used]
     for cost, its in groups:
@@ -51,7 +56,8 @@ def _knapsack_bound(
             terms.append(cost * any_evicted)
     m.Minimize(sum(terms))
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(time_limit, 0.05)
+    left = None if clock is None else clock.left()
+    solver.parameters.max_time_in_seconds = max(time_limit if left is None else min(time_limit, left), 0.05)
     solver.parameters.num_workers = 1
     solver.parameters.catch_sigint_signal = False
     status = solver.Solve(m)
@@ -62,13 +68,19 @@ def _knapsack_bound(
     return 0
 
 
-def fixed_schedule_bound(problem: Problem, schedule: Sequence[OpName], time_limit: float = 4.0) -> Bytes:
+def fixed_schedule_bound(
+    problem: Problem, schedule: Sequence[OpName], time_limit: float = 4.0, clock: Clock | None = None
+) -> Bytes:
     """A lower bound on non-compulsory bytes over plans with this schedule.
 
     Relaxation: offsets ignored, and one eviction decision per *gap* between consecutive
     uses of a tensor: at each step, the operands plus every kept gap spanning the step
     fit the capacity. An evicted gap costs a reload; the first eviction of an activation
-    also its spill, once."""
+    also its spill, once.
+
+    ``time_limit`` is CP-SAT's; ``clock``, when given, bounds the whole call: the model has
+    one term per (gap, step inside it), tens of millions on a 5k-operator RandWire graph
+    (a minute to build), so past the clock the build stops and the bound is 0."""
     graph = problem.graph
     a = problem.alignment
     n = len(schedule)
@@ -76,6 +88,8 @@ def fixed_schedule_bound(problem: Problem, schedule: Sequence[OpName], time_limi
     items: dict[str, tuple[int, Bytes]] = {}
     groups: list[tuple[Bytes, list[str]]] = []
     for t, uses in use_steps(problem, schedule).items():
+        if _out_of_time(clock):
+            return 0
         size, keys = graph.tensors[t].size, []
         for j in range(len(uses) - 1):
             if uses[j + 1] - uses[j] > 1:  # a gap with no step inside never needs evicting
@@ -87,7 +101,11 @@ def fixed_schedule_bound(problem: Problem, schedule: Sequence[OpName], time_limi
         if graph.tensors[t].kind is TensorKind.ACTIVATION and keys:
             groups.append((size, keys))
     rows = [(spanning[s], problem.capacity // a - operator_footprint(problem, schedule[s]) // a) for s in range(n)]
-    return _knapsack_bound(items, rows, time_limit, groups)
+    return _knapsack_bound(items, rows, time_limit, groups, clock)
+
+
+def _out_of_time(clock: Clock | None) -> bool:
+    return clock is not None and clock.expired()
 
 
 def schedule_free_bound(problem: Problem, time_limit: float = 4.0) -> Bytes:

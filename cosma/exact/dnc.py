@@ -37,8 +37,11 @@ capacity; offsets ignored), of the fixed-schedule problem when the caller fixed 
 schedule, otherwise over every order (``cosma.exact.joint.order_bound``: the order-aware
 relaxation, chunked on large graphs, and the schedule-free bound); the bound for the order
 used is in ``stats["fixed_schedule_bound"]``.
-Ctrl-C returns the best plan so far (``TIMEOUT``); the time limit is the search's budget
-(``FEASIBLE``, or ``OPTIMAL`` when the plan meets the bound).
+Ctrl-C returns the best plan so far (``TIMEOUT``); the time limit is the whole solve's
+(``FEASIBLE``, or ``OPTIMAL`` when the plan meets the bound): each phase above takes at most
+its share of what is left, never the time kept back for the final bound, and a relaxation
+too large to build in its share (``DncParams.relaxation_rate``; on RandWire graphs of
+thousands of operators) is not started, its time going to the pieces.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from typing import Callable, Sequence
 from ortools.sat.python import cp_model
 
 from cosma.core.analysis import is_topological, live_bytes, make_plan, operator_footprint, use_steps
+from cosma.core.clock import Clock
 from cosma.core.errors import UsageError
 from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorKind, TensorName
@@ -79,6 +83,10 @@ class DncParams:
     schedule_fraction: float = 0.25  # and at most this share of the time limit
     reorder_fraction: float = 0.3  # share of the time limit for the order search before the first plan (0: off)
     order_starts: int = 3  # candidate orders the order search walks from, in turn
+    # Terms (gap x step inside it) of the no-address relaxation built per second (measured: 400k
+    # on a 1k-operator RandWire graph, 250k on a 5k one, 2 cores): a relaxation that would not
+    # be built in the time its phase has left is not started.
+    relaxation_rate: float = 250_000.0
 
 
 # --------------------------------------------------------------------------------------
@@ -379,16 +387,20 @@ def piece_cuts(inc: _Layout, window: int) -> list[Step]:
 
 
 def _relaxed_keeps(
-    inc: _Layout, cap_units: int, time_limit: float, seed: int
+    inc: _Layout, cap_units: int, time_limit: float, seed: int, clock: Clock | None = None
 ) -> dict[tuple[TensorName, int], bool] | None:
     """Keep/evict per gap from the no-address relaxation at ``cap_units``: the cheapest set of
-    evictions such that, at every step, the operands plus the kept gaps spanning it fit."""
+    evictions such that, at every step, the operands plus the kept gaps spanning it fit.
+    None when there is none in time, or ``clock`` runs out while the model is built (one
+    term per gap and step inside it: tens of millions on a 5k-operator RandWire graph)."""
     m = cp_model.CpModel()
     steps = len(inc.schedule)
     spanning: list[list] = [[] for _ in range(steps)]
     keep: dict[tuple[TensorName, int], object] = {}
     terms = []
     for t, st in inc.tensors.items():
+        if clock is not None and clock.expired():
+            return None
         lits = []
         for j in range(len(st.uses) - 1):
             if st.uses[j + 1] - st.uses[j] == 1:
@@ -407,12 +419,15 @@ def _relaxed_keeps(
             terms.append(st.size * spill)
     a = inc.problem.alignment
     for s, items in enumerate(spanning):
+        if clock is not None and clock.expired():
+            return None
         room = cap_units - operator_footprint(inc.problem, inc.schedule[s]) // a
         if sum(u for u, _ in items) > room:
             m.Add(sum(u * k for u, k in items) <= max(0, room))
     m.Minimize(sum(terms) if terms else 0)
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(time_limit, 0.05)
+    left = None if clock is None else clock.left()
+    solver.parameters.max_time_in_seconds = max(time_limit if left is None else min(time_limit, left), 0.05)
     solver.parameters.num_workers = 1
     solver.parameters.random_seed = seed
     solver.parameters.catch_sigint_signal = False
@@ -421,11 +436,12 @@ def _relaxed_keeps(
     return {key: k if k is True else bool(solver.Value(k)) for key, k in keep.items()}
 
 
-def _pack_keeps(inc: _Layout, keeps: dict[tuple[TensorName, int], bool]) -> _Layout | None:
+def _pack_keeps(inc: _Layout, keeps: dict[tuple[TensorName, int], bool], clock: Clock | None = None) -> _Layout | None:
     """A plan that keeps the given gaps where it can: the residencies they imply are placed
     largest first at the lowest free offset (TFLite's greedy-by-size); a residency that
     does not fit is evicted across its longest gap and its two halves queued again. None
-    when a single use does not fit (the keep set fragments the scratchpad too much)."""
+    when a single use does not fit (the keep set fragments the scratchpad too much), or
+    when ``clock`` runs out (each placement scans those placed: quadratic)."""
     out = inc.copy()
     boxes: list[tuple[TensorName, int, int]] = []  # (tensor, first use index, last use index)
     for t, st in out.tensors.items():
@@ -458,6 +474,8 @@ def _pack_keeps(inc: _Layout, keeps: dict[tuple[TensorName, int], bool]) -> _Lay
 
     queue = sorted(boxes, key=key)
     while queue:
+        if clock is not None and clock.expired():
+            return None
         t, i, j = queue.pop(0)
         x = place(t, i, j)
         st = out.tensors[t]
@@ -500,21 +518,21 @@ def _pack_exactly(inc: _Layout, keeps: dict[tuple[TensorName, int], bool], time_
 def relax_and_pack(inc: _Layout, time_limit: float, seed: int = 0) -> tuple[_Layout | None, dict]:
     """Solve the relaxation at shrinking capacities (slack for fragmentation) and pack each
     answer (greedily, splitting what does not fit; for the two largest capacities also
-    exactly, keeping the whole keep set); the cheapest plan that packs. ``inc`` only
-    supplies the schedule."""
-    started = time.monotonic()
+    exactly, keeping the whole keep set); the cheapest plan that packs, within about
+    ``time_limit`` seconds, model building included. ``inc`` only supplies the schedule."""
+    clock = Clock(time_limit)
     best, tried = None, {}
     for slack in (0.0, 0.05, 0.1, 0.2, 0.35, 1.0):
-        left = time_limit - (time.monotonic() - started)
-        if best is not None and (left <= 0.05 or best.cost() == 0):
+        left = clock.left()
+        if left <= 0.05 or (best is not None and best.cost() == 0):
             break
         cap = int(inc.cap_units * (1 - slack))
-        keeps = _relaxed_keeps(inc, cap, max(0.05, min(left / 3, left)), seed)
+        keeps = _relaxed_keeps(inc, cap, max(0.05, left / 3), seed, clock)
         if keeps is None:
             continue
-        packed = [_pack_keeps(inc, keeps)]
-        if slack < 0.1:  # the keep sets that fragment: worth an exact packer's time
-            packed.append(_pack_exactly(inc, keeps, max(0.05, (time_limit - (time.monotonic() - started)) / 3)))
+        packed = [_pack_keeps(inc, keeps, clock)]
+        if slack < 0.1 and not clock.expired(0.05):  # the keep sets that fragment: worth an exact packer's time
+            packed.append(_pack_exactly(inc, keeps, max(0.05, clock.left() / 3)))
         packed = [p for p in packed if p is not None]
         tried[slack] = min((p.cost() for p in packed), default=None)
         for p in packed:
@@ -555,6 +573,26 @@ def overflow(problem: Problem, schedule: Sequence[OpName]) -> tuple[Bytes, Bytes
     return sum(max(0, b - cap) for b in live), max(live, default=0)
 
 
+def relaxation_terms(problem: Problem, schedule: Sequence[OpName]) -> int:
+    """Size of the no-address relaxation of ``schedule`` (``fixed_schedule_bound``,
+    ``_relaxed_keeps``): one term per gap between uses and step inside it. Millions on
+    RandWire graphs of thousands of operators, where tensors live long."""
+    return sum(b - a - 1 for uses in use_steps(problem, schedule).values() for a, b in zip(uses, uses[1:]))
+
+
+def relaxation(
+    problem: Problem, schedule: Sequence[OpName], time_limit: float, clock: Clock, rate: float = math.inf
+) -> Bytes | None:
+    """``fixed_schedule_bound`` of ``schedule`` within ``clock`` (building included), or None
+    when the clock ran out first (the bound may be a cut-short build's 0: no score), or when
+    its terms would not be built in time at ``rate`` terms a second (then it is not started)."""
+    left = clock.left()
+    if left is not None and rate < math.inf and relaxation_terms(problem, schedule) > rate * left:
+        return None
+    value = fixed_schedule_bound(problem, schedule, time_limit, clock)
+    return None if clock.expired() else value
+
+
 def improve_schedule(
     problem: Problem,
     schedule: tuple[OpName, ...],
@@ -579,7 +617,7 @@ def improve_schedule(
     (order, its bound, moves that lowered it, moves tried)."""
     from cosma.schedules.minpeak import reorder_window
 
-    deadline = time.monotonic() + time_limit
+    clock = Clock(time_limit)
     cap = problem.capacity // problem.alignment * problem.alignment
     graph = problem.graph
     preds = {op.name: graph.predecessors(op.name) for op in graph.operators}
@@ -591,7 +629,7 @@ def improve_schedule(
     n, kept, tried = len(current), 0, 0
     weights = [max(0, b - cap) + 1 for b in live_bytes(problem, current)]
     uses = use_steps(problem, current)
-    while bound > 0 and time.monotonic() < deadline and n > 2:
+    while bound > 0 and not clock.expired() and n > 2:
         centre = rng.choices(range(n), weights=weights)[0]
         move = rng.random()
         if move < 0.4:
@@ -619,7 +657,9 @@ def improve_schedule(
         if candidate == current:
             continue
         tried += 1
-        value = fixed_schedule_bound(problem, candidate, 0.5)
+        value = relaxation(problem, candidate, 0.5, clock)
+        if value is None:
+            break  # the clock ran out while scoring
         if value < bound or (value == bound and rng.random() < plateau):
             kept += value < bound
             current, bound = candidate, value
@@ -664,16 +704,32 @@ def dnc_search(
     exact solver's best plan): ``(plan, source)``, each canonicalized and used if best.
     ``floor``: a lower bound the caller proved for the problem as posed; the search stops
     as soon as a plan meets it."""
+    clock = Clock(options.time_limit)  # the whole solve's: every phase below takes its share
     started = time.monotonic()
-    deadline = None if options.time_limit is None else started + options.time_limit
+    limited = options.time_limit is not None
 
     def left() -> float:
-        return math.inf if deadline is None else deadline - time.monotonic()
+        seconds = clock.left()
+        return math.inf if seconds is None else seconds
 
     if options.schedule is not None and not is_topological(problem, options.schedule):
         raise UsageError("the fixed schedule is not a topological order of the graph's operators")
     budget = options.time_limit if options.time_limit is not None else 600.0
     bound_time = min(params.bound_time, 0.05 * budget)
+
+    # Kept back for the end: the final bound, and building, validating and scoring the plan
+    # (about 0.1 ms an operator: 2 s at 20k operators).
+    finish = 2 * bound_time + 1e-4 * len(problem.graph.operators)
+
+    def reserve() -> float:
+        """Seconds left for the search: what the end needs is kept back."""
+        return left() - finish
+
+    def share(cap: float) -> float:
+        """The next phase's seconds: its own ``cap``, never into the final bound's reserve
+        (on a 5k-operator RandWire graph the phases' caps add up to more than the limit)."""
+        return max(0.0, min(cap, reserve()))
+
     rng = random.Random(options.seed)
     stats: dict = {}
     interrupted = False
@@ -686,23 +742,24 @@ def dnc_search(
     stats["best_from"] = "all evicted"
     schedule, schedule_bound, single_optimal = first.schedule, None, False
     pool: list[list] = []  # the order search's walks: [order, its relaxation, source]
+    too_big = False  # the relaxation of the chosen order could not be built in the scoring's time
 
     try:
         # Warm start: the best greedy baseline, canonicalized (never worse than its plan).
         def greedy(schedule: tuple[OpName, ...] | None) -> _Layout | None:
             from cosma.core.interface import run
 
-            if not params.warm_start:
+            limit = share(min(0.5 * budget, 30.0))
+            if not params.warm_start or limit <= 0:
                 return None
-            result = run(
-                problem, "best-greedy", options=RunOptions(time_limit=min(0.1 * budget, 30.0), schedule=schedule)
-            )
+            result = run(problem, "best-greedy", options=RunOptions(time_limit=limit, schedule=schedule))
             if result.plan is None:
                 return None
             stats.setdefault("best_greedy_bytes", result.objective)
             return _Layout.from_plan(problem, result.plan)
 
         warm = greedy(options.schedule)
+        stats["seconds_warm"] = round(time.monotonic() - started, 2)
         if warm is not None:
             search.offer(warm, "best-greedy")
         for plan, origin in starts:
@@ -715,37 +772,53 @@ def dnc_search(
             # The candidate whose no-address relaxation is cheapest (relax and pack nearly
             # always reaches it), then the one that overflows the capacity least.
             cands = candidate_schedules(
-                problem, params.schedule, min(params.scheduler_time, params.schedule_fraction * budget)
+                problem, params.schedule, share(min(params.scheduler_time, params.schedule_fraction * budget))
             )
-            # Scored while the setup's share of the budget lasts (each relaxation's build is not
-            # interruptible: on 1k-operator graphs scoring every candidate took most of a minute).
-            # The least overflowing first (overflow is instant), so a cut-short scoring keeps the
-            # most promising orders.
+            stats["seconds_orders"] = round(time.monotonic() - started, 2)
+            # Scored while the setup's share of the budget lasts (a relaxation cut short by it
+            # scores nothing: math.inf). The least overflowing first (overflow is instant), so a
+            # cut-short scoring keeps the most promising orders.
             scores = {}
-            scoring_ends = time.monotonic() + params.schedule_fraction * budget
+            scoring = Clock(share(params.schedule_fraction * budget))
             for source, s in sorted(cands, key=lambda c: overflow(problem, c[1])):
-                if scores and time.monotonic() > scoring_ends:
+                if scores and scoring.expired():
                     break
-                scores[source] = (fixed_schedule_bound(problem, s, min(bound_time, 1.0)), *overflow(problem, s))
+                value = relaxation(problem, s, min(bound_time, 1.0), scoring, params.relaxation_rate)
+                scores[source] = (math.inf if value is None else value, *overflow(problem, s))
             stats["schedule_scores"] = {k: v[0] for k, v in scores.items()}
             # The order search's starts: the best few candidates, each walked in turn (one
             # start alone gets stuck: on pnasnet5large at M_H two orders of equal relaxation,
-            # one improvable by 19% and the other not at all).
+            # one improvable by 19% and the other not at all). Orders whose relaxation could
+            # not be built in time are no starts.
             ranked = sorted((c for c in cands if c[0] in scores), key=lambda c: scores[c[0]])
-            pool = [[s, scores[src][0], src] for src, s in ranked[: params.order_starts]]
-            if params.reorder_fraction > 0:
+            pool = [[s, scores[src][0], src] for src, s in ranked[: params.order_starts] if scores[src][0] < math.inf]
+            if params.reorder_fraction > 0 and pool:
                 kept = tried = 0
                 for entry in pool:
                     entry[0], entry[1], k, t = improve_schedule(
-                        problem, entry[0], entry[1], params.reorder_fraction * budget / len(pool), rng
+                        problem, entry[0], entry[1], share(params.reorder_fraction * budget / len(pool)), rng
                     )
                     kept, tried = kept + k, tried + t
                 stats["reorder_moves"] = f"{kept} kept of {tried}"
-            pool.sort(key=lambda entry: entry[1])
-            schedule, stats["reorder_bound"], source = pool[0]
+            if pool:
+                pool.sort(key=lambda entry: entry[1])
+                schedule, stats["reorder_bound"], source = pool[0]
+            else:  # no candidate's relaxation could be built in time: the least overflowing
+                source, schedule = ranked[0]
+                too_big = True
         stats["schedule"] = source
-        # The chosen order's relaxation: a plan on it that reaches this is optimal for it.
-        schedule_bound = fixed_schedule_bound(problem, schedule, bound_time)
+        # The chosen order's relaxation: a plan on it that reaches this is optimal for it. When
+        # scoring could not build it, neither can this nor relax and pack (a larger model of
+        # the same kind) in a shorter time: their time goes to the pieces instead.
+        schedule_bound = (
+            None
+            if too_big
+            else relaxation(problem, schedule, bound_time, Clock(share(2 * bound_time)), params.relaxation_rate)
+        )
+        too_big = schedule_bound is None
+        if too_big:
+            schedule_bound = 0  # no time to build it: the trivial bound
+            stats["relaxation"] = "not built: too large for the time"
         stats["seconds_setup"] = round(time.monotonic() - started, 2)
         n = len(schedule)
 
@@ -761,12 +834,9 @@ def dnc_search(
             if same is not None:
                 search.offer(same, "greedy on the chosen schedule")
 
-        def reserve() -> float:
-            return left() - 2 * bound_time
-
         # A whole-schedule start: the relaxation's keep set, packed.
-        if params.relax_time > 0:
-            packed, tried = relax_and_pack(empty, min(params.relax_time, 0.25 * budget), options.seed)
+        if params.relax_time > 0 and not too_big:
+            packed, tried = relax_and_pack(empty, share(min(params.relax_time, 0.25 * budget)), options.seed)
             stats["relax_and_pack"] = tried
             if packed is not None:
                 search.offer(packed, "relax and pack")
@@ -787,8 +857,8 @@ def dnc_search(
         for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
             if settled():
                 break
-            share = reserve() / max(1, len(cuts) - 1 - i) if deadline is not None else params.window_time
-            limit = share if window == n else min(params.window_time, share)
+            piece_time = reserve() / max(1, len(cuts) - 1 - i) if limited else params.window_time
+            limit = piece_time if window == n else min(params.window_time, piece_time)
             if limit <= 0.05:
                 complete = False
                 break
@@ -821,20 +891,20 @@ def dnc_search(
         size = min(params.window_steps, len(current.schedule))
         todo = [c for c in cuts[1:-1]]  # windows over the cuts first
         reorders = reorders_kept = 0
-        can_reorder = bool(pool) and params.reorder_fraction > 0 and deadline is not None
+        can_reorder = bool(pool) and params.reorder_fraction > 0 and limited
 
         while search.best_cost > floor:
-            if deadline is not None and reserve() < 0.2:
+            if limited and reserve() < 0.2:
                 break
             done_here = single_optimal or (current.schedule == schedule and current.cost() <= schedule_bound)
             if done_here or stall >= params.stall_windows:
                 if not can_reorder:
-                    if done_here or deadline is None:
+                    if done_here or not limited:
                         break
                     stall = 0  # a fixed order and time left: keep trying windows
                     continue
                 reorders += 1
-                slice_ = min(max(1.0, params.reorder_fraction * budget / 3), reserve() - 0.2)
+                slice_ = share(max(1.0, params.reorder_fraction * budget / 3))
                 if slice_ < 0.2:
                     break
                 entry = pool[reorders % len(pool)]
@@ -844,7 +914,9 @@ def dnc_search(
                     continue
                 schedule, schedule_bound = new, value
                 packed, _ = relax_and_pack(
-                    _Layout.empty(problem, schedule), min(params.relax_time, max(0.1, reserve() / 4)), options.seed
+                    _Layout.empty(problem, schedule),
+                    share(min(params.relax_time, max(0.1, reserve() / 4))),
+                    options.seed,
                 )
                 if packed is not None:
                     reorders_kept += 1
@@ -894,7 +966,8 @@ def dnc_search(
             same = search.best.schedule == schedule
             fixed = schedule_bound if same and schedule_bound is not None else None
             if fixed is None:
-                fixed = fixed_schedule_bound(problem, search.best.schedule, bound_time)
+                within = Clock(max(0.0, min(bound_time, left() - bound_time)))
+                fixed = relaxation(problem, search.best.schedule, bound_time, within, params.relaxation_rate) or 0
             if single_optimal and same:
                 fixed = max(fixed, cost)
             stats["fixed_schedule_bound"] = fixed
@@ -902,8 +975,11 @@ def dnc_search(
                 bound = max(fixed, floor)
             elif cost <= floor:
                 bound = floor
+            elif left() < 0.1:
+                bound, stats["order_bound_how"] = floor, "skipped: the time limit was reached"
             else:  # over every order: the order-aware relaxation (chunked on large graphs)
-                found = order_bound(problem, bound_time, options.threads, options.seed, upper=cost)
+                limit = min(bound_time, left()) if limited else bound_time
+                found = order_bound(problem, limit, options.threads, options.seed, upper=cost)
                 bound, stats["order_bound_how"] = max(found.bound, floor), found.how
         except KeyboardInterrupt:
             interrupted = True

@@ -1,7 +1,7 @@
 """Regenerate ``results/baselines.md``: every greedy baseline on every zoo model.
 
     python -m cosma.harness.bench_baselines [--models NAME_OR_PATH ...] [--out results/baselines.md]
-                                      [--hardware edge-npu] [--exact-tiers SECONDS]
+                                      [--hardware edge-npu] [--exact-tiers SECONDS] [--ray [ADDRESS]]
 
 For each model (``models/zoo/*.onnx`` lowered with 1-byte elements, as in COSMA's
 evaluation), each setting (weights counted in the scratchpad or streamed) and each
@@ -14,6 +14,8 @@ order and the memory-aware list schedule), so it is an upper bound on the true `
 ``M_H = (M_R + M_P) / 2`` rounded down to the alignment. ``--exact-tiers SECONDS``
 takes all three from ``cosma.schedules.tiers`` instead (exact schedulers within the time limit).
 With no zoo model present it runs on seeded synthetic graphs instead, and says so in the output.
+``--ray``: each model x setting (its tiers and every baseline) as a Ray task
+(``cosma.harness.tables.map_cells``); the rows come in the same order.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from cosma.core.hardware import get_hardware
 from cosma.core.interface import run
 from cosma.core.ir import Bytes, Graph, Hardware, Problem
 from cosma.core.paths import RESULTS_DIR, ZOO_DIR
+from cosma.harness.tables import add_ray_option, map_cells
 from cosma.schedules.orders import SCHEDULES
 from solvers.baselines import BASELINES
 
@@ -69,19 +72,55 @@ def bench_graph(graph: Graph, hardware: Hardware, log=print, tier_seconds: float
     from ``cosma.schedules.tiers`` with that time limit, else from the baselines' own schedules."""
     rows = []
     for weights_counted, setting in SETTINGS:
-        base = Problem(graph, hardware.capacity, hardware, weights_counted)
-        budgets = tiers(base) if tier_seconds is None else project_tiers(base, tier_seconds)
-        for tier, capacity in budgets.items():
-            problem = replace(base, capacity=capacity)
-            results = {}
-            for name in SOLVERS:
-                r = run(problem, name)
-                results[name] = (r.cost.non_compulsory_bytes, r.cost.latency_cycles, r.seconds)
-            rows.append(Row(graph.name, setting, tier, capacity, results))
-            best = min(v[0] for v in results.values())
-            slowest = max(v[2] for v in results.values())
-            log(f"  {graph.name} | {setting} | {tier} = {capacity} B: best {best} B, slowest baseline {slowest:.2f} s")
+        rows += _logged(bench_setting((graph, hardware, weights_counted, setting, tier_seconds)), log)
     return rows
+
+
+def bench_setting(cell: tuple[Graph, Hardware, bool, str, float | None]) -> list[Row]:
+    """One setting of one graph, every tier and baseline: ``bench_graph``'s unit of work,
+    a module-level function of one picklable argument (a Ray task's)."""
+    graph, hardware, weights_counted, setting, tier_seconds = cell
+    base = Problem(graph, hardware.capacity, hardware, weights_counted)
+    budgets = tiers(base) if tier_seconds is None else project_tiers(base, tier_seconds)
+    rows = []
+    for tier, capacity in budgets.items():
+        problem = replace(base, capacity=capacity)
+        results = {}
+        for name in SOLVERS:
+            r = run(problem, name)
+            results[name] = (r.cost.non_compulsory_bytes, r.cost.latency_cycles, r.seconds)
+        rows.append(Row(graph.name, setting, tier, capacity, results))
+    return rows
+
+
+def _logged(rows: list[Row], log) -> list[Row]:
+    for r in rows:
+        best = min(v[0] for v in r.results.values())
+        slowest = max(v[2] for v in r.results.values())
+        log(f"  {r.model} | {r.setting} | {r.tier} = {r.capacity} B: best {best} B, slowest baseline {slowest:.2f} s")
+    return rows
+
+
+def bench(
+    graphs: list[Graph], hardware: Hardware, log=print, tier_seconds: float | None = None, ray: str | None = None
+) -> list[Row]:
+    """``bench_graph`` on every graph, here or with each graph x setting as a Ray task
+    (``ray``); the rows in the same order either way."""
+    if ray is None:
+        rows: list[Row] = []
+        for i, graph in enumerate(graphs, 1):
+            log(f"[{i}/{len(graphs)}] {graph.name}: {len(graph.operators)} operators, {len(graph.tensors)} tensors")
+            rows += bench_graph(graph, hardware, log, tier_seconds)
+        return rows
+    cells = list(enumerate((g, hardware, w, setting, tier_seconds) for g in graphs for w, setting in SETTINGS))
+    log(f"{len(cells)} model x setting cells as Ray tasks")
+    done = {i: _logged(rows, log) for i, rows in map_cells(_numbered_setting, cells, ray)}
+    return [r for i in sorted(done) for r in done[i]]
+
+
+def _numbered_setting(item: tuple[int, tuple]) -> tuple[int, list[Row]]:
+    index, cell = item
+    return index, bench_setting(cell)
 
 
 def load_graphs(models: list[str] | None, log=print) -> tuple[list[Graph], str]:
@@ -157,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         help="take the tiers from cosma.schedules.tiers (exact schedulers, this time limit per setting)"
         " instead of the baselines' own schedules",
     )
+    add_ray_option(parser, "model x setting cells", "2 CPUs")
     args = parser.parse_args(argv)
 
     def log(line: str) -> None:
@@ -165,10 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     hardware = get_hardware(args.hardware)
     start = time.perf_counter()
     graphs, source = load_graphs(args.models, log)
-    rows: list[Row] = []
-    for i, graph in enumerate(graphs, 1):
-        log(f"[{i}/{len(graphs)}] {graph.name}: {len(graph.operators)} operators, {len(graph.tensors)} tensors")
-        rows += bench_graph(graph, hardware, log, args.exact_tiers)
+    rows = bench(graphs, hardware, log, args.exact_tiers, args.ray)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(rows, hardware, source, time.perf_counter() - start, args.exact_tiers is not None))

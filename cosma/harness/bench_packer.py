@@ -1,11 +1,13 @@
 """Benchmark of the exact packer on the allocation anchors (not a test: it takes minutes).
 
     python -m cosma.harness.bench_packer [--time-limit 60] [--out results/packing.md] [--anchors DIR] [--seed 0]
+        [--ray [ADDRESS]]
 
 Runs ``cosma.packing.exact.pack`` on every CSV under the anchors folder (MiniMalloc's
 challenging set and examples, OmniMalloc's small set) at the capacity in its file name,
 and writes one markdown table: instance, buffers, capacity, max load, status, height,
 seconds, method, and the height of MiniMalloc's reference solution where there is one.
+``--ray``: the instances as Ray tasks (``cosma.harness.tables.map_cells``), rows in the same order.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 
 from cosma.core.paths import ANCHORS_DIR
+from cosma.harness.tables import add_ray_option, map_cells
 from cosma.packing.exact import PackParams, pack
 from cosma.packing.problem import height, read_csv, read_solution
 
@@ -39,30 +42,37 @@ def reference_height(anchors: Path, path: Path) -> int | None:
     return height(read_csv(path), read_solution(solution))
 
 
-def run(anchors: Path, time_limit: float, params: PackParams, log=print) -> list[dict]:
-    rows = []
-    for path in instances(anchors):
-        problem = read_csv(path)
-        result = pack(problem, params, time_limit=time_limit)
-        row = {
-            "instance": str(path.relative_to(anchors)),
-            "buffers": len(problem.buffers),
-            "capacity": problem.capacity,
-            "max_load": problem.max_load(),
-            "status": result.status.value,
-            "height": result.height,
-            "reference": reference_height(anchors, path),
-            "seconds": result.seconds,
-            "method": result.stats.get("method", ""),
-            "detail": result.stats.get("strategy", result.stats.get("cpsat_status", "")),
-            "nodes": result.stats.get("nodes", ""),
-        }
-        rows.append(row)
+def pack_row(cell: tuple[int, Path, Path, float, PackParams]) -> tuple[int, dict]:
+    """One instance packed: ``(index, row)``; a module-level function, a Ray task's."""
+    index, anchors, path, time_limit, params = cell
+    problem = read_csv(path)
+    result = pack(problem, params, time_limit=time_limit)
+    return index, {
+        "instance": str(path.relative_to(anchors)),
+        "buffers": len(problem.buffers),
+        "capacity": problem.capacity,
+        "max_load": problem.max_load(),
+        "status": result.status.value,
+        "height": result.height,
+        "reference": reference_height(anchors, path),
+        "seconds": result.seconds,
+        "method": result.stats.get("method", ""),
+        "detail": result.stats.get("strategy", result.stats.get("cpsat_status", "")),
+        "nodes": result.stats.get("nodes", ""),
+    }
+
+
+def run(anchors: Path, time_limit: float, params: PackParams, log=print, ray: str | None = None) -> list[dict]:
+    """Every anchor instance, here or as Ray tasks (``ray``); rows in the instances' order."""
+    cells = [(i, anchors, path, time_limit, params) for i, path in enumerate(instances(anchors))]
+    rows: dict[int, dict] = {}
+    for index, row in map_cells(pack_row, cells, ray):
+        rows[index] = row
         log(
             f"{row['instance']}: {row['status']} height={row['height']} in {row['seconds']:.2f}s "
             f"({row['method']} {row['detail']}, nodes {row['nodes']})"
         )
-    return rows
+    return [rows[i] for i in sorted(rows)]
 
 
 def markdown(rows: list[dict], time_limit: float, params: PackParams) -> str:
@@ -100,12 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchors", type=Path, default=DEFAULT_ANCHORS, help="folder holding the anchors")
     parser.add_argument("--method", choices=("auto", "search", "cpsat"), default="auto")
     parser.add_argument("--seed", type=int, default=0, help="seed of the randomized restarts (default 0)")
+    add_ray_option(parser, "instances", "2 CPUs")
     args = parser.parse_args(argv)
     if not args.anchors.is_dir():
         print(f"error: no anchors folder at {args.anchors}; pass --anchors", file=sys.stderr)
         return 2
     params = PackParams(method=args.method, seed=args.seed)
-    rows = run(args.anchors, args.time_limit, params, log=lambda line: print(line, flush=True))
+    rows = run(args.anchors, args.time_limit, params, lambda line: print(line, flush=True), args.ray)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown(rows, args.time_limit, params))
     print(f"wrote {args.out}")

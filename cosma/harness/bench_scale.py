@@ -2,7 +2,7 @@
 operators, activations only and with weights, at ``M_H``::
 
     python -m cosma.harness.bench_scale [--sizes 1000 5000 20000] [--solvers best-greedy xla-msa exact dnc auto]
-        [--time-limit 60] [--tier-time 20] [--out results/scale.md] [--update]
+        [--time-limit 60] [--tier-time 20] [--out results/scale.md] [--update] [--ray [ADDRESS]]
 
 Per graph and setting it times building the graph, lowering the same transformer stack from
 an ONNX file (``cosma.core.synthetic.transformer_stack_onnx`` written to a temporary folder and
@@ -11,6 +11,10 @@ read back by ``cosma.core.onnx_lower.load_model``, up to ``--lower-max`` operato
 in a subprocess of its own (``--child``) so that its peak memory (``ru_maxrss`` of that process:
 the interpreter, the graph and the solve) is its own. Every plan goes through
 ``cosma.core.interface.run`` (validated and scored).
+
+``--ray``: the tiers first, here, then every solver run as a Ray task (each still in its own
+subprocess, on the node that runs the task): on one machine, runs at once share its cores,
+so their seconds are not those of a run alone.
 
 Only a full run (the default sizes and solvers) writes ``results/scale.md``; a partial run
 writes ``results/scale-partial.md`` unless ``--update`` (or an explicit ``--out``) says where.
@@ -33,6 +37,7 @@ from pathlib import Path
 
 from cosma.core.hardware import get_hardware
 from cosma.core.ir import Graph, Problem
+from cosma.harness.tables import add_ray_option
 
 SIZES = (1000, 5000, 20000)
 SOLVERS = ("best-greedy", "xla-msa", "exact", "dnc", "auto")
@@ -113,7 +118,13 @@ def child(spec: dict) -> dict:
     return row
 
 
-def run_child(spec: dict, log) -> SolverRow:
+def run_child_cell(item: tuple[int, int, dict]) -> tuple[int, int, SolverRow]:
+    """``run_child`` as a Ray task: ``(row, solver index, spec)`` -> ``(row, solver index, result)``."""
+    row, index, spec = item
+    return row, index, run_child(spec)
+
+
+def run_child(spec: dict, log=None) -> SolverRow:
     limit = spec["time_limit"]
     try:
         proc = subprocess.run(
@@ -149,9 +160,12 @@ def time_lowering(n_blocks: int) -> float:
 
 
 def bench(args, log, on_row=None) -> list[GraphRow]:
-    """Every graph x setting row; ``on_row(rows)`` after each (the table is rewritten as it grows)."""
+    """Every graph x setting row; ``on_row(rows)`` after each (the table is rewritten as it grows).
+    With ``args.ray``: every row's tiers first, then the solver runs as Ray tasks."""
     from cosma.schedules.tiers import compute_tiers
 
+    ray = getattr(args, "ray", None)
+    pending: list[tuple[int, int, dict]] = []  # (row, solver index, spec), for Ray
     hardware = get_hardware(args.hardware)
     rows: list[GraphRow] = []
     for size in args.sizes:
@@ -187,7 +201,7 @@ def bench(args, log, on_row=None) -> list[GraphRow]:
                 solvers = args.solvers
                 if size >= args.big and args.big_solvers:
                     solvers = [s for s in solvers if s in args.big_solvers]
-                for solver in solvers:
+                for index, solver in enumerate(solvers):
                     spec = {
                         "family": family,
                         "size": size,
@@ -197,16 +211,35 @@ def bench(args, log, on_row=None) -> list[GraphRow]:
                         "solver": solver,
                         "time_limit": args.time_limit,
                     }
+                    if ray is not None:
+                        pending.append((len(rows), index, spec))
+                        continue
                     r = run_child(spec, log)
                     row.solvers.append(r)
-                    log(
-                        f"  {solver}: {r.status} {r.nc_bytes} B (bound {r.bound}) {r.seconds:.1f} s,"
-                        f" {r.peak_mib if r.peak_mib is None else round(r.peak_mib)} MiB"
-                    )
+                    _log_run(r, log)
                 rows.append(row)
-                if on_row is not None:
+                if on_row is not None and ray is None:
                     on_row(rows)
+    if ray is not None:
+        from cosma.harness.tables import map_cells
+
+        log(f"{len(pending)} solver runs as Ray tasks")
+        done: dict[tuple[int, int], SolverRow] = {}
+        for row, index, r in map_cells(run_child_cell, pending, ray):
+            done[row, index] = r
+            log(f"{rows[row].graph} ({rows[row].setting})")
+            _log_run(r, log)
+            rows[row].solvers = [done[key] for key in sorted(done) if key[0] == row]
+            if on_row is not None:
+                on_row(rows)
     return rows
+
+
+def _log_run(r: SolverRow, log) -> None:
+    log(
+        f"  {r.solver}: {r.status} {r.nc_bytes} B (bound {r.bound}) {r.seconds:.1f} s,"
+        f" {r.peak_mib if r.peak_mib is None else round(r.peak_mib)} MiB"
+    )
 
 
 def _fmt(value, spec: str = ",") -> str:
@@ -295,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-solvers", nargs="*", default=[], help="the solvers for sizes >= --big (default all)")
     parser.add_argument("--out", default=None, help=f"markdown file (default {DEFAULT_OUT} for a full run)")
     parser.add_argument("--update", action="store_true", help=f"let a partial run replace {DEFAULT_OUT}")
+    add_ray_option(parser, "solver runs", "2 CPUs")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:

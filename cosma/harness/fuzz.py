@@ -1,7 +1,7 @@
 """The fuzzer: every solver on random instances, every verdict cross-checked::
 
     python -m cosma.harness.fuzz [--instances N | --minutes M] [--seed S] [--out results/fuzz.md]
-        [--solvers ...] [--time-limit 1] [--muzero]
+        [--solvers ...] [--time-limit 1] [--muzero] [--resume] [--cache PATH] [--ray [ADDRESS]]
     python -m cosma.harness.fuzz --replay "randwire_graph(83, 99, 4, 0.75, channels=1, hw=4)" \\
         --preset edge-npu --weights --capacity 1024 --solver ilp --time-limit 1
 
@@ -22,22 +22,37 @@ it through ``cosma.core.interface.run`` with a short time limit, and the fuzzer 
 * **false infeasible**: INFEASIBLE at a capacity >= ``M_R`` (a plan always exists there).
 
 Each failure is written with a one-line reproducer (the ``--replay`` command above).
+
+Instance ``i`` of the stream ``--seed S`` is drawn from a generator of its own (seeded with
+``"S:i"``), so any instance is computed without the ones before it: as a Ray task
+(``--ray``), or after a stop. Every finished instance is appended to a cache (JSON lines,
+``results/partial/<out>-cache.jsonl`` unless ``--cache``), and the table is written from the
+whole cache: ``--resume`` continues the stream from the instances the cache lacks, so a long
+run accumulates over runs and sessions (``--instances N`` then counts the cached ones too).
+Ctrl-C (or SIGTERM, for a run in the background) keeps every finished instance and writes
+the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
 import random
+import signal
 import sys
 import time
 import traceback
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from cosma.core.analysis import min_capacity
+from cosma.core.errors import UsageError
 from cosma.core.hardware import PRESETS, get_hardware
 from cosma.core.ir import Graph, Problem
+from cosma.core.options import EXIT_INTERRUPTED, run_command
+from cosma.harness.tables import add_ray_option, map_cells
 
 GENERATORS = ("random_dag", "branchy_dag", "randwire_graph", "transformer_stack")
 CHECKS = (
@@ -159,6 +174,11 @@ def sample_case(rng: random.Random, tier_time: float = 1.0) -> Case:
     return Case(call, preset, weights, capacity, kind)
 
 
+def case_at(seed: int, index: int) -> Case:
+    """Instance ``index`` of the stream ``seed``, from a generator of its own."""
+    return sample_case(random.Random(f"{seed}:{index}"))
+
+
 @dataclass
 class Outcome:
     solver: str
@@ -190,6 +210,7 @@ class Report:
     capacity_kinds: Counter = field(default_factory=Counter)
     presets: Counter = field(default_factory=Counter)
     settings: Counter = field(default_factory=Counter)
+    solver_seconds: float = 0.0  # wall time of every solver run, summed
 
     def total(self, check: str) -> int:
         return sum(self.counts[check].values())
@@ -227,12 +248,27 @@ def _short(e: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def run_case(case: Case, solvers: list[str], time_limit: float) -> list[Outcome]:
+    """Every solver on the case, through ``run``."""
+    problem = Problem(case.graph(), case.capacity, get_hardware(case.preset), case.weights)
+    return [run_one(problem, s, time_limit) for s in solvers]
+
+
 def check_case(case: Case, solvers: list[str], time_limit: float, report: Report, log) -> list[Outcome]:
-    graph = case.graph()
-    hw = get_hardware(case.preset)
-    problem = Problem(graph, case.capacity, hw, case.weights)
-    m_r = min_capacity(problem)
-    outcomes = [run_one(problem, s, time_limit) for s in solvers]
+    """Run every solver on the case and record the verdicts in ``report``."""
+    outcomes = run_case(case, solvers, time_limit)
+    judge(case, outcomes, time_limit, report, log)
+    return outcomes
+
+
+def case_m_r(case: Case) -> int:
+    return min_capacity(Problem(case.graph(), case.capacity, get_hardware(case.preset), case.weights))
+
+
+def judge(case: Case, outcomes: list[Outcome], time_limit: float, report: Report, log, m_r: int | None = None) -> None:
+    """Cross-check the solvers' outcomes on one case into ``report`` (a failure also to
+    ``log``); ``m_r``: the case's ``M_R`` when known."""
+    m_r = case_m_r(case) if m_r is None else m_r
     costs = [o.objective for o in outcomes if o.objective is not None]
     best = min(costs, default=None)
     report.instances += 1
@@ -247,6 +283,7 @@ def check_case(case: Case, solvers: list[str], time_limit: float, report: Report
         log(f"  FAIL {check} {o.solver}: {detail}\n    {case.reproducer(o.solver, time_limit)}")
 
     for o in outcomes:
+        report.solver_seconds += o.wall
         report.runs[o.solver] += 1
         report.plans[o.solver] += o.has_plan
         if o.error:
@@ -264,7 +301,50 @@ def check_case(case: Case, solvers: list[str], time_limit: float, report: Report
             fail("not refused", o, f"capacity {case.capacity} < M_R = {m_r}: status {o.status}")
         if case.capacity >= m_r and o.status == "infeasible":
             fail("false infeasible", o, f"infeasible at {case.capacity} B >= M_R = {m_r} B: {o.message}")
-    return outcomes
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def run_instance(job: tuple[int, int, tuple[str, ...], float]) -> dict:
+    """Instance ``(seed, index, solvers, time_limit)`` drawn and run: its cache record. A
+    module-level function of one picklable argument: what a Ray task runs."""
+    seed, index, solvers, time_limit = job
+    case = case_at(seed, index)
+    outcomes = run_case(case, list(solvers), time_limit)
+    return {
+        "seed": seed,
+        "index": index,
+        "solvers": list(solvers),
+        "time_limit": time_limit,
+        "case": asdict(case),
+        "m_r": case_m_r(case),
+        "outcomes": [asdict(o) for o in outcomes],
+    }
+
+
+def record_settings(record: dict) -> tuple:
+    return record["seed"], tuple(record["solvers"]), record["time_limit"]
+
+
+def read_cache(path: Path) -> list[dict]:
+    """The cache's records (a line cut short by a kill is skipped), each index once."""
+    if not path.exists():
+        return []
+    records: dict[int, dict] = {}
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        records.setdefault(record["index"], record)
+    return [records[i] for i in sorted(records)]
+
+
+def add_record(record: dict, report: Report, log) -> None:
+    case = Case(**record["case"])
+    outcomes = [Outcome(**o) for o in record["outcomes"]]
+    judge(case, outcomes, record["time_limit"], report, log, record["m_r"])
 
 
 def fuzz(
@@ -276,32 +356,96 @@ def fuzz(
     log,
     report: Report | None = None,
     on_progress=None,
+    cache: str | Path | None = None,
+    ray: str | None = None,
+    cpus: int = 2,
 ) -> Report:
-    """Cases from the seeded stream until ``instances`` or ``minutes`` run out;
-    ``on_progress(report)`` every 25 instances (the table is rewritten as it grows)."""
-    report = report or Report()
-    rng = random.Random(seed)
+    """Instances of the seeded stream until ``report`` holds ``instances`` or ``minutes`` run
+    out; ``on_progress(report)`` every 25 instances (the table is rewritten as it grows).
+
+    ``cache``: a JSON-lines file of finished instances; the records already there (same seed,
+    solvers and time limit, else ``UsageError``) are counted first and skipped, every new one
+    is appended as it finishes. ``ray``: instances as Ray tasks (``cosma.harness.tables``).
+    Ctrl-C propagates; ``report`` and the cache keep what finished."""
+    report = report if report is not None else Report()
+    settings = (seed, tuple(solvers), time_limit)
+    done: set[int] = set()
+    path = None if cache is None else Path(cache)
+    if path is not None:
+        for record in read_cache(path):
+            if record_settings(record) != settings:
+                raise UsageError(
+                    f"{path} holds instances of seed {record['seed']}, time limit {record['time_limit']:g} s"
+                    f" and solvers {' '.join(record['solvers'])}: resume with those, or use another --cache"
+                )
+            add_record(record, report, lambda _: None)
+            done.add(record["index"])
+        if done:
+            log(f"{path}: {len(done)} instances cached")
+        path.parent.mkdir(parents=True, exist_ok=True)
     deadline = None if minutes is None else time.monotonic() + 60 * minutes
-    i = 0
-    while (instances is None or i < instances) and (deadline is None or time.monotonic() < deadline):
-        case = sample_case(rng)
-        log(f"[{i + 1}] {case.call} {case.preset} {'weights' if case.weights else 'activations'} {case.capacity_kind}")
-        check_case(case, solvers, time_limit, report, log)
-        i += 1
-        if on_progress is not None and i % 25 == 0:
-            on_progress(report)
+
+    def more() -> bool:
+        return (instances is None or report.instances < instances) and (deadline is None or time.monotonic() < deadline)
+
+    def jobs():
+        index = 0
+        while True:
+            if index not in done:
+                yield (seed, index, tuple(solvers), time_limit)
+            index += 1
+
+    # Batches: the stream is endless and a deadline ends it, so Ray gets a few tasks per CPU
+    # at a time (one at a time here).
+    batch = 1 if ray is None else 2 * max(1, cpus)
+    stream = jobs()
+    with _ray(ray, cpus):
+        while more():
+            wanted = batch if instances is None else min(batch, instances - report.instances)
+            todo = [next(stream) for _ in range(wanted)]
+            for record in map_cells(run_instance, todo, ray, cpus):
+                case = record["case"]
+                log(
+                    f"[{record['index']}] {case['call']} {case['preset']}"
+                    f" {'weights' if case['weights'] else 'activations'} {case['capacity_kind']}"
+                )
+                if path is not None:
+                    with path.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
+                add_record(record, report, log)
+                if on_progress is not None and report.instances % 25 == 0:
+                    on_progress(report)
     return report
 
 
-def render(report: Report, solvers: list[str], time_limit: float, command: str, seconds: float) -> str:
+def _ray(address: str | None, cpus: int):
+    """One Ray session for the whole run (``map_cells`` then uses it batch after batch)."""
+    import contextlib
+
+    if address is None:
+        return contextlib.nullcontext()
+    from cosma.core.distributed import ray_session
+
+    return ray_session(address, cpus)
+
+
+def render(
+    report: Report, solvers: list[str], time_limit: float, command: str, seconds: float, cache: Path | None = None
+) -> str:
     import platform
 
     total_failures = sum(report.total(c) for c in CHECKS)
     head = " | ".join(CHECKS)
+    source = (
+        f"Generated by `{command}` in {seconds:.0f} s"
+        if cache is None
+        else f"Generated by `{command}` from its cache `{cache}` (every instance finished by this and earlier runs:"
+        f" {report.solver_seconds / 60:.0f} min of solver time; this run {seconds:.0f} s)"
+    )
     lines = [
         "# Fuzzing every solver",
         "",
-        f"Generated by `{command}` in {seconds:.0f} s ({time.strftime('%Y-%m-%d')}, Python"
+        f"{source} ({time.strftime('%Y-%m-%d')}, Python"
         f" {platform.python_version()}, a 2-core machine shared with other jobs: the overrun rule leaves 5% + 2 s).",
         f"Each solver ran with a {time_limit:g} s limit on every instance through `cosma.core.interface.run`.",
         "",
@@ -367,6 +511,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", action=argparse.BooleanOptionalAction, default=True, help="--replay: setting")
     parser.add_argument("--capacity", type=int, default=None, help="--replay: capacity in bytes")
     parser.add_argument("--solver", default=None, help="--replay: one solver (default all)")
+    parser.add_argument("--resume", action="store_true", help="continue from the instances in the cache")
+    parser.add_argument("--cache", default=None, help="finished instances, JSON lines (default: from --out)")
+    add_ray_option(parser, "instances", "--cpus CPUs")
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of a local Ray (default 2)")
     args = parser.parse_args(argv)
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     if args.replay is not None:
@@ -375,19 +523,41 @@ def main(argv: list[str] | None = None) -> int:
         return replay(args, log)
     solvers = args.solvers or default_solvers(args.muzero)
     instances = args.instances if args.instances is not None or args.minutes is not None else 50
+    cache = Path(args.cache) if args.cache else default_cache(args.out)
+    if not args.resume and cache.exists() and cache.stat().st_size > 0:
+        raise UsageError(f"{cache} holds finished instances: --resume continues them, or remove it to start over")
     started = time.monotonic()
     command = "python -m cosma.harness.fuzz " + " ".join(argv if argv is not None else sys.argv[1:])
     from cosma.harness.bench_scale import write_atomically
 
-    def write(report: Report, done: bool = False) -> None:
-        text = render(report, solvers, args.time_limit, command.strip(), time.monotonic() - started)
-        write_atomically(args.out, text if done else text + "\n(run in progress: instances so far)\n")
+    def write(report: Report, note: str = "run in progress: instances so far") -> None:
+        text = render(report, solvers, args.time_limit, command.strip(), time.monotonic() - started, cache)
+        write_atomically(args.out, text if not note else text + f"\n({note})\n")
 
-    report = fuzz(args.seed, instances, args.minutes, solvers, args.time_limit, log, on_progress=write)
-    write(report, done=True)
-    log(f"wrote {args.out}: {report.instances} instances")
+    report = Report()
+    signal.signal(signal.SIGTERM, _interrupted)  # a run in the background stops like Ctrl-C
+    try:
+        fuzz(
+            args.seed, instances, args.minutes, solvers, args.time_limit, log, report, write, cache, args.ray, args.cpus
+        )
+    except KeyboardInterrupt:
+        write(report, "interrupted: the instances finished so far; --resume continues")
+        log(f"interrupted: wrote {args.out}: {report.instances} instances (cached in {cache})")
+        return EXIT_INTERRUPTED
+    write(report, "")
+    log(f"wrote {args.out}: {report.instances} instances (cached in {cache})")
     return 0
 
 
+def _interrupted(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def default_cache(out: str) -> Path:
+    """``results/fuzz.md`` -> ``results/partial/fuzz-cache.jsonl`` (ignored by git)."""
+    path = Path(out)
+    return path.parent / "partial" / f"{path.stem}-cache.jsonl"
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_command("python -m cosma.harness.fuzz", main))
