@@ -194,3 +194,16 @@ def test_a_tiny_time_limit_holds_on_a_thousand_operators(solver: str) -> None:
     result = run(problem, solver, options=RunOptions(time_limit=1.0))  # run() validates the plan
     assert time.monotonic() - started < 1.0 * 1.05 + 2.0  # the fuzzer's overrun rule
     assert result.plan is not None
+
+
+def test_order_search_goes_on_once_the_plan_meets_its_order() -> None:
+    """With time left after the plan meets its order's relaxation, dnc searches orders
+    again (from its starts in turn); what it returns is valid and no worse than its first
+    pass, with a bound below it."""
+    problem = tight(randwire_graph(3, 40), NPU, weights_counted=False)
+    result = run(problem, "dnc", DncParams(window_steps=16), RunOptions(time_limit=4, seed=0))
+    stats = result.stats
+    assert result.plan is not None and validate(problem, result.plan) == []
+    assert stats["order_searches"] >= 1
+    assert result.objective <= stats["first_pass_bytes"]
+    assert result.bound is not None and result.bound <= result.objective
