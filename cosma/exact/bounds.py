@@ -255,6 +255,11 @@ def cut_bound(problem: Problem, time_limit: float = 2.0) -> Bytes:
     flow.add_arcs_with_capacity(tails, heads, np.zeros(2 * n, dtype=np.int64))
     arcs = np.arange(first, first + 2 * n, dtype=np.int32)
 
+    def bits(mask: int) -> np.ndarray:
+        """The bitmask over operators as a boolean array (a Python loop per bit is quadratic)."""
+        raw = np.frombuffer(mask.to_bytes((n + 7) // 8, "little"), dtype=np.uint8)
+        return np.unpackbits(raw, bitorder="little")[:n].astype(bool)
+
     items = []
     for t in members:
         tensor = graph.tensors[t]
@@ -268,12 +273,8 @@ def cut_bound(problem: Problem, time_limit: float = 2.0) -> Bytes:
         if time.monotonic() > deadline:
             break
         inside = anc[i] | (1 << i)
-        caps = np.zeros(2 * n, dtype=np.int64)
-        for q in range(n):
-            if (inside >> q) & 1:
-                caps[q] = infinite
-            elif (desc[i] >> q) & 1:
-                caps[n + q] = infinite
+        forced_in, forced_out = bits(inside), bits(desc[i])
+        caps = np.concatenate([forced_in, forced_out & ~forced_in]).astype(np.int64) * infinite
         flow.set_arcs_capacity(arcs, caps)
         if flow.solve(source, sink) != flow.OPTIMAL:
             continue
