@@ -65,6 +65,7 @@ from cosma.core.ir import OpName, Plan, Problem, Residency, TensorKind
 from cosma.exact.model import FixedInstance
 from cosma.packing.boxes import Box, pack_boxes
 
+LINEARIZE_BELOW = 5000  # relaxations with at most this many keep bits and early starts get the full LP
 MAX_SCALED = 2**60  # beyond this the integer model would risk overflow: not used (see ``LatencyScale``)
 
 
@@ -346,7 +347,7 @@ def _build(
         ys = [model.new_bool_var(f"y_{li}_{j}") for j in range(len(load.starts) - 1)] + [made]
         for a, b in zip(ys, ys[1:]):
             if not isinstance(b, int):  # a first load is always made: nothing to imply
-                model.add_implication(a, b)
+                model.add(a <= b)  # linear, so the LP relaxation sees it at every linearization level
         load_y.append(ys)
     # first[g]: gap g is its activation's first eviction (every earlier gap kept): it spills.
     first: dict[int, Any] = {}
@@ -369,21 +370,22 @@ def _build(
             if isinstance(prefix, int):
                 model.add(nxt == keep[g])
             else:
-                model.add_bool_and([prefix, keep[g]]).only_enforce_if(nxt)
-                model.add_bool_or([~prefix, ~keep[g]]).only_enforce_if(~nxt)
+                model.add(nxt <= prefix)
+                model.add(nxt <= keep[g])
+                model.add(nxt >= prefix + keep[g] - 1)
             prefix = nxt
     spill_w: list[list[Any]] = []
     for si, sp in enumerate(lat.spills):
         ws = [first[sp.gap]] + [model.new_bool_var(f"w_{si}_{j}") for j in range(1, len(sp.steps))]
         for a, b in zip(ws, ws[1:]):
-            model.add_implication(b, a)
+            model.add(b <= a)
         spill_w.append(ws)
         # The reload in the same gap starts after the extended residency ends.
         load = lat.loads[lat.gap_load[sp.gap]]
         for j in range(1, len(sp.steps)):
             i = max((i for i, s in enumerate(load.starts) if s <= sp.steps[j]), default=None)
             if i is not None:
-                model.add_bool_or([~ws[j], ~load_y[lat.gap_load[sp.gap]][i]])
+                model.add(ws[j] + load_y[lat.gap_load[sp.gap]][i] <= 1)
 
     # Occupancy: who may be resident at each step beyond the operands (units, literal).
     occupants: list[list[tuple[int, Any]]] = [[] for _ in range(n)]
@@ -609,7 +611,10 @@ def _phase(
         model, v = _build(lat, forced, False, latency_cap=latency_cap, minimize_bytes=minimize_bytes)
         if canon is not None:
             _hint(model, lat, v, canon[0], None)
-        solver = _solver(params, options, clock, linearization=2)
+        # Full LP linearization pays on small models; on the largest (thousands of weight-load starts) its
+        # root LP alone can take the whole time limit, while level 1 still finds and packs better plans.
+        size = len(lat.inst.gaps) + sum(len(ld.starts) - 1 for ld in lat.loads)
+        solver = _solver(params, options, clock, linearization=2 if size <= LINEARIZE_BELOW else 1)
         status = solve_interruptibly(solver, model)
         stats[f"{tag}_relaxation_status"] = solver.status_name(status)
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
