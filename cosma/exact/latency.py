@@ -65,7 +65,9 @@ from cosma.core.ir import OpName, Plan, Problem, Residency, TensorKind
 from cosma.exact.model import FixedInstance
 from cosma.packing.boxes import Box, pack_boxes
 
-LINEARIZE_BELOW = 5000  # relaxations with at most this many keep bits and early starts get the full LP
+LINEARIZE_BELOW = 5000  # models with at most this many keep bits and early starts get the full LP
+INTERLEAVE_ABOVE = 1000  # on one thread, models with more decisions than this interleave CP-SAT's subsolvers
+PACK_TRIES = 4  # relaxation answers, best first, tried for packing
 MAX_SCALED = 2**60  # beyond this the integer model would risk overflow: not used (see ``LatencyScale``)
 
 
@@ -565,19 +567,38 @@ class _Best:
         return False
 
 
-def _solver(params: LatencyParams, options: RunOptions, clock: Clock, linearization: int = 1) -> cp_model.CpSolver:
+def _solver(
+    params: LatencyParams, options: RunOptions, clock: Clock, size: int, reserve: float = 0.0
+) -> cp_model.CpSolver:
+    """A CP-SAT solver on the time left less ``reserve`` seconds, sized to a model of ``size`` decisions:
+    full LP linearization only up to ``LINEARIZE_BELOW`` (beyond, its root LP alone can take the
+    whole limit), and on one thread above ``INTERLEAVE_ABOVE`` the subsolvers interleaved (LNS finds
+    far better plans on the large weight-load models than the lone default search)."""
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = max(1, options.threads)
     solver.parameters.random_seed = options.seed
-    solver.parameters.linearization_level = linearization
+    solver.parameters.linearization_level = 2 if size <= LINEARIZE_BELOW else 1
+    if options.threads <= 1 and size > INTERLEAVE_ABOVE:
+        solver.parameters.interleave_search = True
     left = clock.left()
     if left is not None:
-        solver.parameters.max_time_in_seconds = max(0.01, left)
+        solver.parameters.max_time_in_seconds = max(0.01, left - reserve)
     if params.solver_params and not solver.parameters.merge_text_format(params.solver_params):
         from cosma.core.errors import UsageError
 
         raise UsageError(f"bad CP-SAT parameters {params.solver_params!r} (protobuf text format)")
     return solver
+
+
+class _Collect(cp_model.CpSolverSolutionCallback):
+    """Keeps the decisions of every improving relaxation solution (the best may not pack)."""
+
+    def __init__(self, lat: LatencyInstance, v: _Vars):
+        super().__init__()
+        self.lat, self.v, self.found = lat, v, []
+
+    def on_solution_callback(self) -> None:
+        self.found.append(_extract(self, self.lat, self.v))
 
 
 class _Callback(cp_model.CpSolverSolutionCallback):
@@ -607,28 +628,34 @@ def _phase(
     tag = "tie" if minimize_bytes else "latency"
     canon = lat.decisions(best.plan)
     floor = 0
+    size = len(lat.inst.gaps) + sum(len(ld.starts) - 1 for ld in lat.loads)
     if params.relaxation:
         model, v = _build(lat, forced, False, latency_cap=latency_cap, minimize_bytes=minimize_bytes)
         if canon is not None:
             _hint(model, lat, v, canon[0], None)
-        # Full LP linearization pays on small models; on the largest (thousands of weight-load starts) its
-        # root LP alone can take the whole time limit, while level 1 still finds and packs better plans.
-        size = len(lat.inst.gaps) + sum(len(ld.starts) - 1 for ld in lat.loads)
-        solver = _solver(params, options, clock, linearization=2 if size <= LINEARIZE_BELOW else 1)
-        status = solve_interruptibly(solver, model)
+        left = clock.left()
+        reserve = 0.0 if left is None else min(params.pack_time_limit, left / 10)  # to pack its answers
+        solver = _solver(params, options, clock, size, reserve)
+        collect = _Collect(lat, v)
+        status = solve_interruptibly(solver, model, collect)
         stats[f"{tag}_relaxation_status"] = solver.status_name(status)
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             floor = int(solver.best_objective_bound)
-            dec = _extract(solver, lat, v)
             relaxed = int(solver.objective_value)
-            left = clock.left()
-            limit = params.pack_time_limit if left is None else max(0.05, min(params.pack_time_limit, left / 4))
-            packed = pack_boxes(lat.boxes(dec), lat.inst.capacity, limit, options.threads)
-            stats[f"{tag}_pack"] = f"{packed.status.value} ({packed.how})"
-            if packed.status is Status.OPTIMAL:
-                best.offer(lat.plan(dec, packed.offsets or []), "relaxation+packing")
-                if status == cp_model.OPTIMAL and floor == relaxed:
-                    return floor, True
+            # The best answers first: the first that packs is a plan (optimal when it is the relaxation's optimum).
+            answers = collect.found or [_extract(solver, lat, v)]
+            for tried, dec in enumerate(reversed(answers[-PACK_TRIES:])):
+                left = clock.left()
+                limit = params.pack_time_limit if left is None else max(0.05, min(params.pack_time_limit, left / 2))
+                packed = pack_boxes(lat.boxes(dec), lat.inst.capacity, limit, options.threads)
+                stats[f"{tag}_pack"] = f"{packed.status.value} ({packed.how}), answer {tried + 1}"
+                if packed.status is Status.OPTIMAL:
+                    best.offer(lat.plan(dec, packed.offsets or []), "relaxation+packing")
+                    if tried == 0 and status == cp_model.OPTIMAL and floor == relaxed:
+                        return floor, True
+                    break
+                if clock.expired():
+                    break
         elif status == cp_model.INFEASIBLE:
             return 0, False
     if not params.joint or clock.expired():
@@ -639,7 +666,7 @@ def _phase(
     canon = lat.decisions(best.plan)
     if canon is not None:
         _hint(model, lat, v, canon[0], canon[1])
-    solver = _solver(params, options, clock)
+    solver = _solver(params, options, clock, size)
     status = solve_interruptibly(solver, model, _Callback(lat, v, best))
     stats[f"{tag}_joint_status"] = solver.status_name(status)
     if status == cp_model.OPTIMAL:
@@ -694,7 +721,8 @@ def solve_latency_fixed(
     scaled_bound = min(scaled_bound, best.scaled)
     bound = min(latency_bound_cycles(scaled_bound, lat.scale, n), best.key[0])
     status = Status.OPTIMAL if proven and bound == best.key[0] else Status.FEASIBLE
-    if not proven and clock.expired():
+    if not proven and params.joint and "too fine" not in message:  # the joint model settles every instance
+        # given the time: it ran out
         status = Status.TIMEOUT
     stats.update(
         scaled_bound=scaled_bound,
