@@ -66,7 +66,10 @@ from cosma.exact.model import FixedInstance
 from cosma.packing.boxes import Box, pack_boxes
 
 LINEARIZE_BELOW = 5000  # models with at most this many keep bits and early starts get the full LP
-INTERLEAVE_ABOVE = 1000  # on one thread, models with more decisions than this interleave CP-SAT's subsolvers
+# On one thread, models with more decisions than INTERLEAVE_ABOVE interleave CP-SAT's subsolvers (LNS),
+# up to INTERLEAVE_BELOW: beyond it the interleaved search does not even reach the hinted plan in a minute.
+INTERLEAVE_ABOVE = 1000
+INTERLEAVE_BELOW = 30000
 PACK_TRIES = 4  # relaxation answers, best first, tried for packing
 MAX_SCALED = 2**60  # beyond this the integer model would risk overflow: not used (see ``LatencyScale``)
 
@@ -323,6 +326,8 @@ class _Vars:
     offsets: list[list[Any]] | None  # per chain, per use (joint model only)
     latency: Any  # units of 1/k cycle
     bytes: Any
+    derived: list[tuple[int, Any, Any]] = field(default_factory=list)  # (gap, first eviction, kept so far)
+    steps: list[tuple[Any, int, int, list]] = field(default_factory=list)  # (var, floor, fixed, dma terms)
 
 
 def _build(
@@ -353,6 +358,7 @@ def _build(
         load_y.append(ys)
     # first[g]: gap g is its activation's first eviction (every earlier gap kept): it spills.
     first: dict[int, Any] = {}
+    derived_vars: list[tuple[int, Any, Any]] = []
     spilled_terms = []
     for ci, c in enumerate(inst.chains):
         if not c.spills:
@@ -375,6 +381,7 @@ def _build(
                 model.add(nxt <= prefix)
                 model.add(nxt <= keep[g])
                 model.add(nxt >= prefix + keep[g] - 1)
+            derived_vars.append((g, f, nxt))
             prefix = nxt
     spill_w: list[list[Any]] = []
     for si, sp in enumerate(lat.spills):
@@ -440,6 +447,7 @@ def _build(
     scale = lat.scale
     constant = 0
     step_vars = []
+    step_rows: list[tuple[Any, int, int, list]] = []
     for s in range(n):
         fixed = lat.fixed[s] * scale.dc
         if not dma_terms[s]:
@@ -454,6 +462,7 @@ def _build(
         v = model.new_int_var(lo, hi, f"t_{s}")
         model.add(v >= fixed + sum(c * scale.dc * lit for c, lit in dma_terms[s]))
         step_vars.append(v)
+        step_rows.append((v, lo, fixed, dma_terms[s]))
     latency = sum(step_vars) + constant
 
     bytes_terms = []
@@ -494,23 +503,44 @@ def _build(
         if floor > 0:
             model.add(latency >= floor)
         model.minimize(latency)
-    return model, _Vars(keep, load_y, spill_w, offsets, latency, nc_bytes)
+    return model, _Vars(keep, load_y, spill_w, offsets, latency, nc_bytes, derived_vars, step_rows)
 
 
 def _hint(model: cp_model.CpModel, lat: LatencyInstance, v: _Vars, dec: Decisions, offsets) -> None:
+    """Hint every variable with ``dec`` (a complete hint: CP-SAT then starts from it at once)."""
+    values: dict[int, int] = {}
+
+    def put(var: Any, value: int) -> None:
+        model.add_hint(var, value)
+        values[var.index] = value
+
+    def lit(x: Any) -> int:
+        if isinstance(x, int):
+            return x
+        return values[x.index] if x.index >= 0 else 1 - values[-x.index - 1]
+
     for var, value in zip(v.keep, dec.keep):
-        model.add_hint(var, bool(value))
+        put(var, int(bool(value)))
+    chain, prefix = -1, 1
+    for g, first, kept in v.derived:  # chain by chain, each chain's gaps in order (see _build)
+        if lat.inst.gaps[g].chain != chain:
+            chain, prefix = lat.inst.gaps[g].chain, 1
+        put(first, int(prefix and not dec.keep[g]))
+        prefix = int(prefix and dec.keep[g])
+        put(kept, prefix)
     for li, load in enumerate(lat.loads):
         start = dec.starts.get(li)
         for j in range(len(load.starts) - 1):
-            model.add_hint(v.load_y[li][j], start is not None and start <= load.starts[j])
+            put(v.load_y[li][j], int(start is not None and start <= load.starts[j]))
     for si, sp in enumerate(lat.spills):
         step = dec.spill_steps.get(si)
         for j in range(1, len(sp.steps)):
-            model.add_hint(v.spill_w[si][j], step is not None and step >= sp.steps[j])
+            put(v.spill_w[si][j], int(step is not None and step >= sp.steps[j]))
+    for var, floor, fixed, terms in v.steps:
+        put(var, max(floor, fixed + sum(c * lat.scale.dc * lit(x) for c, x in terms)))
     if v.offsets is not None and offsets is not None:
-        for row, values in zip(v.offsets, offsets):
-            for var, value in zip(row, values):
+        for row, values_row in zip(v.offsets, offsets):
+            for var, value in zip(row, values_row):
                 model.add_hint(var, int(value))
 
 
@@ -572,13 +602,13 @@ def _solver(
 ) -> cp_model.CpSolver:
     """A CP-SAT solver on the time left less ``reserve`` seconds, sized to a model of ``size`` decisions:
     full LP linearization only up to ``LINEARIZE_BELOW`` (beyond, its root LP alone can take the
-    whole limit), and on one thread above ``INTERLEAVE_ABOVE`` the subsolvers interleaved (LNS finds
-    far better plans on the large weight-load models than the lone default search)."""
+    whole limit), and on one thread between ``INTERLEAVE_ABOVE`` and ``INTERLEAVE_BELOW`` the subsolvers
+    interleaved (LNS finds far better plans on the large weight-load models than the lone default search)."""
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = max(1, options.threads)
     solver.parameters.random_seed = options.seed
     solver.parameters.linearization_level = 2 if size <= LINEARIZE_BELOW else 1
-    if options.threads <= 1 and size > INTERLEAVE_ABOVE:
+    if options.threads <= 1 and INTERLEAVE_ABOVE < size <= INTERLEAVE_BELOW:
         solver.parameters.interleave_search = True
     left = clock.left()
     if left is not None:
@@ -658,7 +688,10 @@ def _phase(
                     break
         elif status == cp_model.INFEASIBLE:
             return 0, False
-    if not params.joint or clock.expired():
+        else:  # not even the hinted plan within the time: the joint model, larger, would not do better
+            return floor, False
+    if not params.joint or clock.expired(margin=1.0) or size > INTERLEAVE_BELOW:
+        # (the joint model of the largest instances, bigger than their relaxation, is not even built in time)
         return floor, False
     model, v = _build(lat, forced, True, floor=floor, latency_cap=latency_cap, minimize_bytes=minimize_bytes)
     if not minimize_bytes:
