@@ -20,12 +20,13 @@ is, up to moves that never slow it down, described by:
   only takes space);
 * the offsets of the blocks.
 
-Candidate steps, and why the others are never needed: a load or spill may only land on a
-step with **slack** (compute above the DMA every plan puts there: graph outputs stored,
-streamed weights), or on its own use step. On a step without slack every byte added costs
-its full transfer time, so moving that load later to its use (or that spill back to its
-last use) costs no more, frees space, and moves no byte. Candidates whose residency could
-not fit beside some step's operands at all are dropped.
+Candidate steps, and why the others are never needed: a load lands on its use step or on
+an earlier step with **slack** (compute above the DMA every plan puts there: graph outputs
+stored, streamed weights); a spill on its block's last use or a later slack step. On a step
+without slack every byte added costs its full transfer time, while the step it moves to
+gains at most that time, so moving the load later to its use (or the spill back to the
+last use) costs no more, frees space, and moves the same bytes. Candidates whose residency
+could not fit beside some step's operands at all are dropped.
 
 The objective, in integers: with ``K`` the least common multiple of the numerators of the
 MAC rate and the bandwidth (exact ``Fraction`` s of the floats), step ``t`` costs
@@ -71,7 +72,7 @@ LINEARIZE_BELOW = 5000  # models with at most this many keep bits and early star
 INTERLEAVE_ABOVE = 1000
 INTERLEAVE_BELOW = 30000
 PACK_TRIES = 4  # relaxation answers, best first, tried for packing
-MAX_SCALED = 2**60  # beyond this the integer model would risk overflow: not used (see ``LatencyScale``)
+MAX_SCALED = 2**60  # a model whose step costs could sum past this (int64 risk) is not built: warm plan, no bound
 
 
 @dataclass(frozen=True)
