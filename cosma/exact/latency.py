@@ -40,9 +40,10 @@ solve at the optimal latency). The solve follows ``cosma.exact.solver``'s decomp
    chain of optional segments at its block's offset, floored at the relaxation's bound and
    hinted with the incumbent.
 
-The incumbent starts as the warm plan the caller gives (the bytes-optimal plan after the
-prefetch pass), and only a plan the cost model scores strictly better replaces it, so the
-answer is never slower. The reported bound in cycles is ``latency_bound_cycles``: the cost
+The incumbent starts as the best of the warm plans the caller gives (the bytes-optimal plan
+after the prefetch pass; ``exact`` adds xla-msa's and best-greedy's for the same order), and
+only a plan the cost model scores strictly better replaces it, so the answer is never slower
+than any of them. The reported bound in cycles is ``latency_bound_cycles``: the cost
 model's ``latency_cycles`` is ``round`` of a float sum, so the exact rational bound is
 shrunk by the sum's worst relative rounding error before ``round`` (monotone) is applied.
 """
@@ -715,20 +716,24 @@ def _phase(
 def solve_latency_fixed(
     problem: Problem,
     schedule: Sequence[OpName],
-    warm: Plan | None,
+    warm: Plan | Sequence[Plan] | None,
     params: LatencyParams,
     options: RunOptions,
     clock: Clock,
 ) -> LatencyOutcome:
     """The latency-optimal plan for ``schedule`` (see the module docstring), never slower than
-    ``warm`` (a valid plan for this schedule; None: the evict-everything plan)."""
+    ``warm`` (valid plans for this schedule, the first the caller's main one; None: the
+    evict-everything plan)."""
     started = time.perf_counter()
     schedule = tuple(schedule)
     inst = FixedInstance.build(problem, schedule)
     lat = LatencyInstance.build(inst, params.spill_timing)
-    if warm is None:
-        warm = inst.plan_from_uses(*inst.evict_all())
-    best = _Best(problem, warm, "warm start")
+    plans = [warm] if isinstance(warm, Plan) else list(warm or [])
+    if not plans:
+        plans = [inst.plan_from_uses(*inst.evict_all())]
+    best = _Best(problem, plans[0], "warm start")
+    for i, plan in enumerate(plans[1:], 1):
+        best.offer(plan, f"warm start {i}")
     forced = set(inst.forced_evictions())
     stats: dict[str, Any] = {
         "tensors": len(inst.chains),

@@ -408,7 +408,9 @@ def _solve_latency(problem: Problem, params: ExactParams, options: RunOptions) -
         pack_time_limit=params.pack_time_limit,
         solver_params=params.solver_params,
     )
-    outcome = solve_latency_fixed(problem, warm.schedule, warm, lat_params, options, clock)
+    outcome = solve_latency_fixed(
+        problem, warm.schedule, [warm, *_latency_warm_starts(problem, warm.schedule, clock)], lat_params, options, clock
+    )
     result.plan = outcome.plan
     result.stats["latency"] = dict(outcome.stats, status=outcome.status.value, bound=outcome.bound)
     scale = LatencyScale.of(problem)
@@ -427,9 +429,28 @@ def _solve_latency(problem: Problem, params: ExactParams, options: RunOptions) -
     if proven:
         result.status, result.message = Status.OPTIMAL, f"latency-optimal ({where})"
     else:
-        result.status = Status.TIMEOUT if clock.expired() else Status.FEASIBLE
+        timed_out = clock.expired() or (options.schedule is not None and outcome.status is Status.TIMEOUT)
+        result.status = Status.TIMEOUT if timed_out else Status.FEASIBLE
         result.message = f"latency {latency:,} cycles, bound {result.bound:,} ({where}; {outcome.message})"
     return result
+
+
+def _latency_warm_starts(problem: Problem, schedule: tuple[OpName, ...], clock: Clock) -> list[Plan]:
+    """xla-msa's and best-greedy's plans for ``schedule`` under ``objective="latency"`` (both retime
+    their loads), when registered: cheap incumbents that are sometimes faster than the retimed
+    bytes-optimal plan."""
+    from cosma.core.interface import run, solver_names
+
+    plans = []
+    for name in ("xla-msa", "best-greedy"):
+        left = clock.left()
+        if name not in solver_names() or (left is not None and left < 1.0):
+            continue
+        limit = None if left is None else left / 10
+        plan = run(problem, name, options=RunOptions(schedule=schedule, time_limit=limit)).plan
+        if plan is not None:
+            plans.append(plan)
+    return plans
 
 
 def _solve_bytes(problem: Problem, params: ExactParams, options: RunOptions) -> SolveResult:

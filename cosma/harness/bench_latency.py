@@ -151,10 +151,11 @@ def summary_lines(cells: list[Cell]) -> list[str]:
     proven = [c for c in cells if c.latency_status == "optimal"]
     slowest = max((c.latency_seconds for c in proven), default=0.0)
     slower = sum(not c.never_slower() for c in cells)
+    beaten = sum(c.costs["exact-latency"].latency_cycles > c.best_latency() for c in cells)
     return [
         f"- exact latency-optimal for the bytes-optimal plan's order: proven on {len(proven)} of {len(cells)} cells"
         f" (slowest proof {slowest:.1f} s); slower than the bytes-optimal plan after the prefetch pass on {slower}"
-        " cells.",
+        f" cells; slower than some other column (another order, or a search cut short) on {beaten} cells.",
         f"- xla-msa with prefetch strictly faster than without on {met} of {len(moving)} cells where it moves"
         f" non-compulsory bytes ({faster_any} of {len(cells)} cells in all, counting retimed weight and input loads).",
         f"- latency of the bytes-optimal plan over the latency optimum for its order: geometric mean"
