@@ -68,8 +68,9 @@ from cosma.exact.model import FixedInstance
 from cosma.packing.boxes import Box, pack_boxes
 
 LINEARIZE_BELOW = 5000  # models with at most this many keep bits and early starts get the full LP
-# On one thread, models with more decisions than INTERLEAVE_ABOVE interleave CP-SAT's subsolvers (LNS),
-# up to INTERLEAVE_BELOW: beyond it the interleaved search does not even reach the hinted plan in a minute.
+# On one thread, relaxations with more decisions than INTERLEAVE_ABOVE, and at most INTERLEAVE_BELOW, get
+# CP-SAT's interleaved subsolvers (LNS) after a plain search (see _phase); beyond INTERLEAVE_BELOW the
+# interleaved search does not even reach the hinted plan in a minute.
 INTERLEAVE_ABOVE = 1000
 INTERLEAVE_BELOW = 30000
 PACK_TRIES = 4  # relaxation answers, best first, tried for packing
@@ -600,21 +601,26 @@ class _Best:
 
 
 def _solver(
-    params: LatencyParams, options: RunOptions, clock: Clock, size: int, reserve: float = 0.0
+    params: LatencyParams,
+    options: RunOptions,
+    clock: Clock,
+    size: int,
+    reserve: float = 0.0,
+    share: float = 1.0,
+    interleave: bool = False,
 ) -> cp_model.CpSolver:
-    """A CP-SAT solver on the time left less ``reserve`` seconds, sized to a model of ``size`` decisions:
-    full LP linearization only up to ``LINEARIZE_BELOW`` (beyond, its root LP alone can take the
-    whole limit), and on one thread between ``INTERLEAVE_ABOVE`` and ``INTERLEAVE_BELOW`` the subsolvers
-    interleaved (LNS finds far better plans on the large weight-load models than the lone default search)."""
+    """A CP-SAT solver on ``share`` of the time left less ``reserve`` seconds, for a model of ``size``
+    decisions: full LP linearization only up to ``LINEARIZE_BELOW`` (beyond, its root LP alone can
+    take the whole limit); with ``interleave``, CP-SAT's subsolvers (LNS among them) take turns on
+    the one thread."""
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = max(1, options.threads)
     solver.parameters.random_seed = options.seed
     solver.parameters.linearization_level = 2 if size <= LINEARIZE_BELOW else 1
-    if options.threads <= 1 and INTERLEAVE_ABOVE < size <= INTERLEAVE_BELOW:
-        solver.parameters.interleave_search = True
+    solver.parameters.interleave_search = interleave
     left = clock.left()
     if left is not None:
-        solver.parameters.max_time_in_seconds = max(0.01, left - reserve)
+        solver.parameters.max_time_in_seconds = max(0.01, (left - reserve) * share)
     if params.solver_params and not solver.parameters.merge_text_format(params.solver_params):
         from cosma.core.errors import UsageError
 
@@ -667,13 +673,28 @@ def _phase(
             _hint(model, lat, v, canon[0], None)
         left = clock.left()
         reserve = 0.0 if left is None else min(params.pack_time_limit, left / 10)  # to pack its answers
-        solver = _solver(params, options, clock, size, reserve)
         collect = _Collect(lat, v)
-        status = solve_interruptibly(solver, model, collect)
-        stats[f"{tag}_relaxation_status"] = solver.status_name(status)
+        # The plain search proves; where it does not within half the time, on one thread, the interleaved
+        # subsolvers (LNS) take the rest from its best answer: on the large weight-load models they find
+        # far better plans than the plain search, which proves the mid-sized ones much faster than they do.
+        lns = options.threads <= 1 and INTERLEAVE_ABOVE < size <= INTERLEAVE_BELOW and left is not None
+        status, relaxed = cp_model.UNKNOWN, None
+        for turn, interleave in enumerate((False, True) if lns else (False,)):
+            if turn and collect.found:
+                model.clear_hints()
+                _hint(model, lat, v, collect.found[-1], None)
+            share = 0.5 if lns and not turn else 1.0
+            solver = _solver(params, options, clock, size, reserve, share, interleave)
+            got = solve_interruptibly(solver, model, collect)
+            stats[f"{tag}_relaxation_status"] = solver.status_name(got)
+            if got in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+                floor = max(floor, int(solver.best_objective_bound))
+                status, relaxed = got, int(solver.objective_value)
+            elif got == cp_model.INFEASIBLE:
+                status = got
+            if got in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
+                break
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            floor = int(solver.best_objective_bound)
-            relaxed = int(solver.objective_value)
             # The best answers first: the first that packs is a plan (optimal when it is the relaxation's optimum).
             answers = collect.found or [_extract(solver, lat, v)]
             for tried, dec in enumerate(reversed(answers[-PACK_TRIES:])):
