@@ -73,6 +73,7 @@ LINEARIZE_BELOW = 5000  # models with at most this many keep bits and early star
 # interleaved search does not even reach the hinted plan in a minute.
 INTERLEAVE_ABOVE = 1000
 INTERLEAVE_BELOW = 30000
+PLAIN_SHARE = 1 / 3  # of the relaxation's time, the plain search's before the interleaved one (see _phase)
 PACK_TRIES = 4  # relaxation answers, best first, tried for packing
 MAX_SCALED = 2**60  # a model whose step costs could sum past this (int64 risk) is not built: warm plan, no bound
 
@@ -674,7 +675,7 @@ def _phase(
         left = clock.left()
         reserve = 0.0 if left is None else min(params.pack_time_limit, left / 10)  # to pack its answers
         collect = _Collect(lat, v)
-        # The plain search proves; where it does not within half the time, on one thread, the interleaved
+        # The plain search proves; where it does not within a third of the time, on one thread, the interleaved
         # subsolvers (LNS) take the rest from its best answer: on the large weight-load models they find
         # far better plans than the plain search, which proves the mid-sized ones much faster than they do.
         lns = options.threads <= 1 and INTERLEAVE_ABOVE < size <= INTERLEAVE_BELOW and left is not None
@@ -683,7 +684,7 @@ def _phase(
             if turn and collect.found:
                 model.clear_hints()
                 _hint(model, lat, v, collect.found[-1], None)
-            share = 0.5 if lns and not turn else 1.0
+            share = PLAIN_SHARE if lns and not turn else 1.0
             solver = _solver(params, options, clock, size, reserve, share, interleave)
             got = solve_interruptibly(solver, model, collect)
             stats[f"{tag}_relaxation_status"] = solver.status_name(got)
