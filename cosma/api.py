@@ -420,7 +420,7 @@ def check_plan(model: ModelLike, plan_path: str | os.PathLike[str]) -> PlanCheck
         problem = model
     else:
         graph = load(model, dtype_bytes=pf.dtype_bytes, input_shapes=pf.input_shapes, batch=pf.batch)
-        problem = Problem(graph, capacity=pf.capacity, hardware=pf.hardware, weights_counted=pf.weights_counted)
+        problem = Problem(graph, pf.capacity, pf.hardware, weights_counted=pf.weights_counted, objective=pf.objective)
     graph = problem.graph
     mismatched = [
         name

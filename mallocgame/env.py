@@ -13,7 +13,7 @@ Importing the module registers the env as ``mallocgame/MallocGame-v0``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
@@ -25,7 +25,8 @@ from cosma.core.cost import evaluate
 from cosma.core.errors import CapacityError, UsageError
 from cosma.core.hardware import get_hardware
 from cosma.core.interface import RunOptions, load_all, run
-from cosma.core.ir import Bytes, OpName, Plan, Problem, TensorKind
+from cosma.core.ir import OBJECTIVES, Bytes, OpName, Plan, Problem, TensorKind
+from cosma.core.prefetch import prefetch
 from mallocgame.instances import Instance, InstanceSampler, load_zoo_graph, make_problem
 from solvers.xla import EVICT, MsaState, MsaTables, play_greedy
 
@@ -84,6 +85,7 @@ class Baseline:
     schedule: tuple[OpName, ...]  # the best greedy baseline's schedule (the env's default)
     nc_bytes: Bytes  # its non-compulsory bytes
     solver: str  # which solver gave it
+    latency_cycles: int = 0  # its latency (solved under the problem's objective: retimed under "latency")
 
 
 def best_greedy_baseline(problem: Problem) -> Baseline:
@@ -96,7 +98,7 @@ def best_greedy_baseline(problem: Problem) -> Baseline:
         result = run(problem, name, options=RunOptions(seed=0))
         if result.plan is None or result.cost is None:
             raise CapacityError(f"{name}: {result.message or 'no plan'}")
-        return Baseline(result.plan.schedule, result.cost.non_compulsory_bytes, name)
+        return Baseline(result.plan.schedule, result.cost.non_compulsory_bytes, name, result.cost.latency_cycles)
     raise UsageError("no baseline solver is registered")
 
 
@@ -158,6 +160,12 @@ class MallocGameEnv(gym.Env):
     ``-(agent non-compulsory bytes) / (baseline non-compulsory bytes)``: **a return above
     -1 beats the baseline**, -1 ties it, 0 is a spill-free plan.
 
+    Under ``objective="latency"`` the finished plan's loads are retimed by the prefetch pass
+    (``cosma.core.prefetch``), every decision earns 0 and the last one earns the cost
+    model's latency of that plan (the change from the empty plan's 0), ``-latency / scale``,
+    with ``scale`` the baseline's latency (best-greedy under the same objective): the return
+    is ``-(agent latency) / (baseline latency)``, -1 ties the baseline.
+
     ## Episode End
     Terminates after the last segment's decision (an instance without any multi-use tensor
     has one dummy decision whose only legal action is 0). Never truncated.
@@ -174,7 +182,7 @@ class MallocGameEnv(gym.Env):
     On the terminal step also:
     - "plan": the ``cosma.core.ir.Plan``; it validates;
     - "cost": ``cosma.core.cost.evaluate(problem, plan)`` (its ``non_compulsory_bytes`` equals
-      ``-return * scale``);
+      ``-return * scale``; under ``"latency"`` its ``latency_cycles`` does);
     - "baseline_bytes": the baseline's non-compulsory bytes;
     - "baseline_solver": which solver gave them ("best-greedy", or "xla-msa" as a fallback);
     - "scale": the normalizer of the rewards.
@@ -196,11 +204,14 @@ class MallocGameEnv(gym.Env):
     - lookahead_scale: "capacity" or "relative", what its bytes are measured against
       (``LOOKAHEAD_SCALES``);
     - all_offsets: offer every offset of a gap that fits (see Action Space), not only the
-      first; XLA's rule plays the same either way.
+      first; XLA's rule plays the same either way;
+    - objective: "bytes" or "latency", what the rewards measure (see Rewards; None: the
+      ``problem``'s own objective, else "bytes").
 
     ## Version History
     - v0: initial version; later given the opt-in ``lookahead`` key and ``all_offsets``
-      (with both off, the game and its observations are the original ones).
+      (with both off, the game and its observations are the original ones); then the
+      opt-in ``objective="latency"`` (the default game is unchanged).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -223,6 +234,7 @@ class MallocGameEnv(gym.Env):
         lookahead_scale: str = "capacity",
         all_offsets: bool = False,
         render_mode: str | None = None,
+        objective: str | None = None,
     ):
         if sum(x is not None for x in (problem, model_path, sampler)) != 1:
             raise UsageError("give exactly one of problem, model_path, sampler")
@@ -237,6 +249,9 @@ class MallocGameEnv(gym.Env):
             raise UsageError(f"unknown lookahead scale {lookahead_scale!r}; known: {', '.join(LOOKAHEAD_SCALES)}")
         self.lookahead_scale = lookahead_scale
         self.all_offsets = bool(all_offsets)
+        self.objective = objective or (problem.objective if problem is not None else "bytes")
+        if self.objective not in OBJECTIVES:
+            raise UsageError(f"unknown objective {self.objective!r}; known objectives: {', '.join(OBJECTIVES)}")
         self._lookahead_live = True  # False after stop_lookahead(), until the next reset
         self.sampler = sampler
         self._schedule_arg = tuple(schedule) if schedule is not None else None
@@ -273,6 +288,8 @@ class MallocGameEnv(gym.Env):
     def _load(self, instance: Instance) -> None:
         """Make ``instance`` the current one: tables, baseline and observation scaffolding."""
         problem = instance.problem
+        if problem.objective != self.objective:
+            problem = replace(problem, objective=self.objective)
         if problem.capacity < min_capacity(problem):
             raise CapacityError(
                 f"{instance.name}: capacity {problem.capacity} B is below M_R = {min_capacity(problem)} B"
@@ -294,6 +311,8 @@ class MallocGameEnv(gym.Env):
         self.schedule = self.tables.schedule
         largest = max(self.tables.size, default=1)
         self.scale = float(self.baseline.nc_bytes if self.baseline.nc_bytes > 0 else largest)
+        if self.objective == "latency":
+            self.scale = float(max(1, self.baseline.latency_cycles))
 
     def _static_tables(self, t: MsaTables):
         """Per-instance arrays built once: static segment features (padded by N zero rows),
@@ -358,8 +377,11 @@ class MallocGameEnv(gym.Env):
             cost = self.state.apply(EVICT)
         else:
             cost = self._keep(action - 1)
-        reward = -cost / self.scale
         terminated = self.terminated = self.state.done
+        if self.objective == "bytes":
+            reward = -cost / self.scale
+        else:  # the whole latency on the last decision: the finished plan's, retimed
+            reward = -evaluate(self.problem, self.final_plan()).latency_cycles / self.scale if terminated else 0.0
         if not terminated:
             self._prepare()
         else:
@@ -490,7 +512,7 @@ class MallocGameEnv(gym.Env):
         }
 
     def _final_info(self) -> dict[str, Any]:
-        plan = self.state.plan()
+        plan = self.final_plan()
         cost = evaluate(self.problem, plan)
         if cost.non_compulsory_bytes != self.state.nc_bytes:  # the game's accounting is the cost model's
             raise AssertionError(
@@ -549,8 +571,9 @@ class MallocGameEnv(gym.Env):
         self._lookahead_live = False
 
     def final_plan(self) -> Plan:
-        """The plan of a finished episode."""
-        return self.state.plan()
+        """The plan of a finished episode (under ``"latency"``, its loads retimed by the prefetch pass)."""
+        plan = self.state.plan()
+        return plan if self.objective == "bytes" else prefetch(self.problem, plan)
 
 
 def greedy_action(env: gym.Env) -> int:

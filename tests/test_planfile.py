@@ -83,3 +83,39 @@ def test_plan_file_fields_are_typed(tmp_path, field, value, reason):
     path.write_text(json.dumps(data))
     with pytest.raises(UsageError, match=reason):
         read_plan(path)
+
+
+def test_the_objective_and_both_figures_are_recorded(tmp_path):
+    from dataclasses import replace
+
+    for objective in ("bytes", "latency"):
+        problem = replace(SKIP_PROBLEM, objective=objective)
+        path = tmp_path / f"{objective}.json"
+        write_plan(path, problem, SKIP_VALID)
+        cost = evaluate(problem, SKIP_VALID)
+        recorded = json.loads(path.read_text())["objective"]
+        assert recorded == {
+            "name": objective,
+            "value": cost.value(objective),
+            "latency_cycles": cost.latency_cycles,
+            "non_compulsory_bytes": cost.non_compulsory_bytes,
+        }
+        assert read_plan(path).objective == objective
+
+
+def test_a_plan_file_without_an_objective_reads_as_bytes(tmp_path):
+    data = plan_to_dict(SKIP_PROBLEM, SKIP_VALID)
+    del data["objective"]  # as written before the objective was recorded
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    pf = read_plan(path)
+    assert pf.objective == "bytes" and validate(SKIP_PROBLEM, pf.plan) == []
+
+
+def test_an_unknown_objective_is_a_malformed_plan_file(tmp_path):
+    data = plan_to_dict(SKIP_PROBLEM, SKIP_VALID)
+    data["objective"]["name"] = "energy"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match="malformed"):
+        read_plan(path)

@@ -69,7 +69,7 @@ def load_plan_view(path: str | Path) -> PlanView:
     except (KeyError, TypeError, ValueError) as e:
         raise UsageError(f"{path}: malformed ops or tensors table ({type(e).__name__}: {e})") from None
     graph = Graph(data.get("graph") or Path(pf.model).stem, tensors, operators)
-    problem = Problem(graph, capacity=pf.capacity, hardware=pf.hardware, weights_counted=pf.weights_counted)
+    problem = Problem(graph, pf.capacity, pf.hardware, weights_counted=pf.weights_counted, objective=pf.objective)
     return PlanView(path, pf, problem, data)
 
 

@@ -2,8 +2,10 @@
 
 A plan file carries everything needed to re-check it: the model path and the lowering
 options (so ``cosma validate`` rebuilds the same graph), the hardware, the capacity and
-setting, the schedule, every residency, the cost the solver's run was scored at, and
-what the solver said about it.
+setting, the schedule, every residency, the cost the solver's run was scored at, the
+objective it was solved for (``"objective": {"name", "value", "latency_cycles",
+"non_compulsory_bytes"}``: the name and both figures; files written before it had none and
+read as ``"bytes"``), and what the solver said about it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from cosma.core.cost import Cost, evaluate
 from cosma.core.errors import UsageError
-from cosma.core.ir import Hardware, Plan, Problem, Residency
+from cosma.core.ir import OBJECTIVES, Hardware, Plan, Problem, Residency
 from cosma.core.paths import write_atomically
 
 FORMAT = "cosma-plan/1"
@@ -38,6 +40,7 @@ class PlanFile:
     solver: dict[str, Any]
     tensors: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch: int | None = 1  # what a symbolic leading dim of the graph inputs was fixed to (None: left)
+    objective: str = "bytes"  # what the plan was solved for (Problem.objective); "bytes" in older files
 
 
 def plan_to_dict(
@@ -89,6 +92,12 @@ def plan_to_dict(
             for r in plan.residencies
         ],
         "cost": cost.as_dict(),
+        "objective": {
+            "name": problem.objective,
+            "value": cost.value(problem.objective),
+            "latency_cycles": cost.latency_cycles,
+            "non_compulsory_bytes": cost.non_compulsory_bytes,
+        },
         "solver": solver or {},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "cosma_version": version("cosma"),
@@ -161,6 +170,9 @@ def read_plan(path: str | Path) -> PlanFile:
             ),
         )
         lowering = data.get("lowering", {})
+        objective = _typed(data.get("objective", {}), dict, "objective").get("name", "bytes")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective.name must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         return PlanFile(
             plan=plan,
             model=data.get("model", ""),
@@ -173,6 +185,7 @@ def read_plan(path: str | Path) -> PlanFile:
             solver=data.get("solver", {}),
             tensors=data.get("tensors", {}),
             batch=None if lowering.get("batch", 1) is None else _int(lowering.get("batch", 1), "lowering.batch"),
+            objective=objective,
         )
     except (KeyError, TypeError, ValueError) as e:
         raise UsageError(f"{path}: malformed plan file ({type(e).__name__}: {e})") from None

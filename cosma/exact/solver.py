@@ -35,6 +35,10 @@ beat the best so far is cut short. Then (``schedule_mode``):
 * ``fixed``: only the bound over every order is computed (``order_bound``);
 * ``enumerate``: every topological order is solved, where there are few enough (a
   reference for small graphs).
+
+Under ``objective="latency"`` the bytes-optimal plan, retimed by the prefetch pass, warm-starts
+the latency-optimal model for its order (``cosma.exact.latency``; see ``_solve_latency`` for
+what is then proven).
 """
 
 from __future__ import annotations
@@ -48,11 +52,11 @@ from ortools.sat.python import cp_model
 
 from cosma.core.analysis import is_topological
 from cosma.core.clock import Clock
+from cosma.core.cost import evaluate
 from cosma.core.cpsat import solve_interruptibly
 from cosma.core.errors import UsageError
 from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import OpName, Plan, Problem
-from cosma.core.prefetch import bytes_then_prefetch
 from cosma.exact.model import FixedInstance, build_joint, build_relaxation, mirror
 from cosma.packing.boxes import pack_boxes
 from cosma.schedules.orders import PEAK_ORDERS, candidate_orders, distinct
@@ -81,6 +85,9 @@ class ExactParams:
     schedule_time_limit: float = 2.0  # fixed mode, no schedule given: seconds to find the candidate orders
     solver_params: str = ""  # CP-SAT parameters in protobuf text format, e.g. "log_search_progress:true"
     dump_model: str = ""  # write the last CP-SAT model built here (text proto), "" for none
+    # objective="latency": share of the time limit for the bytes-optimal plan that warm-starts the
+    # latency model (cosma.exact.latency), which has the rest
+    bytes_share: float = 0.5
 
 
 SCHEDULE_MODES = ("free", "fixed", "enumerate")
@@ -356,11 +363,98 @@ def topological_orders(problem: Problem, limit: int) -> tuple[list[tuple[OpName,
 
 
 @register("exact", "order, allocation and replacement proven optimal over every order (CP-SAT)", ExactParams)
-@bytes_then_prefetch
 def solve_exact(problem: Problem, params: ExactParams, options: RunOptions) -> SolveResult:
-    """The bytes-optimal plan. Under ``objective="latency"`` (``bytes_then_prefetch``) the
-    same plan with its loads retimed by ``cosma.core.prefetch``: not latency-optimal, so no
-    bound (the byte bound is in ``stats["bytes_bound"]``) and never ``OPTIMAL``."""
+    """The bytes-optimal plan; under ``objective="latency"`` see ``_solve_latency``."""
+    if problem.objective == "latency":
+        return _solve_latency(problem, params, options)
+    return _solve_bytes(problem, params, options)
+
+
+def _solve_latency(problem: Problem, params: ExactParams, options: RunOptions) -> SolveResult:
+    """Under ``objective="latency"``: the bytes-optimal plan (``params.bytes_share`` of the time),
+    retimed by the prefetch pass, is the warm start of the latency-optimal model for its order
+    (``cosma.exact.latency``), so the answer is never slower than it.
+
+    What is proven: with a given schedule, the model's bound for that order (OPTIMAL when it is
+    met). Without one, a fixed-order optimum says nothing about other orders: the bound is
+    ``order_free_bound`` (every operator's roofline with its fixed DMA, plus the compulsory loads
+    and the byte bound over every order placed in the compute slack), OPTIMAL only when the plan
+    meets it; the fixed-order status and bound are in ``stats["latency"]``."""
+    from cosma.core.prefetch import moved_loads, prefetch
+    from cosma.exact.latency import (
+        LatencyParams,
+        LatencyScale,
+        compulsory_loads,
+        latency_bound_cycles,
+        order_free_bound,
+        solve_latency_fixed,
+    )
+
+    clock = Clock(options.time_limit)
+    left = clock.left()
+    share = None if left is None else min(1.0, params.bytes_share) * left
+    result = _solve_bytes(replace(problem, objective="bytes"), params, replace(options, time_limit=share))
+    bytes_bound = result.bound or 0
+    result.stats["bytes_bound"] = bytes_bound
+    result.bound = None
+    if result.plan is None:
+        result.status = Status.TIMEOUT if result.status is Status.OPTIMAL else result.status
+        return result
+    warm = prefetch(problem, result.plan)
+    result.stats["prefetched_loads"] = moved_loads(result.plan, warm)
+    lat_params = LatencyParams(
+        relaxation=params.relaxation,
+        joint=params.joint,
+        pack_time_limit=params.pack_time_limit,
+        solver_params=params.solver_params,
+    )
+    outcome = solve_latency_fixed(
+        problem, warm.schedule, [warm, *_latency_warm_starts(problem, warm.schedule, clock)], lat_params, options, clock
+    )
+    result.plan = outcome.plan
+    result.stats["latency"] = dict(outcome.stats, status=outcome.status.value, bound=outcome.bound)
+    scale = LatencyScale.of(problem)
+    free = order_free_bound(problem, compulsory_loads(problem) + bytes_bound, scale)
+    free_bound = latency_bound_cycles(free, scale, len(warm.schedule))
+    latency = evaluate(problem, outcome.plan).latency_cycles
+    result.seconds = clock.elapsed()
+    if options.schedule is not None:
+        result.bound = min(latency, max(outcome.bound, free_bound))
+        proven = outcome.status is Status.OPTIMAL or result.bound == latency
+        where = "for the fixed schedule"
+    else:
+        result.bound = min(latency, free_bound)
+        proven = result.bound == latency
+        where = f"over every schedule; for its schedule: {outcome.status.value}, bound {outcome.bound:,} cycles"
+    if proven:
+        result.status, result.message = Status.OPTIMAL, f"latency-optimal ({where})"
+    else:
+        timed_out = clock.expired() or (options.schedule is not None and outcome.status is Status.TIMEOUT)
+        result.status = Status.TIMEOUT if timed_out else Status.FEASIBLE
+        result.message = f"latency {latency:,} cycles, bound {result.bound:,} ({where}; {outcome.message})"
+    return result
+
+
+def _latency_warm_starts(problem: Problem, schedule: tuple[OpName, ...], clock: Clock) -> list[Plan]:
+    """xla-msa's and best-greedy's plans for ``schedule`` under ``objective="latency"`` (both retime
+    their loads), when registered: cheap incumbents that are sometimes faster than the retimed
+    bytes-optimal plan."""
+    from cosma.core.interface import run, solver_names
+
+    plans = []
+    for name in ("xla-msa", "best-greedy"):
+        left = clock.left()
+        if name not in solver_names() or (left is not None and left < 1.0):
+            continue
+        limit = None if left is None else left / 10
+        plan = run(problem, name, options=RunOptions(schedule=schedule, time_limit=limit)).plan
+        if plan is not None:
+            plans.append(plan)
+    return plans
+
+
+def _solve_bytes(problem: Problem, params: ExactParams, options: RunOptions) -> SolveResult:
+    """The bytes-optimal plan (see the module docstring)."""
     if params.schedule_mode not in SCHEDULE_MODES:
         raise UsageError(f"schedule_mode must be one of {', '.join(SCHEDULE_MODES)}, got {params.schedule_mode!r}")
     clock = Clock(options.time_limit)
