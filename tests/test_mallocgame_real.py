@@ -140,3 +140,81 @@ def test_a_tiny_run_on_real_windows_trains_checkpoints_resumes_and_evaluates(tmp
     argv = [str(ckpt), "--models", "resnet18", "--dags", "0", "--simulations", "2", "--out", str(table)]
     assert eval_main(argv) == 0
     assert table.read_text().count("| resnet18/") == 6
+
+
+# --- the solver: the cheapest of its games, within its budget --------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    if not real_models("train"):
+        pytest.skip("no real models here")
+    from mallocgame.train import main
+
+    out = tmp_path_factory.mktemp("solver")
+    assert main(tiny_real_windows_argv(out, "tiny")) == 0
+    return str(out / "tiny" / "checkpoint.pt")
+
+
+def dag_problem(seed: int, n_ops: int, scale: float = 1.0) -> Problem:
+    from cosma.core.analysis import min_capacity
+    from mallocgame.instances import dag_graph
+
+    graph = dag_graph(seed, n_ops, HW.alignment)
+    m_r = min_capacity(Problem(graph, 10**9, HW, True))
+    return Problem(graph, int(m_r * scale) // HW.alignment * HW.alignment, HW, True)
+
+
+def test_the_solver_returns_the_cheapest_of_its_games_and_it_validates(tiny_checkpoint):
+    from cosma.core.interface import RunOptions, Status, run
+    from mallocgame.solver import MuZeroParams
+
+    for seed, scale in ((1000, 1.0), (1001, 1.3)):
+        problem = dag_problem(seed, 24, scale)
+        result = run(problem, "muzero", MuZeroParams(checkpoint=tiny_checkpoint, num_simulations=2), RunOptions())
+        assert result.status in (Status.FEASIBLE, Status.OPTIMAL)  # run() validated the plan
+        games = result.stats["trajectories"]
+        players = {g["player"] for g in games}
+        assert players == {"greedy", "agent", "lookahead"}
+        assert result.objective == min(g["nc_bytes"] for g in games)
+        assert result.stats["winner"].split("@")[1] in result.stats["orders"]
+        # Played alone, the agent's own game is one of them: the solver is never worse.
+        alone = run(problem, "muzero", MuZeroParams(checkpoint=tiny_checkpoint, num_simulations=2, rules=False))
+        assert {g["player"] for g in alone.stats["trajectories"]} == {"greedy", "agent"}
+        assert result.objective <= alone.stats["agent_bytes"]
+
+
+def test_the_solver_plays_a_given_order_only(tiny_checkpoint):
+    from cosma.core.interface import RunOptions, run
+    from cosma.schedules.orders import file_order
+    from mallocgame.solver import MuZeroParams
+
+    problem = dag_problem(1002, 20)
+    order = file_order(problem)
+    result = run(problem, "muzero", MuZeroParams(checkpoint=tiny_checkpoint, num_simulations=2),
+                 RunOptions(schedule=order))  # fmt: skip
+    assert result.plan.schedule == order and result.stats["orders"] == ["given"]
+
+
+def test_a_spent_time_budget_still_returns_a_valid_plan(tiny_checkpoint):
+    from cosma.core.interface import RunOptions, run
+    from mallocgame.solver import MuZeroParams
+
+    problem = dag_problem(1003, 30)
+    result = run(problem, "muzero", MuZeroParams(checkpoint=tiny_checkpoint), RunOptions(time_limit=0.0))
+    assert result.plan is not None  # validated by run()
+    assert result.stats["searched_decisions"] <= 1
+    assert "time budget reached" in result.message
+
+
+def test_eval_solver_table_has_every_reference(tiny_checkpoint, tmp_path):
+    from mallocgame.evaluate import main
+
+    table = tmp_path / "cells.md"
+    argv = [tiny_checkpoint, "--solver", "--models", "", "--dags", "1", "--dag-ops", "12", "16", "--time-limit", "2",
+            "--exact-time-limit", "2", "--out", str(table)]  # fmt: skip
+    assert main(argv) == 0
+    text = table.read_text()
+    assert text.count("| dag1000x12/") == 6 and text.count("| dag1000x16/") == 6
+    assert "best heuristic" in text and "lookahead rule" in text and "exact, same order" in text
+    assert "against the better of best-greedy and xla-msa" in text and "seconds per plan" in text
