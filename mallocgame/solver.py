@@ -112,6 +112,7 @@ def play_rule(env, rule, deadline: float | None) -> tuple[dict, int, int]:
 
 @register("muzero", "mallocMuZero: the cheapest of the agent's and the rules' games in a time budget", MuZeroParams)
 def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) -> SolveResult:
+    start = time.perf_counter()  # the budget counts loading torch and the checkpoint too
     if params.model not in MODELS:
         raise UsageError(f"muzero: unknown model {params.model!r}; known: {', '.join(MODELS)}")
     if params.orders not in ORDERS:
@@ -130,7 +131,6 @@ def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) ->
     from mallocgame.agent.search import SearchParams
     from mallocgame.env import RULES, greedy_action
 
-    start = time.perf_counter()
     budget = max(0.0, options.time_limit if options.time_limit is not None else params.time_limit)
     deadline = start + budget * (1.0 - RESERVE)
     path = str(Path(params.checkpoint))
