@@ -285,6 +285,7 @@ def cell_summary(cells: list[Cell], player=lambda c: c.agent) -> dict[str, float
     out["mean_ratio_to_exact"] = float(np.mean([player(c) / c.exact for c in positive])) if positive else float("nan")
     out["ratio_cells"] = len(positive)
     out["above_zero_optimum"] = sum(1 for c in known if c.exact == 0 and player(c) > 0)
+    out["degenerate_losses"] = sum(1 for c in cells if c.degenerate and player(c) > 0)
     out["mean_seconds"] = float(np.mean([c.seconds for c in cells])) if cells else 0.0
     out["max_seconds"] = max((c.seconds for c in cells), default=0.0)
     return out
@@ -300,6 +301,7 @@ def summary_lines(s: dict[str, float], who: str = "the agent") -> list[str]:
     return [
         f"- cells: {int(s['cells'])}; degenerate (the best heuristic moves 0 bytes): {int(s['degenerate'])};"
         f" exact optimum proven on {int(s['exact_known'])} of the others",
+        f"- {who} moves bytes anyway on {int(s['degenerate_losses'])} of the degenerate cells",
         f"- {who} against the better of best-greedy and xla-msa, where that is above the optimum: {share('heuristic')}",
         f"- {who} against the lookahead rule alone, where that is above the optimum: {share('lookahead')}",
         f"- {who}'s mean ratio to the optimum for its order: {s['mean_ratio_to_exact']:.3f} over"
@@ -336,9 +338,9 @@ def cells_markdown(cells: list[Cell], header: str = "", against: str | None = No
         lines.append("")
         lines += summary_lines(cell_summary(group))
         lines += summary_lines(cell_summary(group, lambda c: c.agent_search if c.agent_search is not None else c.agent),
-                               "the agent's own search (no rules)")[1:3]  # fmt: skip
+                               "the agent's own search (no rules)")[1:4]  # fmt: skip
         if against:
-            lines += summary_lines(cell_summary(group, lambda c: c.other), "the other agent")[1:4]
+            lines += summary_lines(cell_summary(group, lambda c: c.other), "the other agent")[1:5]
         lines.append("")
     return "\n".join(lines)
 
