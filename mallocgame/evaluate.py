@@ -196,10 +196,160 @@ def markdown(rows: list[Row], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- the solver's cells: the default inference against every reference -----------------
+
+
+@dataclass
+class Cell:
+    """One instance played by the ``muzero`` solver (the default inference: the cheapest of
+    its games within the time budget) beside every reference, all in non-compulsory bytes."""
+
+    name: str
+    agent: int  # the solver's plan
+    agent_search: int | None  # the agent's own game (first order, finished greedily past its share)
+    winner: str  # which game the solver returned, "player@order"
+    best_greedy: int
+    xla: int  # xla-msa
+    lookahead: int  # the lookahead rule alone, on the env's default order (best-greedy's)
+    lookahead_cut: bool  # the lookahead rule reached its time limit (finished greedily)
+    exact: int | None  # proven optimum for the agent's plan's order, None if not proven in time
+    seconds: float  # the solver's wall time
+    other: int | None = None  # the solver with the --against checkpoint
+
+    @property
+    def heuristic(self) -> int:
+        """The better of best-greedy and xla-msa."""
+        return min(self.best_greedy, self.xla)
+
+    @property
+    def degenerate(self) -> bool:
+        """Nothing to gain: the best heuristic already moves no byte."""
+        return self.heuristic == 0
+
+
+def _verdict(mine: int, theirs: int) -> str:
+    return "win" if mine < theirs else "tie" if mine == theirs else "loss"
+
+
+def evaluate_cells(
+    checkpoint: str, instances: list, *, time_limit: float = 10.0, exact_time_limit: float = 10.0,
+    lookahead_time_limit: float = 60.0, against: str | None = None, seed: int = 0, log=print,
+) -> list[Cell]:  # fmt: skip
+    """Play every instance with the ``muzero`` solver and with every reference (see ``Cell``);
+    every plan goes through ``cosma.core.interface.run`` (validator and cost model)."""
+    from cosma.core.interface import RunOptions, run
+    from mallocgame.env import RULES
+    from mallocgame.solver import MuZeroParams, play_rule
+
+    agent = load_agent(checkpoint)
+    cells = []
+    for inst in instances:
+        problem = inst.problem
+        options = RunOptions(time_limit=time_limit, seed=seed)
+        result = run(problem, "muzero", MuZeroParams(checkpoint=checkpoint), options)
+        other = None
+        if against:
+            other = run(problem, "muzero", MuZeroParams(checkpoint=against), options).objective
+        best_greedy = run(problem, "best-greedy", options=RunOptions(seed=seed)).objective
+        xla = run(problem, "xla-msa", options=RunOptions(seed=seed)).objective
+        env = make_problem_env(agent.settings, problem)
+        deadline = time.perf_counter() + lookahead_time_limit
+        info, _, late = play_rule(env, RULES["lookahead"], deadline)
+        check(problem, info["plan"])
+        exact = exact_optimum(problem, result.plan.schedule, exact_time_limit)
+        cell = Cell(
+            inst.name, result.objective, result.stats.get("agent_bytes"), result.stats["winner"], best_greedy, xla,
+            cost_of(problem, info["plan"]).non_compulsory_bytes, late > 0, exact, result.seconds, other,
+        )  # fmt: skip
+        cells.append(cell)
+        known = f", exact {exact} B" if exact is not None else ""
+        log(f"{cell.name}: agent {cell.agent} B ({cell.winner}, {cell.seconds:.1f} s), best heuristic"
+            f" {cell.heuristic} B, lookahead {cell.lookahead} B{known}")  # fmt: skip
+    return cells
+
+
+def cell_summary(cells: list[Cell], player=lambda c: c.agent) -> dict[str, float]:
+    """The issue's figures for one player (default: the agent) over the cells."""
+    live = [c for c in cells if not c.degenerate]
+    known = [c for c in live if c.exact is not None]
+    beatable = [c for c in known if c.heuristic > c.exact]
+    rule_beatable = [c for c in known if c.lookahead > c.exact]
+    out: dict[str, float] = {"cells": len(cells), "degenerate": len(cells) - len(live), "exact_known": len(known)}
+    for key, group, ref in (("heuristic", beatable, lambda c: c.heuristic), ("lookahead", rule_beatable,
+                                                                              lambda c: c.lookahead)):  # fmt: skip
+        verdicts = [_verdict(player(c), ref(c)) for c in group]
+        out[f"{key}_cells"] = len(group)
+        for v, plural in (("win", "wins"), ("tie", "ties"), ("loss", "losses")):
+            out[f"{key}_{plural}"] = verdicts.count(v)
+    positive = [c for c in known if c.exact > 0]
+    out["mean_ratio_to_exact"] = float(np.mean([player(c) / c.exact for c in positive])) if positive else float("nan")
+    out["ratio_cells"] = len(positive)
+    out["above_zero_optimum"] = sum(1 for c in known if c.exact == 0 and player(c) > 0)
+    out["degenerate_losses"] = sum(1 for c in cells if c.degenerate and player(c) > 0)
+    out["mean_seconds"] = float(np.mean([c.seconds for c in cells])) if cells else 0.0
+    out["max_seconds"] = max((c.seconds for c in cells), default=0.0)
+    return out
+
+
+def summary_lines(s: dict[str, float], who: str = "the agent") -> list[str]:
+    def share(key: str) -> str:
+        n = int(s[f"{key}_cells"])
+        wins, ties, losses = (int(s[f"{key}_{v}"]) for v in ("wins", "ties", "losses"))
+        pct = (lambda k: f"{k / n:.0%}") if n else (lambda k: "-")
+        return f"{wins} wins ({pct(wins)}), {ties} ties, {losses} losses ({pct(losses)}) of {n}"
+
+    return [
+        f"- cells: {int(s['cells'])}; degenerate (the best heuristic moves 0 bytes): {int(s['degenerate'])};"
+        f" exact optimum proven on {int(s['exact_known'])} of the others",
+        f"- {who} moves bytes anyway on {int(s['degenerate_losses'])} of the degenerate cells",
+        f"- {who} against the better of best-greedy and xla-msa, where that is above the optimum: {share('heuristic')}",
+        f"- {who} against the lookahead rule alone, where that is above the optimum: {share('lookahead')}",
+        f"- {who}'s mean ratio to the optimum for its order: {s['mean_ratio_to_exact']:.3f} over"
+        f" {int(s['ratio_cells'])} cells with a positive optimum; above a zero optimum on"
+        f" {int(s['above_zero_optimum'])}",
+        f"- seconds per plan: mean {s['mean_seconds']:.1f}, max {s['max_seconds']:.1f}",
+    ]
+
+
+def cells_markdown(cells: list[Cell], header: str = "", against: str | None = None) -> str:
+    lines = [header, ""] if header else []
+    other = " other agent |" if against else ""
+    lines += [
+        "| cell | agent | agent's own search | its game | best-greedy | xla-msa | best heuristic | lookahead rule"
+        f" | exact, same order | s |{other}",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if against else ""),
+    ]
+    for c in cells:
+        exact = "" if c.exact is None else str(c.exact)
+        search = "" if c.agent_search is None else str(c.agent_search)
+        cut = "*" if c.lookahead_cut else ""
+        tail = f" {c.other} |" if against else ""
+        lines.append(
+            f"| {c.name} | {c.agent} | {search} | {c.winner} | {c.best_greedy} | {c.xla} | {c.heuristic}"
+            f" | {c.lookahead}{cut} | {exact} | {c.seconds:.1f} |{tail}"
+        )
+    lines += ["", "(* the lookahead rule reached its time limit and the greedy rule finished its game)", ""]
+    groups = [("all cells", cells)]
+    dags = [c for c in cells if c.name.startswith("dag")]
+    if dags and len(dags) < len(cells):
+        groups += [("real models", [c for c in cells if not c.name.startswith("dag")]), ("random DAGs", dags)]
+    for title, group in groups:
+        lines.append(f"**{title}**")
+        lines.append("")
+        lines += summary_lines(cell_summary(group))
+        lines += summary_lines(cell_summary(group, lambda c: c.agent_search if c.agent_search is not None else c.agent),
+                               "the agent's own search (no rules)")[1:4]  # fmt: skip
+        if against:
+            lines += summary_lines(cell_summary(group, lambda c: c.other), "the other agent")[1:5]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mallocgame eval", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a checkpoint written by `mallocgame train`")
-    parser.add_argument("--models", default=None, help="zoo models (comma-separated stems, 'all'); default: the run's")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="real models (file stems, or comma-separated; 'all'); default: the run's")  # fmt: skip
     parser.add_argument("--dags", type=int, default=None,
                         help=f"random DAGs in the set; default: the run's (validation: {VALIDATION_DAGS})")  # fmt: skip
     parser.add_argument("--simulations", type=int, default=None,
@@ -233,19 +383,60 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--validation", action="store_true", help="play the validation set (for choosing search settings) instead"
     )
+    parser.add_argument(
+        "--solver",
+        action="store_true",
+        help="play each cell with the muzero solver (the default inference: the cheapest of its games within"
+        " --time-limit) beside best-greedy, xla-msa, the lookahead rule alone and the exact optimum for the"
+        " solver's order, with the issue's summary lines",
+    )
+    parser.add_argument("--time-limit", type=float, default=10.0, help="--solver: seconds per plan")
+    parser.add_argument("--lookahead-time-limit", type=float, default=60.0,
+                        help="--solver: seconds for the lookahead rule's game (the greedy rule ends it)")  # fmt: skip
+    parser.add_argument("--dag-ops", type=int, nargs="+", default=None,
+                        help="--solver: operators of the random DAGs, one set per size (default: 24)")  # fmt: skip
+    parser.add_argument("--against", default=None, help="--solver: also play the solver with this checkpoint")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default=None, help="also write the table to this markdown file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    models = None if args.models is None else ",".join(args.models)
+    if args.solver:
+        return _main_solver(args, models, argv, start)
     rows = evaluate_checkpoint(
-        args.checkpoint, models=args.models, dags=args.dags, simulations=args.simulations,
+        args.checkpoint, models=models, dags=args.dags, simulations=args.simulations,
         exact_time_limit=args.exact_time_limit, seed=args.seed, model=args.model,
         c_scale=args.c_scale, validation=args.validation, player=args.player, min_q_range=args.min_q_range,
     )  # fmt: skip
     cmd = "mallocgame eval " + " ".join(argv if argv is not None else sys.argv[1:])
     table = markdown(rows, f"# mallocMuZero evaluation\n\n`{cmd}` ({time.perf_counter() - start:.0f} s)")
+    print(table)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(table)
+    return 0
+
+
+def _main_solver(args: argparse.Namespace, models: str | None, argv: list[str] | None, start: float) -> int:
+    from mallocgame.instances import evaluation_set
+
+    agent = load_agent(args.checkpoint)
+    names = agent.config.get("eval_models", "resnet18") if models is None else models
+    names = None if names == "all" else [m for m in names.split(",") if m]
+    n_dags = agent.config.get("eval_dags", 8) if args.dags is None else args.dags
+    hardware = agent.settings.hardware
+    instances = evaluation_set(hardware=hardware, models=names, n_dags=0)
+    for ops in args.dag_ops or [24]:
+        instances += evaluation_set(hardware=hardware, models=[], n_dags=n_dags, dag_ops=ops)
+    cells = evaluate_cells(
+        args.checkpoint, instances, time_limit=args.time_limit, exact_time_limit=args.exact_time_limit,
+        lookahead_time_limit=args.lookahead_time_limit, against=args.against, seed=args.seed,
+    )  # fmt: skip
+    cmd = "mallocgame eval " + " ".join(argv if argv is not None else sys.argv[1:])
+    table = cells_markdown(cells, f"# mallocMuZero: the solver, cell by cell\n\n`{cmd}`"
+                           f" ({time.perf_counter() - start:.0f} s)", args.against)  # fmt: skip
     print(table)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -73,7 +73,10 @@ class TrainConfig:
     """Hardware preset of the training instances."""
     instances: str = "dags"
     """Instance-sampler preset for self-play: "dags" (random DAGs: short games, where best-greedy
-    leaves most to win), "default" (the sampler's mix of zoo models and DAGs) or "zoo"."""
+    leaves most to win), "real" (the training split of the zoo and NAS models: windows of 8-64
+    operators and small whole models, at the tiers and between them), "mixed" (half "real",
+    half "dags"), "default" (whole zoo models and DAGs) or "zoo". No preset ever draws a
+    validation or held-out model (mallocgame.instances.SPLITS)."""
     lookahead: bool = True
     """Show the networks each action's greedy completion (the env's "lookahead" key: the
     bytes of the action followed by XLA's rule to the end), and warm-start from the policy

@@ -17,7 +17,7 @@ class EnvSettings:
     num_pending: int = 16  # N: upcoming segments shown in the observation
     occupancy_size: int = 32  # the occupancy map is occupancy_size x occupancy_size
     hardware: str = "edge-npu"  # hardware preset of sampled instances
-    instances: str = "default"  # sampler preset for training: "default" (zoo + random DAGs), "dags" or "zoo"
+    instances: str = "default"  # sampler preset for training (mallocgame.instances.PRESETS: "dags", "real", ...)
     lookahead: bool = False  # the observation's per-action greedy completions (False in checkpoints before it)
     lookahead_scale: str = "capacity"  # what the lookahead's bytes are measured against ("capacity" before it)
     all_offsets: bool = False  # every fitting offset of a gap is a candidate (False in checkpoints before it)
