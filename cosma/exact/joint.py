@@ -47,15 +47,14 @@ from ortools.sat.python import cp_model
 from cosma.core.clock import Clock
 from cosma.core.cpsat import solve_interruptibly
 from cosma.core.ir import (
-    Graph,
     Operator,
     OpName,
     Plan,
     Problem,
-    Tensor,
     TensorKind,
     TensorName,
 )
+from cosma.core.window import window_problem
 
 
 @dataclass(frozen=True)
@@ -512,26 +511,6 @@ def _ceil(v: float) -> int:
 # ----- chunks: a decomposition bound for graphs too large for one model -----
 
 
-def _chunk_problem(problem: Problem, ops: Sequence[Operator]) -> tuple[Problem, dict[TensorName, bool]]:
-    """The sub-problem of a set of operators: tensors produced outside become inputs."""
-    graph = problem.graph
-    names = {op.name for op in ops}
-    tensors: dict[TensorName, Tensor] = {}
-    for op in ops:
-        for a in (*op.inputs, *op.outputs):
-            t = graph.tensors[a]
-            if t.kind in (TensorKind.ACTIVATION, TensorKind.OUTPUT) and graph.producer.get(a) not in names:
-                t = Tensor(t.name, t.size, TensorKind.INPUT, t.shape, t.dtype_bytes)
-            tensors[a] = t
-    sub = Problem(
-        Graph(f"{graph.name}[chunk]", tensors, tuple(ops)),
-        problem.capacity,
-        problem.hardware,
-        problem.weights_counted,
-    )
-    return sub, {}
-
-
 def chunked_bound(
     problem: Problem,
     time_limit: float,
@@ -565,7 +544,9 @@ def chunked_bound(
         if clock.expired(0.01):
             break
         ops = [inst.ops[o] for o in sorted(chunk, key=lambda o: o)]
-        sub, _ = _chunk_problem(problem, ops)
+        sub = window_problem(
+            problem, (op.name for op in ops), leaving_as_outputs=False, name=f"{problem.graph.name}[chunk]"
+        )
         charge = {a: owner.get(a) == ci for a in sub.managed_tensors}
         sub_inst = OrderInstance.build(sub, charge)
         left = _left(clock, 0.0)
