@@ -78,6 +78,7 @@ class DncParams:
     relax_time: float = 20.0  # time for the relax-and-pack start (0: off)
     tensor_moves: float = 0.5  # share of LNS moves that free a few evicted tensors over their whole lifetime
     warm_start: bool = True  # also run best-greedy (when registered) and start from its plan if better
+    warm_fraction: float = 0.75  # at most this share of the time limit for each best-greedy run
     schedule: str = "auto"  # "auto": best of the candidates; or "file", "memory-aware", "min-peak", "min-overflow"
     scheduler_time: float = 40.0  # at most this long for the candidate schedules (cosma.schedules.minpeak's searches)
     schedule_fraction: float = 0.25  # and at most this share of the time limit
@@ -749,8 +750,11 @@ def dnc_search(
         def greedy(schedule: tuple[OpName, ...] | None) -> _Layout | None:
             from cosma.core.interface import run
 
-            limit = share(min(0.5 * budget, 30.0))
-            if not params.warm_start or limit <= 0:
+            # Up to three quarters of the limit: on a 20k-operator RandWire graph one greedy
+            # candidate takes half a minute, and its plan is what dnc returns there (past its
+            # limit the baseline keeps only operands resident: gigabytes more traffic).
+            limit = share(params.warm_fraction * budget) if limited else None
+            if not params.warm_start or (limit is not None and limit <= 0):
                 return None
             result = run(problem, "best-greedy", options=RunOptions(time_limit=limit, schedule=schedule))
             if result.plan is None:
