@@ -109,15 +109,10 @@ def test_dragging_moves_keep_orders_topological(seed: int) -> None:
     the moved operator lands where it was sent when nothing holds it back."""
     import random
 
-    from cosma.schedules.orders import file_order, pull_earlier, push_later
+    from cosma.schedules.orders import file_order, neighbours, pull_earlier, push_later
 
     problem = Problem(randwire_graph(seed, 24), 1 << 30, PRESETS["edge-npu"])
-    graph = problem.graph
-    preds = {op.name: graph.predecessors(op.name) for op in graph.operators}
-    succs: dict[str, list[str]] = {op.name: [] for op in graph.operators}
-    for o, ps in preds.items():
-        for q in ps:
-            succs[q].append(o)
+    preds, succs = neighbours(problem)
     rng = random.Random(seed)
     order = list(file_order(problem))
     n = len(order)

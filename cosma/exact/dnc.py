@@ -62,7 +62,14 @@ from cosma.core.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorK
 from cosma.core.prefetch import bytes_then_prefetch
 from cosma.exact.bounds import fixed_schedule_bound
 from cosma.exact.joint import order_bound
-from cosma.schedules.orders import ORDER_KINDS, OVERFLOW_PORTFOLIO, candidate_orders, pull_earlier, push_later
+from cosma.schedules.orders import (
+    ORDER_KINDS,
+    OVERFLOW_PORTFOLIO,
+    candidate_orders,
+    neighbours,
+    pull_earlier,
+    push_later,
+)
 
 
 @dataclass(frozen=True)
@@ -620,12 +627,7 @@ def improve_schedule(
 
     clock = Clock(time_limit)
     cap = problem.capacity // problem.alignment * problem.alignment
-    graph = problem.graph
-    preds = {op.name: graph.predecessors(op.name) for op in graph.operators}
-    succs: dict[OpName, list[OpName]] = {op.name: [] for op in graph.operators}
-    for o, ps in preds.items():
-        for q in ps:
-            succs[q].append(o)
+    preds, succs = neighbours(problem)
     current = list(schedule)
     n, kept, tried = len(current), 0, 0
     weights = [max(0, b - cap) + 1 for b in live_bytes(problem, current)]

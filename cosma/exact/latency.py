@@ -64,7 +64,7 @@ from cosma.core.cost import evaluate, step_profile
 from cosma.core.cpsat import solve_interruptibly
 from cosma.core.interface import RunOptions, Status
 from cosma.core.ir import OpName, Plan, Problem, Residency, TensorKind
-from cosma.exact.model import FixedInstance
+from cosma.exact.model import FixedInstance, use_boxes
 from cosma.packing.boxes import Box, pack_boxes
 
 LINEARIZE_BELOW = 5000  # models with at most this many keep bits and early starts get the full LP
@@ -477,22 +477,7 @@ def _build(
 
     offsets = None
     if addresses:
-        offsets = []
-        x_iv, y_iv = [], []
-        for ci, c in enumerate(inst.chains):
-            row = [model.new_int_var(0, cap - c.units, f"o_{ci}_{i}") for i in range(len(c.uses))]
-            offsets.append(row)
-            for i, u in enumerate(c.uses):
-                x_iv.append(model.new_fixed_size_interval_var(u, 1, f"xu_{ci}_{i}"))
-                y_iv.append(model.new_fixed_size_interval_var(row[i], c.units, f"yu_{ci}_{i}"))
-            for i, g in enumerate(inst.gaps_of(ci)):
-                if g in forced:
-                    continue
-                model.add(row[i] == row[i + 1]).only_enforce_if(keep[g])
-                gap = inst.gaps[g]
-                if gap.lo < gap.hi:
-                    x_iv.append(model.new_optional_fixed_size_interval_var(gap.lo, gap.hi - gap.lo, keep[g], f"xg_{g}"))
-                    y_iv.append(model.new_optional_fixed_size_interval_var(row[i], c.units, keep[g], f"yg_{g}"))
+        offsets, x_iv, y_iv = use_boxes(model, inst, keep, forced)
         for k, (ci, use, lo, hi, lit) in enumerate(segments):
             units = inst.chains[ci].units
             x_iv.append(model.new_optional_fixed_size_interval_var(lo, hi - lo, lit, f"xs_{k}"))

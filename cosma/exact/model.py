@@ -257,19 +257,13 @@ class JointVars:
     objective: cp_model.LinearExpr
 
 
-def build_joint(
-    inst: FixedInstance,
-    forced: set[int],
-    lower_bound: int,
-    hint: tuple[Sequence[bool], Sequence[Sequence[int]]] | None,
-    symmetry_breaking: bool = True,
-) -> tuple[cp_model.CpModel, JointVars]:
-    """Keep bits and offsets together: the full fixed-schedule problem, exactly."""
-    model = cp_model.CpModel()
+def use_boxes(
+    model: cp_model.CpModel, inst: FixedInstance, keep: Sequence[cp_model.IntVar], forced: set[int]
+) -> tuple[list[list[cp_model.IntVar]], list[cp_model.IntervalVar], list[cp_model.IntervalVar]]:
+    """One offset per use, and the boxes (step x address) they occupy: a box per use, and a
+    box per kept gap (optional on its keep bit, which also ties the two uses' offsets).
+    Returns ``(offsets per chain, x intervals, y intervals)`` for a no-overlap-2D."""
     cap = inst.capacity
-    keep = [model.new_bool_var(f"keep_{g}") for g in range(len(inst.gaps))]
-    for g in forced:
-        model.add(keep[g] == 0)
     offsets: list[list[cp_model.IntVar]] = []
     x_iv: list[cp_model.IntervalVar] = []
     y_iv: list[cp_model.IntervalVar] = []
@@ -287,6 +281,23 @@ def build_joint(
             if gap.lo < gap.hi:
                 x_iv.append(model.new_optional_fixed_size_interval_var(gap.lo, gap.hi - gap.lo, keep[g], f"xg_{g}"))
                 y_iv.append(model.new_optional_fixed_size_interval_var(row[i], c.units, keep[g], f"yg_{g}"))
+    return offsets, x_iv, y_iv
+
+
+def build_joint(
+    inst: FixedInstance,
+    forced: set[int],
+    lower_bound: int,
+    hint: tuple[Sequence[bool], Sequence[Sequence[int]]] | None,
+    symmetry_breaking: bool = True,
+) -> tuple[cp_model.CpModel, JointVars]:
+    """Keep bits and offsets together: the full fixed-schedule problem, exactly."""
+    model = cp_model.CpModel()
+    cap = inst.capacity
+    keep = [model.new_bool_var(f"keep_{g}") for g in range(len(inst.gaps))]
+    for g in forced:
+        model.add(keep[g] == 0)
+    offsets, x_iv, y_iv = use_boxes(model, inst, keep, forced)
     model.add_no_overlap_2d(x_iv, y_iv)
     # Redundant: the relaxation's step rows (what a cumulative over the boxes would say).
     for room, gaps in inst.step_constraints(forced):

@@ -226,6 +226,18 @@ def distinct(orders: Sequence[Order]) -> list[Order]:
 # ----- neighbouring orders: the moves of the local search over orders -----
 
 
+def neighbours(problem: Problem) -> tuple[dict[OpName, tuple[OpName, ...]], dict[OpName, list[OpName]]]:
+    """Each operator's predecessors and successors (the operators whose outputs it reads, and
+    those that read its outputs): what ``pull_earlier`` and ``push_later`` drag along."""
+    graph = problem.graph
+    preds = {op.name: graph.predecessors(op.name) for op in graph.operators}
+    succs: dict[OpName, list[OpName]] = {op.name: [] for op in graph.operators}
+    for o, ps in preds.items():
+        for q in ps:
+            succs[q].append(o)
+    return preds, succs
+
+
 def pull_earlier(schedule: Sequence[OpName], i: int, j: int, preds: dict[OpName, Sequence[OpName]]) -> list[OpName]:
     """``schedule`` with the operator at step ``i`` moved to step ``j < i``, its ancestors
     among steps ``[j, i)`` dragged along ahead of it (in their order), the other operators
@@ -275,6 +287,7 @@ __all__ = [
     "Order",
     "candidate_orders",
     "distinct",
+    "neighbours",
     "pull_earlier",
     "push_later",
 ]
