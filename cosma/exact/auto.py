@@ -15,6 +15,11 @@ the schedule the caller fixed). On a long solve a line (incumbent, bound over ev
 schedule, gap, seconds) goes to stderr every ``progress_every`` seconds; the
 sub-solvers' own lines are not printed.
 
+Under ``objective="latency"``, where the exact solver has a chance (as in step 1), ``auto``
+is the exact solver with the whole budget (its latency model, which proves latency bounds;
+``cosma.exact.solver``), never slower than ``best-greedy``; elsewhere it solves for bytes
+and retimes the plan's loads (``bytes_then_prefetch``: no bound in cycles).
+
 ``stats["path"]`` says which answer was returned ("exact", "dnc" or "best-greedy") and
 ``stats["why"]`` why; the sub-solvers' figures are kept under ``stats["exact"]`` and
 ``stats["dnc"]``.
@@ -46,8 +51,33 @@ class AutoParams:
 
 
 @register("auto", "exact when it proves optimality in part of the budget, else divide and conquer", AutoParams)
-@bytes_then_prefetch
 def solve_auto(problem: Problem, params: AutoParams, options: RunOptions) -> SolveResult:
+    if problem.objective == "latency" and params.exact_fraction > 0 and _exact_has_a_chance(problem, params):
+        return _latency_by_exact(problem, options)
+    return _solve_bytes(problem, params, options)
+
+
+def _latency_by_exact(problem: Problem, options: RunOptions) -> SolveResult:
+    """Under ``objective="latency"``, where the exact solver has a chance: its latency model
+    (``cosma.exact.latency``, warm-started by its bytes-optimal plan retimed) with the whole
+    budget, so the answer carries a latency bound; never slower than ``best-greedy``'s plan
+    (retimed too), which is returned, with the exact bound, when it is faster."""
+    started = time.monotonic()
+    exact = run(problem, "exact", options=options)
+    left = None if options.time_limit is None else max(0.1, options.time_limit - (time.monotonic() - started))
+    greedy = run(problem, "best-greedy", options=replace(options, time_limit=left))
+    best, path = exact, "exact"
+    if greedy.cost is not None and (exact.cost is None or greedy.cost.key("latency") < exact.cost.key("latency")):
+        best, path = greedy, "best-greedy"
+        best.bound = exact.bound
+        best.status = Status.FEASIBLE if exact.bound is None or exact.bound < greedy.objective else Status.OPTIMAL
+    best.stats = {"path": path, "why": "objective latency: the exact solver's latency model", **best.stats}
+    best.seconds = time.monotonic() - started
+    return best
+
+
+@bytes_then_prefetch
+def _solve_bytes(problem: Problem, params: AutoParams, options: RunOptions) -> SolveResult:
     what = "bound" if options.schedule is not None else "bound over every schedule"
     with Heartbeat(options.say, "auto", params.progress_every if options.verbose else 0, what) as beat:
         # The sub-solvers report their progress to the heartbeat instead of printing it.
@@ -67,7 +97,7 @@ def _solve_auto(problem: Problem, params: AutoParams, options: RunOptions, beat:
     steps = len(problem.graph.operators)
     if params.exact_fraction <= 0:
         why = "exact_fraction = 0: no budget for the exact solver"
-    elif steps > params.exact_max_steps and _mean_window(problem) > params.chain_window:
+    elif not _exact_has_a_chance(problem, params):
         why = f"{steps} steps > exact_max_steps = {params.exact_max_steps}, and not chain-like"
     else:
         limit = params.exact_time if options.time_limit is None else params.exact_fraction * options.time_limit
@@ -128,6 +158,11 @@ def _solve_auto(problem: Problem, params: AutoParams, options: RunOptions, beat:
     best.stats = {"path": path, "why": why, **stats}
     best.seconds = time.monotonic() - started
     return best
+
+
+def _exact_has_a_chance(problem: Problem, params: AutoParams) -> bool:
+    """Short schedules, or chain-like ones (at NAS scale a joint CP-SAT model finds no plan at all in a minute)."""
+    return len(problem.graph.operators) <= params.exact_max_steps or _mean_window(problem) <= params.chain_window
 
 
 def _mean_window(problem: Problem) -> float:
