@@ -238,6 +238,18 @@ def neighbours(problem: Problem) -> tuple[dict[OpName, tuple[OpName, ...]], dict
     return preds, succs
 
 
+def _reach(start: OpName, inside: set[OpName], edges: dict[OpName, Sequence[OpName]]) -> set[OpName]:
+    """The operators of ``inside`` reachable from ``start`` along ``edges`` without leaving ``inside``."""
+    found: set[OpName] = set()
+    stack = [start]
+    while stack:
+        for q in edges[stack.pop()]:
+            if q in inside and q not in found:
+                found.add(q)
+                stack.append(q)
+    return found
+
+
 def pull_earlier(schedule: Sequence[OpName], i: int, j: int, preds: dict[OpName, Sequence[OpName]]) -> list[OpName]:
     """``schedule`` with the operator at step ``i`` moved to step ``j < i``, its ancestors
     among steps ``[j, i)`` dragged along ahead of it (in their order), the other operators
@@ -246,14 +258,7 @@ def pull_earlier(schedule: Sequence[OpName], i: int, j: int, preds: dict[OpName,
     ``schedule[i]``). Moving one operator alone rarely changes what must be evicted in
     branchy graphs; moving a whole branch does (it finishes that branch before the rest)."""
     stretch = schedule[j:i]
-    inside = set(stretch)
-    ancestors: set[OpName] = set()
-    stack = [schedule[i]]
-    while stack:
-        for q in preds[stack.pop()]:
-            if q in inside and q not in ancestors:
-                ancestors.add(q)
-                stack.append(q)
+    ancestors = _reach(schedule[i], set(stretch), preds)
     moved = [o for o in stretch if o in ancestors]
     rest = [o for o in stretch if o not in ancestors]
     return [*schedule[:j], *moved, schedule[i], *rest, *schedule[i + 1 :]]
@@ -263,14 +268,7 @@ def push_later(schedule: Sequence[OpName], i: int, k: int, succs: dict[OpName, S
     """The mirror of ``pull_earlier``: the operator at step ``i`` moved to step ``k > i``,
     its descendants among steps ``(i, k]`` dragged along behind it."""
     stretch = schedule[i + 1 : k + 1]
-    inside = set(stretch)
-    descendants: set[OpName] = set()
-    stack = [schedule[i]]
-    while stack:
-        for q in succs[stack.pop()]:
-            if q in inside and q not in descendants:
-                descendants.add(q)
-                stack.append(q)
+    descendants = _reach(schedule[i], set(stretch), succs)
     moved = [o for o in stretch if o in descendants]
     rest = [o for o in stretch if o not in descendants]
     return [*schedule[:i], *rest, schedule[i], *moved, *schedule[k + 1 :]]
