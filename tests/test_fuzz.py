@@ -11,6 +11,7 @@ import pytest
 
 from cosma.core.interface import REGISTRY, RunOptions, SolveResult, Status, register
 from cosma.core.ir import Problem
+from cosma.core.paths import write_text_atomically
 from cosma.harness import bench_scale, fuzz
 
 FAST = ["best-greedy", "xla-msa", "file-bestfit-lru", "mem-bestfit-belady", "exact"]
@@ -101,8 +102,8 @@ def test_bench_scale_partial_run_keeps_the_full_table(tmp_path):
     full = SimpleNamespace(**{**vars(args), "sizes": list(bench_scale.SIZES), "update": False})
     assert bench_scale.output_path(full) == bench_scale.DEFAULT_OUT
     target = tmp_path / "t.md"
-    bench_scale.write_atomically(target, "one")
-    bench_scale.write_atomically(target, "two")
+    write_text_atomically(target, "one")  # what bench_scale and the fuzzer write their tables with
+    write_text_atomically(target, "two")
     assert target.read_text() == "two" and [p.name for p in tmp_path.iterdir()] == ["t.md"]
 
 
@@ -121,10 +122,11 @@ def test_bench_scale_child_runs_one_solver():
     assert row["valid"] and row["status"] in ("optimal", "feasible") and row["peak_mib"] > 0
 
 
-def test_a_cached_run_resumes_where_it_stopped(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["cache.jsonl", "cache.jsonl.gz"])
+def test_a_cached_run_resumes_where_it_stopped(tmp_path, monkeypatch, name):
     from cosma.core.errors import UsageError
 
-    cache, solvers, quiet = tmp_path / "cache.jsonl", ["best-greedy", "xla-msa"], lambda _: None
+    cache, solvers, quiet = tmp_path / name, ["best-greedy", "xla-msa"], lambda _: None
     real = fuzz.run_instance
 
     def stopped_at_2(job):
@@ -149,3 +151,22 @@ def test_a_cached_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert "**Summary**: 4 instances, 8 solver runs" in fuzz.render(resumed, solvers, 1.0, "fuzz", 1.0, cache)
     with pytest.raises(UsageError):  # another time limit: not the same stream of verdicts
         fuzz.fuzz(3, 5, None, solvers, 2.0, quiet, cache=cache)
+
+
+def test_a_compressed_cache_keeps_what_a_kill_left_whole(tmp_path):
+    """Appending to a ``.gz`` cache adds a gzip member per record; a member cut short by a kill
+    loses that record only, and compaction rewrites the rest as one stream."""
+    import gzip
+    import json
+
+    cache = tmp_path / "c.jsonl.gz"
+    for i in range(3):
+        with gzip.open(cache, "at", encoding="utf-8") as f:
+            f.write(json.dumps({"index": i}) + "\n")
+    whole = cache.read_bytes()
+    member = gzip.compress(b'{"index": 3}\n')
+    cache.write_bytes(whole + member[: len(member) // 2])  # the last member cut short
+    assert [r["index"] for r in fuzz.read_cache(cache)] == [0, 1, 2]
+    fuzz.compact_cache(cache)
+    assert [r["index"] for r in fuzz.read_cache(cache)] == [0, 1, 2]
+    assert len(cache.read_bytes()) < len(whole)

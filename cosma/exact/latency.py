@@ -434,10 +434,8 @@ def _build(
             continue
         ys = load_y[li]
         for j, s in enumerate(load.starts):
-            if j == 0:
-                dma_terms[s].append((size, ys[0]))
-            else:
-                dma_terms[s].append((size, ys[j]))
+            dma_terms[s].append((size, ys[j]))
+            if j > 0:
                 dma_terms[s].append((-size, ys[j - 1]))
     for si, sp in enumerate(lat.spills):
         size = inst.chains[sp.chain].size

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from cosma.core.hardware import get_hardware
 from cosma.core.ir import Graph, Problem
+from cosma.core.paths import write_text_atomically
 from cosma.harness.tables import add_ray_option
 
 SIZES = (1000, 5000, 20000)
@@ -288,19 +289,6 @@ def render(rows: list[GraphRow], args, seconds: float, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_atomically(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def output_path(args) -> str:
     """Where the table goes: ``--out`` when given; the full table only for a full run or
     with ``--update``; else the partial table beside it."""
@@ -336,12 +324,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     out = output_path(args)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     command = "python -m cosma.harness.bench_scale " + " ".join(argv if argv is not None else sys.argv[1:])
 
     def write(rows: list[GraphRow], done: bool = False) -> None:
         text = render(rows, args, time.monotonic() - started, command.strip())
-        write_atomically(out, text if done else text + "\n(run in progress: rows so far)\n")
+        write_text_atomically(out, text if done else text + "\n(run in progress: rows so far)\n")
 
     write(bench(args, log, write), done=True)
     log(f"wrote {out}")
@@ -352,4 +341,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["make_graph", "within_limit", "write_atomically", "output_path", "main", "asdict"]
+__all__ = ["make_graph", "within_limit", "output_path", "main", "asdict"]

@@ -26,9 +26,10 @@ Each failure is written with a one-line reproducer (the ``--replay`` command abo
 Instance ``i`` of the stream ``--seed S`` is drawn from a generator of its own (seeded with
 ``"S:i"``), so any instance is computed without the ones before it: as a Ray task
 (``--ray``), or after a stop. Every finished instance is appended to a cache (JSON lines,
-``results/<out>-cache.jsonl`` beside the table, unless ``--cache``), and the table is written from the
-whole cache: ``--resume`` continues the stream from the instances the cache lacks, so a long
-run accumulates over runs and sessions (``--instances N`` then counts the cached ones too).
+gzip-compressed: ``results/<out>-cache.jsonl.gz`` beside the table, unless ``--cache``), and
+the table is written from the whole cache: ``--resume`` continues the stream from the
+instances the cache lacks, so a long run accumulates over runs and sessions (``--instances
+N`` then counts the cached ones too).
 Ctrl-C (or SIGTERM, for a run in the background) keeps every finished instance and writes
 the table.
 """
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import gzip
 import json
 import random
 import signal
@@ -52,6 +54,7 @@ from cosma.core.errors import UsageError
 from cosma.core.hardware import PRESETS, get_hardware
 from cosma.core.ir import Graph, Problem
 from cosma.core.options import EXIT_INTERRUPTED, run_command
+from cosma.core.paths import write_atomically, write_text_atomically
 from cosma.harness.tables import add_ray_option, map_cells
 
 GENERATORS = ("random_dag", "branchy_dag", "randwire_graph", "transformer_stack")
@@ -327,18 +330,42 @@ def record_settings(record: dict) -> tuple:
     return record["seed"], tuple(record["solvers"]), record["time_limit"]
 
 
+def _open_cache(path: Path, mode: str):
+    """The cache as text: gzip-compressed when its name ends in ``.gz`` (appending adds a gzip
+    member per record, which ``gzip`` reads as one stream; ``compact_cache`` merges them)."""
+    return gzip.open(path, mode + "t", encoding="utf-8") if path.suffix == ".gz" else path.open(mode)
+
+
 def read_cache(path: Path) -> list[dict]:
-    """The cache's records (a line cut short by a kill is skipped), each index once."""
+    """The cache's records (a line or gzip member cut short by a kill is skipped), each index once."""
     if not path.exists():
         return []
     records: dict[int, dict] = {}
-    for line in path.read_text().splitlines():
+    with _open_cache(path, "r") as f:
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        records.setdefault(record["index"], record)
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                records.setdefault(record["index"], record)
+        except (EOFError, gzip.BadGzipFile):
+            pass  # a member cut short by a kill: the records before it stand
     return [records[i] for i in sorted(records)]
+
+
+def compact_cache(path: Path) -> None:
+    """Rewrite a ``.gz`` cache as one gzip stream (one member per record compresses each alone:
+    about 4x larger). Plain caches are left as they are."""
+    if path.suffix != ".gz" or not path.exists():
+        return
+    records = read_cache(path)
+
+    def write(tmp: Path) -> None:
+        with gzip.open(tmp, "wt", encoding="utf-8") as f:
+            f.writelines(json.dumps(record) + "\n" for record in records)
+
+    write_atomically(path, write)
 
 
 def add_record(record: dict, report: Report, log) -> None:
@@ -399,22 +426,26 @@ def fuzz(
     # at a time (one at a time here).
     batch = 1 if ray is None else 2 * max(1, cpus)
     stream = jobs()
-    with _ray(ray, cpus):
-        while more():
-            wanted = batch if instances is None else min(batch, instances - report.instances)
-            todo = [next(stream) for _ in range(wanted)]
-            for record in map_cells(run_instance, todo, ray, cpus):
-                case = record["case"]
-                log(
-                    f"[{record['index']}] {case['call']} {case['preset']}"
-                    f" {'weights' if case['weights'] else 'activations'} {case['capacity_kind']}"
-                )
-                if path is not None:
-                    with path.open("a") as f:
-                        f.write(json.dumps(record) + "\n")
-                add_record(record, report, log)
-                if on_progress is not None and report.instances % 25 == 0:
-                    on_progress(report)
+    try:
+        with _ray(ray, cpus):
+            while more():
+                wanted = batch if instances is None else min(batch, instances - report.instances)
+                todo = [next(stream) for _ in range(wanted)]
+                for record in map_cells(run_instance, todo, ray, cpus):
+                    case = record["case"]
+                    log(
+                        f"[{record['index']}] {case['call']} {case['preset']}"
+                        f" {'weights' if case['weights'] else 'activations'} {case['capacity_kind']}"
+                    )
+                    if path is not None:
+                        with _open_cache(path, "a") as f:
+                            f.write(json.dumps(record) + "\n")
+                    add_record(record, report, log)
+                    if on_progress is not None and report.instances % 25 == 0:
+                        on_progress(report)
+    finally:
+        if path is not None:
+            compact_cache(path)  # also after Ctrl-C: what finished is kept, in one stream
     return report
 
 
@@ -528,11 +559,11 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"{cache} holds finished instances: --resume continues them, or remove it to start over")
     started = time.monotonic()
     command = "python -m cosma.harness.fuzz " + " ".join(argv if argv is not None else sys.argv[1:])
-    from cosma.harness.bench_scale import write_atomically
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 
     def write(report: Report, note: str = "run in progress: instances so far") -> None:
         text = render(report, solvers, args.time_limit, command.strip(), time.monotonic() - started, cache)
-        write_atomically(args.out, text if not note else text + f"\n({note})\n")
+        write_text_atomically(args.out, text if not note else text + f"\n({note})\n")
 
     report = Report()
     signal.signal(signal.SIGTERM, _interrupted)  # a run in the background stops like Ctrl-C
@@ -554,10 +585,11 @@ def _interrupted(signum, frame) -> None:
 
 
 def default_cache(out: str) -> Path:
-    """``results/fuzz.md`` -> ``results/fuzz-cache.jsonl``: beside the table and kept in git, so
-    that a 10,000-instance table can be accumulated over sessions (about 2.3 KB an instance)."""
+    """``results/fuzz.md`` -> ``results/fuzz-cache.jsonl.gz``: beside the table and kept in git,
+    so that a 10,000-instance table can be accumulated over sessions (about 2.3 KB an instance,
+    0.2 KB compressed)."""
     path = Path(out)
-    return path.parent / f"{path.stem}-cache.jsonl"
+    return path.parent / f"{path.stem}-cache.jsonl.gz"
 
 
 if __name__ == "__main__":
