@@ -208,14 +208,12 @@ def cut_bound(problem: Problem, time_limit: float = 2.0) -> Bytes:
     is the operator's bound, and the largest over operators (as many as ``time_limit``
     allows, the most crowded first) is returned. Where ``schedule_free_bound`` sees only
     the tensors every order keeps live, this sees that some branch must be open."""
-    import time
-
     import numpy as np
     from ortools.graph.python import max_flow
 
     from cosma.schedules.minpeak import topological_order
 
-    deadline = time.monotonic() + time_limit
+    clock = Clock(time_limit)
     graph = problem.graph
     order = topological_order(problem)
     n = len(order)
@@ -270,7 +268,7 @@ def cut_bound(problem: Problem, time_limit: float = 2.0) -> Bytes:
     crowded = sorted(range(n), key=lambda i: -operator_footprint(problem, order[i]))
     best = 0.0
     for i in crowded:
-        if time.monotonic() > deadline:
+        if clock.expired():
             break
         inside = anc[i] | (1 << i)
         forced_in, forced_out = bits(inside), bits(desc[i])
@@ -305,12 +303,10 @@ def cheap_order_bounds(problem: Problem, time_limit: float = 3.0) -> tuple[Bytes
     by name)``, within about ``time_limit`` seconds: ``schedule_free_bound`` and ``cut_bound``
     (each stops when done: under a second on NAS graphs) first, with a sixth and a half of
     it, then ``peak_bound``'s scheduler with what is left."""
-    import time
-
-    deadline = time.monotonic() + time_limit
+    clock = Clock(time_limit)
     parts = {"schedule_free_bound": schedule_free_bound(problem, max(0.05, time_limit / 6))}
     parts["cut bound"] = cut_bound(problem, max(0.05, time_limit / 2))
-    parts["peak bound"] = peak_bound(problem, max(0.05, deadline - time.monotonic()))
+    parts["peak bound"] = peak_bound(problem, max(0.05, clock.left()))
     how = max(parts, key=lambda k: parts[k])
     return parts[how], how, parts
 
