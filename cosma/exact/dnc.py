@@ -62,6 +62,7 @@ from cosma.core.ir import Bytes, OpName, Plan, Problem, Residency, Step, TensorK
 from cosma.core.prefetch import bytes_then_prefetch
 from cosma.exact.bounds import fixed_schedule_bound
 from cosma.exact.joint import order_bound
+from cosma.exact.model import RELAXATION_RATE, relaxation_terms
 from cosma.schedules.orders import (
     ORDER_KINDS,
     OVERFLOW_PORTFOLIO,
@@ -91,10 +92,7 @@ class DncParams:
     schedule_fraction: float = 0.25  # and at most this share of the time limit
     reorder_fraction: float = 0.3  # share of the time limit for the order search before the first plan (0: off)
     order_starts: int = 3  # candidate orders the order search walks from, in turn
-    # Terms (gap x step inside it) of the no-address relaxation built per second (measured: 400k
-    # on a 1k-operator RandWire graph, 250k on a 5k one, 2 cores): a relaxation that would not
-    # be built in the time its phase has left is not started.
-    relaxation_rate: float = 250_000.0
+    relaxation_rate: float = RELAXATION_RATE  # terms a second (cosma.exact.model): larger is not started
 
 
 # --------------------------------------------------------------------------------------
@@ -579,13 +577,6 @@ def overflow(problem: Problem, schedule: Sequence[OpName]) -> tuple[Bytes, Bytes
     cap = problem.capacity // problem.alignment * problem.alignment
     live = live_bytes(problem, schedule)
     return sum(max(0, b - cap) for b in live), max(live, default=0)
-
-
-def relaxation_terms(problem: Problem, schedule: Sequence[OpName]) -> int:
-    """Size of the no-address relaxation of ``schedule`` (``fixed_schedule_bound``,
-    ``_relaxed_keeps``): one term per gap between uses and step inside it. Millions on
-    RandWire graphs of thousands of operators, where tensors live long."""
-    return sum(b - a - 1 for uses in use_steps(problem, schedule).values() for a, b in zip(uses, uses[1:]))
 
 
 def relaxation(

