@@ -90,6 +90,13 @@ class Graph:
                 users[t].append(op.name)
         return {t: tuple(ops) for t, ops in users.items()}
 
+    @cached_property
+    def memo(self) -> dict:
+        """Results of pure, costly analyses of this graph, keyed by their name and every input
+        they depend on (``cosma.schedules.minpeak``'s proven minimum-peak order: the candidate
+        orders and the order bounds both ask for it, seconds on graphs of thousands of operators)."""
+        return {}
+
     def predecessors(self, op: OpName) -> tuple[OpName, ...]:
         """Operators whose outputs ``op`` reads, without repeats, in input order."""
         seen: dict[OpName, None] = {}

@@ -41,6 +41,9 @@ class AutoParams:
     """How ``auto`` splits its budget between the exact solver and divide and conquer."""
 
     exact_fraction: float = 0.3  # share of the time limit the exact solver may use (0: skip it)
+    # ... on a chain-like graph past exact_max_steps (a transformer stack): there the exact solver
+    # is the one that proves, and its fixed phases (candidate orders, order bounds) take seconds
+    chain_exact_fraction: float = 0.7
     exact_time: float = 60.0  # exact solver's time when there is no time limit
     exact_max_steps: int = 400  # skip the exact solver on longer schedules (go straight to dnc) ...
     # ... unless the graph is chain-like: each operator's ASAP/ALAP window spans at most this
@@ -100,7 +103,8 @@ def _solve_auto(problem: Problem, params: AutoParams, options: RunOptions, beat:
     elif not _exact_has_a_chance(problem, params):
         why = f"{steps} steps > exact_max_steps = {params.exact_max_steps}, and not chain-like"
     else:
-        limit = params.exact_time if options.time_limit is None else params.exact_fraction * options.time_limit
+        fraction = params.exact_fraction if steps <= params.exact_max_steps else params.chain_exact_fraction
+        limit = params.exact_time if options.time_limit is None else fraction * options.time_limit
         exact = run(problem, "exact", options=replace(options, time_limit=limit))
         beat.update(exact.objective, exact.bound)
         stats["exact"] = {

@@ -752,7 +752,7 @@ def solve_joint(
         )
         return done("chunks")
 
-    if params.cheap_time > 0:
+    if params.cheap_time > 0 and not clock.expired(0.01):
         # The cheap relaxation first: when it proves nothing beats the incumbent, done.
         left = clock.left()
         out = _solve_cheap(

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Sequence
 
@@ -488,6 +488,11 @@ def schedule_min_peak(
     """The min-peak schedule search; see the module docstring. Never fails on a valid graph:
     when time or states run out a piece keeps its best known order."""
     params = params or SchedulerParams()
+    # A proven result holds for any time limit: computed once per graph and setting.
+    key = ("schedule_min_peak", problem.weights_counted, problem.alignment, params)
+    known = problem.graph.memo.get(key)
+    if known is not None:
+        return replace(known, seconds=0.0)
     started = time.monotonic()
     deadline = None if time_limit is None else started + time_limit
     pieces, users = _split(problem, params.split)
@@ -526,7 +531,7 @@ def schedule_min_peak(
         lower = max(lower, found_peak if proven else piece.lower_bound)
         before.update(ops)
         remaining_ops -= piece.n
-    return ScheduleResult(
+    result = ScheduleResult(
         schedule=tuple(schedule),
         peak=peak,
         lower_bound=lower,
@@ -536,6 +541,9 @@ def schedule_min_peak(
         states=stats["states"],
         seconds=time.monotonic() - started,
     )
+    if result.proven_optimal:
+        problem.graph.memo[key] = result
+    return result
 
 
 def min_peak_schedule(problem: Problem, time_limit: float | None = None) -> tuple[tuple[OpName, ...], Bytes, bool]:
