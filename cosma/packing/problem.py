@@ -7,9 +7,9 @@ arena planner and XLA's heap simulator solve), in MiniMalloc's CSV format::
     id,lower,upper,size,offset   (solution)
 
 ``check_packing`` is the independent overlap check every packer's output goes through;
-``best_fit`` is the one best-fit placement rule (TFLite's arena planner, XLA's heap
-simulator) that every packer and the exact solvers' packing checks call; ``PackResult``
-is what every packer returns.
+``best_fit`` (from ``cosma.core.fit``) is the one best-fit placement rule (TFLite's arena
+planner, XLA's heap simulator) that every packer and the exact solvers' packing checks call;
+``PackResult`` is what every packer returns.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from cosma.core.errors import UsageError
+from cosma.core.fit import best_fit
 from cosma.core.interface import Status
 from cosma.core.paths import write_atomically
 
@@ -78,32 +79,6 @@ class PackResult:
     def fits(self) -> bool:
         """A packing within the capacity was found."""
         return self.status is Status.OPTIMAL and self.offsets is not None
-
-
-def best_fit(
-    busy: Iterable[tuple[int, int]], size: int, *, alignment: int = 1, capacity: int | None = None, first: bool = False
-) -> int | None:
-    """The offset for a block of ``size`` beside the ``busy`` address ranges ``[lo, hi)``
-    (the blocks placed already that are alive at the same time).
-
-    Best fit: the smallest free gap that holds the block, the lowest on ties (``first``:
-    the lowest gap that holds it). Gap starts are rounded up to ``alignment``. The space
-    above every busy range is a gap too, up to ``capacity``: with no capacity it is
-    unbounded, so the block goes there only when no gap below fits. None: nothing fits
-    under the capacity.
-    """
-    top = float("inf") if capacity is None else capacity
-    chosen: int | None = None
-    chosen_gap: float | None = None
-    reach = 0  # lowest byte above every busy range seen so far
-    for lo, hi in sorted(busy, key=lambda span: span[0]) + [(top, top)]:
-        start = -(-reach // alignment) * alignment
-        if lo - start >= size and (chosen_gap is None or lo - reach < chosen_gap):
-            chosen, chosen_gap = start, lo - reach
-            if first:
-                break
-        reach = max(reach, hi)
-    return chosen
 
 
 def read_csv(path: str | Path, capacity: int | None = None, alignment: int = 1) -> PackingProblem:
