@@ -463,6 +463,13 @@ def _build(
             continue
         v = model.new_int_var(lo, hi, f"t_{s}")
         model.add(v >= fixed + sum(c * scale.dc * lit for c, lit in dma_terms[s]))
+        # Each copy landing here alone costs what it exceeds of the step's slack: with slack g = lo - fixed,
+        # lo + (sum of sizes * dc - g)^+ >= lo + sum of (size * dc - g)^+. Redundant for integer landings,
+        # this row keeps the LP from spreading one large copy thinly over the slack of many steps.
+        slack = lo - fixed
+        excess = [(c // abs(c) * max(0, abs(c) * scale.dc - slack), lit) for c, lit in dma_terms[s]]
+        if slack > 0 and any(e for e, _ in excess):
+            model.add(v >= lo + sum(e * lit for e, lit in excess if e))
         step_vars.append(v)
         step_rows.append((v, lo, fixed, dma_terms[s]))
     latency = sum(step_vars) + constant
