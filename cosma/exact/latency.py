@@ -67,7 +67,11 @@ from cosma.core.ir import OpName, Plan, Problem, Residency, TensorKind
 from cosma.exact.model import FixedInstance, use_boxes
 from cosma.packing.boxes import Box, pack_boxes
 
-LINEARIZE_BELOW = 5000  # models with at most this many keep bits and early starts get the full LP
+# Models with at most this many keep bits and early starts get the full LP. With the excess rows (see _build)
+# the LP alone closes many weight-load instances (transformer acts+weights M_R on mcu, 5,026 decisions:
+# proven in 10 s at level 2, 59 s at level 1); up to 10,000 level 2 cost no zoo cell time, beyond it
+# CP-SAT's root LP does not finish within a minute (efficientnet_b0, 17,526).
+LINEARIZE_BELOW = 10000
 # On one thread, relaxations with more decisions than INTERLEAVE_ABOVE, and at most INTERLEAVE_BELOW, get
 # CP-SAT's interleaved subsolvers (LNS) after a plain search (see _phase); beyond INTERLEAVE_BELOW the
 # interleaved search does not even reach the hinted plan in a minute.
