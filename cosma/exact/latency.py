@@ -30,8 +30,12 @@ could not fit beside some step's operands at all are dropped.
 
 The objective, in integers: with ``K`` the least common multiple of the numerators of the
 MAC rate and the bandwidth (exact ``Fraction`` s of the floats), step ``t`` costs
-``max(macs_t * cc, dma_t * dc)`` units of ``1/K`` cycle. Ties are broken by bytes (a second
-solve at the optimal latency). The solve follows ``cosma.exact.solver``'s decomposition:
+``max(macs_t * cc, dma_t * dc)`` units of ``1/K`` cycle. Beside the row ``t >= dma * dc``, each
+step with slack ``g`` (its floor less its fixed DMA) has a second: ``t >= floor + sum of
+(size * dc - g)^+`` over the copies landing there, valid because ``(a + b - g)^+ >= (a - g)^+ +
+(b - g)^+``; without it the LP lands a copy larger than any step's slack in thin fractions on
+many steps, each hidden, and its bound stays near the compute alone. Ties are broken by bytes
+(a second solve at the optimal latency). The solve follows ``cosma.exact.solver``'s decomposition:
 
 1. the **relaxation** without addresses (per step, the resident footprints fit the
    capacity): its optimum is a lower bound; if its boxes pack (``pack_boxes``) that plan is
