@@ -63,10 +63,77 @@ def test_a_reload_is_moved_behind_the_compute_bound_step():
     assert evaluate(p, after).non_compulsory_bytes == evaluate(p, before).non_compulsory_bytes
 
 
-def test_no_prefetch_into_a_byte_range_that_is_not_free():
-    p, before = problem(), plan(a_offset=16)  # c sits where a is reloaded, at step 3
+def test_a_reload_whose_range_is_taken_earlier_lands_where_the_space_is_free():
+    # c sits where a is reloaded (16), at step 3; [8, 16) is free over steps 3-4: a reload may land there.
+    p, before = problem(), plan(a_offset=16)
+    assert validate(p, before) == []
+    after = prefetch(p, before)
+    assert validate(p, after) == []
+    assert [r for r in after.residencies if r.tensor == "a" and not r.spilled] == [Residency("a", 3, 5, 8)]
+    assert moved_loads(before, after) == 1
+    assert evaluate(p, after).latency_cycles == evaluate(p, prefetch(p, plan(8))).latency_cycles
+
+
+# The same chain, with c and d large enough that ``a`` (8 B) fits nowhere at the compute-bound step 3
+# (c + d = 20 of 24 B): no prefetch is offered, at any offset.
+CRAMPED = build_graph(
+    "cramped",
+    {"x": 4, "a": 8, "b": 8, "c": 12, "d": 8, "y": 4},
+    [("f", ["x"], ["a"]), ("g", ["a"], ["b"]), ("h", ["b"], ["c"]), ("k", ["c"], ["d"]), ("m", ["d", "a"], ["y"])],
+    inputs=("x",),
+    outputs=("y",),
+    macs={"k": 100},
+)
+
+
+def test_no_prefetch_where_no_byte_range_is_free_over_the_interval():
+    p = Problem(CRAMPED, 24, IDEAL)
+    before = Plan(
+        SCHEDULE,
+        (
+            Residency("x", 0, 1, 8),
+            Residency("a", 0, 2, 0, spilled=True),
+            Residency("b", 1, 3, 16),
+            Residency("c", 2, 4, 0),
+            Residency("d", 3, 5, 12),
+            Residency("a", 4, 5, 0),
+            Residency("y", 4, 5, 20),
+        ),
+    )
     assert validate(p, before) == []
     assert prefetch(p, before) == before
+    # With 8 B more, [24, 32) is free over steps 3-4: the same reload is hidden there.
+    roomy = Problem(CRAMPED, 32, IDEAL)
+    after = prefetch(roomy, before)
+    assert validate(roomy, after) == []
+    assert [r for r in after.residencies if r.tensor == "a" and not r.spilled] == [Residency("a", 3, 5, 24)]
+    assert evaluate(roomy, after).latency_cycles < evaluate(roomy, before).latency_cycles
+
+
+def test_a_blocking_residency_moves_to_make_room_for_a_hidden_reload():
+    # At 28 B, step 3 has 8 B free, but in two pieces ([12, 16) and [24, 28)) around d: d moves to
+    # a range free over its own steps 3-4, and the reload of a takes the room it leaves.
+    p = Problem(CRAMPED, 28, IDEAL)
+    before = Plan(
+        SCHEDULE,
+        (
+            Residency("x", 0, 1, 8),
+            Residency("a", 0, 2, 0, spilled=True),
+            Residency("b", 1, 3, 16),
+            Residency("c", 2, 4, 0),
+            Residency("d", 3, 5, 16),
+            Residency("a", 4, 5, 8),
+            Residency("y", 4, 5, 0),
+        ),
+    )
+    assert validate(p, before) == []
+    after = prefetch(p, before)
+    assert validate(p, after) == []
+    assert [r for r in after.residencies if r.tensor == "a" and not r.spilled] == [Residency("a", 3, 5, 12)]
+    assert [r for r in after.residencies if r.tensor == "d"] == [Residency("d", 3, 5, 20)]
+    assert moved_loads(before, after) == 1
+    assert evaluate(p, after).latency_cycles < evaluate(p, before).latency_cycles
+    assert evaluate(p, after).non_compulsory_bytes == evaluate(p, before).non_compulsory_bytes
 
 
 def test_max_interval_bounds_how_early_a_load_starts():

@@ -7,20 +7,24 @@ earlier, compute-bound step where the tensor's byte range is free, the same copy
 nothing. XLA's memory-space assignment picks that start time with its prefetch-interval
 picker (MISSION.md, "Execution time"); this pass is its analogue on our per-step roofline.
 
-``prefetch(problem, plan)`` keeps the schedule, every offset and every byte moved; it only
-moves the ``start`` of loaded residencies earlier, one step at a time, while
+``prefetch(problem, plan)`` keeps the schedule and every byte moved; it moves the ``start`` of
+loaded residencies earlier, one step at a time, while
 
 * the tensor is not resident then (at or after the end of its previous residency, hence
   after its spill for an activation),
-* its byte range ``[offset, offset + footprint)`` is free at that step (no other residency
-  overlaps it; the offset is unchanged, so the capacity holds),
+* some byte range of its footprint is free over the whole new interval: its own offset while
+  that is free, else (a load may land anywhere) the best fit among the ranges free from the
+  new start to its end; where none is, at one step, one residency blocking it may move to a
+  range free over its own whole interval to make room (a residency may sit at any offset free
+  over its steps), and earlier starts are not tried,
 * and, with ``max_interval``, the residency starts at most that many steps before its
   original start,
 
 and among those starts takes the one with the lowest total roofline latency, the latest
 first on ties (so the buffer occupies fast memory no longer than needed): the latest start
 that hides the whole copy behind compute when one exists. Loads are taken largest saving
-first; each move is judged with the steps' current DMA, so later moves see earlier ones.
+first; each move is judged with the steps' current DMA and occupancy, so later moves see
+earlier ones. Offsets change only where a move needs it; the capacity always holds.
 The result validates whenever the input does, and its latency is never higher.
 """
 
@@ -47,6 +51,7 @@ def prefetch(problem: Problem, plan: Plan, max_interval: int | None = None) -> P
     compute, dma = step_profile(problem, plan)
     bw = problem.hardware.dram_bytes_per_cycle
     graph = problem.graph
+    capacity, align = problem.capacity, problem.alignment
 
     def step_time(t: int, extra: int = 0) -> float:
         return max(compute[t], (dma[t] + extra) / bw)
@@ -74,42 +79,105 @@ def prefetch(problem: Problem, plan: Plan, max_interval: int | None = None) -> P
     def free(step: int, lo: int, hi: int) -> bool:
         return all(b_hi <= lo or hi <= b_lo for b_lo, b_hi, _ in occupied[step])
 
-    def best_start(i: int, earliest: int) -> tuple[float, int]:
-        """(latency change, start) of the best earlier start of residency ``i``; (0, start) if none."""
+    def best_fit(blocks: set[tuple[int, int]], fp: int) -> int | None:
+        """The lowest address of the smallest gap between ``blocks`` that holds ``fp`` bytes."""
+        best: tuple[int, int] | None = None  # (gap size, offset)
+        cursor = 0
+        for b_lo, b_hi in sorted(blocks) + [(capacity, capacity)]:
+            start = -(-cursor // align) * align
+            if b_lo - start >= fp and (best is None or b_lo - start < best[0]):
+                best = (b_lo - start, start)
+            cursor = max(cursor, b_hi)
+        return None if best is None else best[1]
+
+    def blocks_over(first: int, last: int, skip: tuple[int, ...]) -> set[tuple[int, int]]:
+        """The byte ranges occupied at some step ``first .. last - 1`` by residencies not in ``skip``."""
+        return {(b_lo, b_hi) for t in range(first, last) for b_lo, b_hi, j in occupied[t] if j not in skip}
+
+    def displace(i: int, s: int) -> tuple[int, int, int] | None:
+        """(offset for ``i`` over ``[s, end)``, another residency ``j``, a new offset for ``j``):
+        room for load ``i`` from step ``s`` made by moving one residency that blocks it to a
+        range free over ``j``'s whole interval; None when no single move does it."""
+        r = residencies[i]
+        fp = problem.footprint(r.tensor)
+        used = sum(b_hi - b_lo for b_lo, b_hi, j in occupied[s] if j != i)
+        if capacity - used < fp:
+            return None  # not even fragmentation: the step has no room for the copy
+        blockers = {j for t in range(s, r.end) for _, _, j in occupied[t] if j != i}
+        for j in sorted(blockers, key=lambda j: (problem.footprint(residencies[j].tensor), j)):
+            mine = best_fit(blocks_over(s, r.end, (i, j)), fp)
+            if mine is None:
+                continue
+            rj = residencies[j]
+            theirs = blocks_over(rj.start, rj.end, (i, j))
+            theirs.add((mine, mine + fp))
+            moved_to = best_fit(theirs, problem.footprint(rj.tensor))
+            if moved_to is not None:
+                return mine, j, moved_to
+        return None
+
+    def best_start(i: int, earliest: int) -> tuple[float, int, int, tuple[int, int] | None]:
+        """(latency change, start, offset, displaced) of the best earlier start of residency
+        ``i``; (0, start, offset, None) if none. The residency keeps its offset while that range
+        is free; before that it may land on any range free over the whole new interval (a load may
+        land anywhere), the best fit; where none is, one blocking residency may move to a range
+        free over its own interval (``displaced`` = (its index, new offset)), and the walk stops."""
         r = residencies[i]
         size = graph.tensors[r.tensor].size
         if size == 0 or r.start == 0:
-            return 0.0, r.start
+            return 0.0, r.start, r.offset, None
         gain = step_time(r.start, -size) - step_time(r.start)  # <= 0: the load leaves its step
-        lo, hi = r.offset, r.offset + problem.footprint(r.tensor)
+        fp = problem.footprint(r.tensor)
+        lo, hi = r.offset, r.offset + fp
         limit = earliest if max_interval is None else max(earliest, r.start - max_interval)
-        best = (0.0, r.start)
+        best: tuple[float, int, int, tuple[int, int] | None] = (0.0, r.start, r.offset, None)
+        others: set[tuple[int, int]] | None = None  # blocks over [s, r.end) other than i's, once relocating
         for s in range(r.start - 1, limit - 1, -1):
-            if not free(s, lo, hi):
-                break
             added = step_time(s, size) - step_time(s)
             delta = gain + added
+            offset, displaced = lo, None
+            if others is None and not free(s, lo, hi):
+                others = blocks_over(s + 1, r.end, (i,))
+            if others is not None:
+                others.update((b_lo, b_hi) for b_lo, b_hi, _ in occupied[s])
+                found = best_fit(others, fp)
+                if found is None:
+                    made = displace(i, s) if delta < best[0] - 1e-9 else None
+                    if made is not None:
+                        best = (delta, s, made[0], (made[1], made[2]))
+                    break
+                offset = found
             if delta < best[0] - 1e-9:
-                best = (delta, s)
+                best = (delta, s, offset, displaced)
             if added <= 1e-9:  # fully hidden: no earlier start can do better
                 break
         return best
+
+    def move(i: int, start: int, offset: int) -> None:
+        """Residency ``i`` now starts at ``start`` at ``offset`` (its end unchanged)."""
+        r = residencies[i]
+        fp = problem.footprint(r.tensor)
+        for t in range(r.start, r.end):
+            occupied[t] = [b for b in occupied[t] if b[2] != i]
+        for t in range(start, r.end):
+            occupied[t].append((offset, offset + fp, i))
+        residencies[i] = replace(r, start=start, offset=offset)
 
     # Largest saving first; each move is re-judged against the current DMA profile.
     order = sorted(loads, key=lambda load: best_start(*load)[0])
     moved = False
     for i, earliest in order:
-        delta, s = best_start(i, earliest)
+        delta, s, offset, displaced = best_start(i, earliest)
         if delta >= -1e-9:
             continue
         r = residencies[i]
         size = graph.tensors[r.tensor].size
-        lo, hi = r.offset, r.offset + problem.footprint(r.tensor)
         dma[r.start] -= size
         dma[s] += size
-        for t in range(s, r.start):
-            occupied[t].append((lo, hi, i))
-        residencies[i] = replace(r, start=s)
+        if displaced is not None:
+            j, j_offset = displaced
+            move(j, residencies[j].start, j_offset)
+        move(i, s, offset)
         moved = True
     if not moved:
         return plan
@@ -121,9 +189,10 @@ def prefetch(problem: Problem, plan: Plan, max_interval: int | None = None) -> P
 
 
 def moved_loads(before: Plan, after: Plan) -> int:
-    """How many residencies ``after`` starts earlier than ``before`` (same residencies, by tensor and end)."""
-    start = {(r.tensor, r.end, r.offset): r.start for r in before.residencies}
-    return sum(1 for r in after.residencies if r.start < start.get((r.tensor, r.end, r.offset), r.start))
+    """How many residencies ``after`` starts earlier than ``before`` (same residencies, by tensor
+    and end: a tensor's residencies never share an end; the pass may change a load's offset)."""
+    start = {(r.tensor, r.end): r.start for r in before.residencies}
+    return sum(1 for r in after.residencies if r.start < start.get((r.tensor, r.end), r.start))
 
 
 PREFETCH_SWITCH = ("auto", "on", "off")

@@ -30,8 +30,12 @@ could not fit beside some step's operands at all are dropped.
 
 The objective, in integers: with ``K`` the least common multiple of the numerators of the
 MAC rate and the bandwidth (exact ``Fraction`` s of the floats), step ``t`` costs
-``max(macs_t * cc, dma_t * dc)`` units of ``1/K`` cycle. Ties are broken by bytes (a second
-solve at the optimal latency). The solve follows ``cosma.exact.solver``'s decomposition:
+``max(macs_t * cc, dma_t * dc)`` units of ``1/K`` cycle. Beside the row ``t >= dma * dc``, each
+step with slack ``g`` (its floor less its fixed DMA) has a second: ``t >= floor + sum of
+(size * dc - g)^+`` over the copies landing there, valid because ``(a + b - g)^+ >= (a - g)^+ +
+(b - g)^+``; without it the LP lands a copy larger than any step's slack in thin fractions on
+many steps, each hidden, and its bound stays near the compute alone. Ties are broken by bytes
+(a second solve at the optimal latency). The solve follows ``cosma.exact.solver``'s decomposition:
 
 1. the **relaxation** without addresses (per step, the resident footprints fit the
    capacity): its optimum is a lower bound; if its boxes pack (``pack_boxes``) that plan is
@@ -67,7 +71,11 @@ from cosma.core.ir import OpName, Plan, Problem, Residency, TensorKind
 from cosma.exact.model import FixedInstance, use_boxes
 from cosma.packing.boxes import Box, pack_boxes
 
-LINEARIZE_BELOW = 5000  # models with at most this many keep bits and early starts get the full LP
+# Models with at most this many keep bits and early starts get the full LP. With the excess rows (see _build)
+# the LP alone closes many weight-load instances (transformer acts+weights M_R on mcu, 5,026 decisions:
+# proven in 10 s at level 2, 59 s at level 1); up to 10,000 level 2 cost no zoo cell time, beyond it
+# CP-SAT's root LP does not finish within a minute (efficientnet_b0, 17,526).
+LINEARIZE_BELOW = 10000
 # On one thread, relaxations with more decisions than INTERLEAVE_ABOVE, and at most INTERLEAVE_BELOW, get
 # CP-SAT's interleaved subsolvers (LNS) after a plain search (see _phase); beyond INTERLEAVE_BELOW the
 # interleaved search does not even reach the hinted plan in a minute.
@@ -463,6 +471,13 @@ def _build(
             continue
         v = model.new_int_var(lo, hi, f"t_{s}")
         model.add(v >= fixed + sum(c * scale.dc * lit for c, lit in dma_terms[s]))
+        # Each copy landing here alone costs what it exceeds of the step's slack: with slack g = lo - fixed,
+        # lo + (sum of sizes * dc - g)^+ >= lo + sum of (size * dc - g)^+. Redundant for integer landings,
+        # this row keeps the LP from spreading one large copy thinly over the slack of many steps.
+        slack = lo - fixed
+        excess = [(c // abs(c) * max(0, abs(c) * scale.dc - slack), lit) for c, lit in dma_terms[s]]
+        if slack > 0 and any(e for e, _ in excess):
+            model.add(v >= lo + sum(e * lit for e, lit in excess if e))
         step_vars.append(v)
         step_rows.append((v, lo, fixed, dma_terms[s]))
     latency = sum(step_vars) + constant
