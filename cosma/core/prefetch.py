@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 from cosma.core.cost import evaluate, step_profile
 from cosma.core.errors import UsageError
+from cosma.core.fit import best_fit as place
 from cosma.core.interface import RunOptions, SolveResult, bytes_bound_only
 from cosma.core.ir import Plan, Problem, TensorKind
 
@@ -80,15 +81,7 @@ def prefetch(problem: Problem, plan: Plan, max_interval: int | None = None) -> P
         return all(b_hi <= lo or hi <= b_lo for b_lo, b_hi, _ in occupied[step])
 
     def best_fit(blocks: set[tuple[int, int]], fp: int) -> int | None:
-        """The lowest address of the smallest gap between ``blocks`` that holds ``fp`` bytes."""
-        best: tuple[int, int] | None = None  # (gap size, offset)
-        cursor = 0
-        for b_lo, b_hi in sorted(blocks) + [(capacity, capacity)]:
-            start = -(-cursor // align) * align
-            if b_lo - start >= fp and (best is None or b_lo - start < best[0]):
-                best = (b_lo - start, start)
-            cursor = max(cursor, b_hi)
-        return None if best is None else best[1]
+        return place(blocks, fp, alignment=align, capacity=capacity)
 
     def blocks_over(first: int, last: int, skip: tuple[int, ...]) -> set[tuple[int, int]]:
         """The byte ranges occupied at some step ``first .. last - 1`` by residencies not in ``skip``."""
