@@ -170,3 +170,33 @@ def test_a_compressed_cache_keeps_what_a_kill_left_whole(tmp_path):
     fuzz.compact_cache(cache)
     assert [r["index"] for r in fuzz.read_cache(cache)] == [0, 1, 2]
     assert len(cache.read_bytes()) < len(whole)
+
+
+def test_an_overrun_no_rerun_repeats_is_listed_apart(tmp_path, monkeypatch):
+    """``--recheck-overruns``: an overrun is rerun alone; when no rerun overruns, the table lists
+    it apart instead of counting it; one that repeats stays a failure."""
+    cache, solvers = tmp_path / "c.jsonl.gz", ["best-greedy", "xla-msa"]
+    fuzz.fuzz(5, 2, None, solvers, 1.0, lambda _: None, cache=cache)
+    records = fuzz.read_cache(cache)
+    for record in records:  # as if the machine had starved best-greedy on both instances
+        record["outcomes"][0]["wall"] = 9.0
+    fuzz.write_cache(cache, records)
+    real = fuzz.run_one
+    slow = {"calls": 0}
+
+    def rerun(problem, solver, time_limit):
+        slow["calls"] += 1
+        outcome = real(problem, solver, time_limit)
+        if slow["calls"] <= 2:  # the first instance's reruns overrun again
+            outcome.wall = 9.0
+        return outcome
+
+    monkeypatch.setattr(fuzz, "run_one", rerun)
+    assert fuzz.recheck_overruns(cache, 2, lambda _: None) == 2
+    assert fuzz.recheck_overruns(cache, 2, lambda _: None) == 0  # already rechecked: nothing to rerun
+    report = fuzz.Report()
+    for record in fuzz.read_cache(cache):
+        fuzz.add_record(record, report, lambda _: None)
+    assert report.total("overrun") == 1 and len(report.unreproduced) == 1
+    text = fuzz.render(report, solvers, 1.0, "fuzz", 1.0, cache)
+    assert "## Overruns that did not repeat" in text and "overrun 1" in text
