@@ -28,93 +28,183 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from cosma.core.cost import evaluate, step_profile
 from cosma.core.errors import UsageError
 from cosma.core.interface import RunOptions, SolveResult, bytes_bound_only
-from cosma.core.ir import Plan, Problem, TensorKind
+from cosma.core.ir import Bytes, Plan, Problem, Residency, Step, TensorKind, TensorName
+
+
+@dataclass(frozen=True)
+class Load:
+    """A residency whose start moves DMA: a reload, or a graph input's or weight's first load."""
+
+    index: int  # the residency's index in ``LoadTiming.residencies``
+    tensor: TensorName
+    use: Step  # its start in the plan given: the step that uses it
+    earliest: Step  # the earliest step it may start: the end of the tensor's previous residency (0 for a first load)
+    size: Bytes  # bytes the copy moves
+    lo: Bytes  # its byte range [lo, hi): the offset is kept, only the start moves
+    hi: Bytes
+
+
+@dataclass(frozen=True)
+class StartOption:
+    """One start step a load may take, judged against the current DMA of every step."""
+
+    start: Step
+    delta: float  # roofline latency change (cycles, unrounded) of moving the load's start here
+    added: float  # cycles the copy adds at ``start`` (0: fully hidden behind compute)
+
+
+class LoadTiming:
+    """The start steps of a plan's loads as decisions: the state the prefetch pass and
+    mallocGame's timing phase share.
+
+    Holds the plan's residencies with their current starts, the per-step compute cycles and
+    DMA bytes of the roofline (``cosma.core.cost.step_profile``) and each step's occupied byte
+    ranges. ``options(load)`` lists the start steps a load may move to (see the module doc
+    for the rules), ``move`` makes one, ``plan`` and ``latency`` read the result (the latter
+    equals ``evaluate(problem, plan()).latency_cycles``). ``clone`` is a cheap snapshot: the
+    per-step occupied lists are replaced, never changed in place, so clones share them.
+    """
+
+    def __init__(self, problem: Problem, plan: Plan, max_interval: int | None = None):
+        if max_interval is not None and max_interval < 0:
+            raise ValueError(f"max_interval must not be negative, got {max_interval}")
+        self.problem = problem
+        self.schedule = plan.schedule
+        self.max_interval = max_interval
+        n = len(plan.schedule)
+        self.compute, self.dma = step_profile(problem, plan) if n else ([], [])
+        self.bw = problem.hardware.dram_bytes_per_cycle
+        graph = problem.graph
+        self.residencies: list[Residency] = list(plan.residencies)
+        # Occupied byte ranges per step, as lists of (lo, hi, index of the residency).
+        occupied: list[list[tuple[int, int, int]]] = [[] for _ in range(n)]
+        stays: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(self.residencies):
+            stays[r.tensor].append(i)
+            lo, hi = r.offset, r.offset + problem.footprint(r.tensor)
+            for t in range(r.start, r.end):
+                occupied[t].append((lo, hi, i))
+        self.occupied = occupied
+        # The loads in the order the plan's tensors first appear (the prefetch pass's tie order).
+        loads: list[Load] = []
+
+        def load(i: int, earliest: int) -> Load:
+            r = self.residencies[i]
+            fp = problem.footprint(r.tensor)
+            return Load(i, r.tensor, r.start, earliest, graph.tensors[r.tensor].size, r.offset, r.offset + fp)
+
+        for t, idx in stays.items():
+            idx.sort(key=lambda i: self.residencies[i].start)
+            if graph.tensors[t].kind in (TensorKind.INPUT, TensorKind.WEIGHT):
+                loads.append(load(idx[0], 0))
+            for prev, i in zip(idx, idx[1:]):
+                loads.append(load(i, self.residencies[prev].end))
+        self.loads: tuple[Load, ...] = tuple(loads)
+        self.moved = 0  # loads started earlier so far
+
+    def clone(self) -> "LoadTiming":
+        other = object.__new__(LoadTiming)
+        other.__dict__.update(self.__dict__)
+        other.dma = list(self.dma)
+        other.occupied = list(self.occupied)
+        other.residencies = list(self.residencies)
+        return other
+
+    def step_time(self, t: Step, extra: Bytes = 0) -> float:
+        """Roofline cycles of step ``t`` with ``extra`` more DMA bytes."""
+        return max(self.compute[t], (self.dma[t] + extra) / self.bw)
+
+    def free(self, step: Step, lo: Bytes, hi: Bytes) -> bool:
+        return all(b_hi <= lo or hi <= b_lo for b_lo, b_hi, _ in self.occupied[step])
+
+    def start_of(self, load: Load) -> Step:
+        return self.residencies[load.index].start
+
+    def options(self, load: Load, hidden: int | None = 1) -> list[StartOption]:
+        """The steps ``load`` may start at, latest first: every step from its current start
+        back while its byte range stays free and the tensor is not resident (and within
+        ``max_interval`` of its use), until ``hidden`` starts that hide the whole copy have
+        been seen (None: to the earliest start). Empty for a load that cannot move: an empty
+        tensor, one at step 0, or one whose range is taken the step before."""
+        start = self.start_of(load)
+        if load.size == 0 or start == 0:
+            return []
+        gain = self.step_time(start, -load.size) - self.step_time(start)  # <= 0: the load leaves its step
+        limit = load.earliest if self.max_interval is None else max(load.earliest, load.use - self.max_interval)
+        out: list[StartOption] = []
+        seen = 0
+        for s in range(start - 1, limit - 1, -1):
+            if not self.free(s, load.lo, load.hi):
+                break
+            added = self.step_time(s, load.size) - self.step_time(s)
+            out.append(StartOption(s, gain + added, added))
+            if added <= 1e-9:  # fully hidden: an earlier start can only tie
+                seen += 1
+                if hidden is not None and seen >= hidden:
+                    break
+        return out
+
+    @staticmethod
+    def best(options: list[StartOption]) -> StartOption | None:
+        """The option with the lowest latency, the latest on ties (within 1e-9 cycles), when it
+        lowers the latency; None when no option does."""
+        best = None
+        for o in options:  # latest first
+            if o.delta < (0.0 if best is None else best.delta) - 1e-9:
+                best = o
+        return best
+
+    def move(self, load: Load, start: Step) -> None:
+        """Start ``load`` at ``start`` (one of its ``options``, or its current start: no change)."""
+        old = self.start_of(load)
+        if start == old:
+            return
+        if not load.earliest <= start < old:
+            raise ValueError(f"{load.tensor}: start {start} is outside [{load.earliest}, {old})")
+        self.dma[old] -= load.size
+        self.dma[start] += load.size
+        for t in range(start, old):
+            self.occupied[t] = self.occupied[t] + [(load.lo, load.hi, load.index)]
+        self.residencies[load.index] = replace(self.residencies[load.index], start=start)
+        self.moved += 1
+
+    def latency_float(self) -> float:
+        return sum(max(c, d / self.bw) for c, d in zip(self.compute, self.dma))
+
+    def latency(self) -> int:
+        """The cost model's latency of ``plan()`` (the same sum, so the same rounding)."""
+        return round(self.latency_float())
+
+    def plan(self) -> Plan:
+        return Plan(self.schedule, tuple(sorted(self.residencies, key=lambda r: (r.start, r.tensor))))
 
 
 def prefetch(problem: Problem, plan: Plan, max_interval: int | None = None) -> Plan:
     """``plan`` with its loads started earlier where that lowers latency (see the module doc)."""
     if max_interval is not None and max_interval < 0:
         raise ValueError(f"max_interval must not be negative, got {max_interval}")
-    n = len(plan.schedule)
-    if n == 0:
+    if len(plan.schedule) == 0:
         return plan
-    compute, dma = step_profile(problem, plan)
-    bw = problem.hardware.dram_bytes_per_cycle
-    graph = problem.graph
+    timing = LoadTiming(problem, plan, max_interval)
 
-    def step_time(t: int, extra: int = 0) -> float:
-        return max(compute[t], (dma[t] + extra) / bw)
-
-    # Occupied byte ranges per step, as lists of (lo, hi, index of the residency).
-    occupied: list[list[tuple[int, int, int]]] = [[] for _ in range(n)]
-    residencies = list(plan.residencies)
-    stays: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(residencies):
-        stays[r.tensor].append(i)
-        lo, hi = r.offset, r.offset + problem.footprint(r.tensor)
-        for t in range(r.start, r.end):
-            occupied[t].append((lo, hi, i))
-
-    # The loaded residencies and the earliest step each may start at (the tensor's previous end).
-    loads: list[tuple[int, int]] = []  # (residency index, earliest start)
-    for t, idx in stays.items():
-        idx.sort(key=lambda i: residencies[i].start)
-        kind = graph.tensors[t].kind
-        if kind in (TensorKind.INPUT, TensorKind.WEIGHT):
-            loads.append((idx[0], 0))
-        for prev, i in zip(idx, idx[1:]):
-            loads.append((i, residencies[prev].end))
-
-    def free(step: int, lo: int, hi: int) -> bool:
-        return all(b_hi <= lo or hi <= b_lo for b_lo, b_hi, _ in occupied[step])
-
-    def best_start(i: int, earliest: int) -> tuple[float, int]:
-        """(latency change, start) of the best earlier start of residency ``i``; (0, start) if none."""
-        r = residencies[i]
-        size = graph.tensors[r.tensor].size
-        if size == 0 or r.start == 0:
-            return 0.0, r.start
-        gain = step_time(r.start, -size) - step_time(r.start)  # <= 0: the load leaves its step
-        lo, hi = r.offset, r.offset + problem.footprint(r.tensor)
-        limit = earliest if max_interval is None else max(earliest, r.start - max_interval)
-        best = (0.0, r.start)
-        for s in range(r.start - 1, limit - 1, -1):
-            if not free(s, lo, hi):
-                break
-            added = step_time(s, size) - step_time(s)
-            delta = gain + added
-            if delta < best[0] - 1e-9:
-                best = (delta, s)
-            if added <= 1e-9:  # fully hidden: no earlier start can do better
-                break
-        return best
+    def saving(load: Load) -> float:
+        best = LoadTiming.best(timing.options(load))
+        return 0.0 if best is None else best.delta
 
     # Largest saving first; each move is re-judged against the current DMA profile.
-    order = sorted(loads, key=lambda load: best_start(*load)[0])
-    moved = False
-    for i, earliest in order:
-        delta, s = best_start(i, earliest)
-        if delta >= -1e-9:
-            continue
-        r = residencies[i]
-        size = graph.tensors[r.tensor].size
-        lo, hi = r.offset, r.offset + problem.footprint(r.tensor)
-        dma[r.start] -= size
-        dma[s] += size
-        for t in range(s, r.start):
-            occupied[t].append((lo, hi, i))
-        residencies[i] = replace(r, start=s)
-        moved = True
-    if not moved:
+    for load in sorted(timing.loads, key=saving):
+        best = LoadTiming.best(timing.options(load))
+        if best is not None:
+            timing.move(load, best.start)
+    if not timing.moved:
         return plan
-
-    out = Plan(plan.schedule, tuple(sorted(residencies, key=lambda r: (r.start, r.tensor))))
+    out = timing.plan()
     if evaluate(problem, out).latency_cycles > evaluate(problem, plan).latency_cycles:
         return plan  # rounding only: never hand back a slower plan
     return out
@@ -166,4 +256,13 @@ def bytes_then_prefetch(solve: Callable[[Problem, Any, RunOptions], SolveResult]
     return wrapped
 
 
-__all__ = ["prefetch", "moved_loads", "PREFETCH_SWITCH", "prefetch_wanted", "bytes_then_prefetch"]
+__all__ = [
+    "Load",
+    "StartOption",
+    "LoadTiming",
+    "prefetch",
+    "moved_loads",
+    "PREFETCH_SWITCH",
+    "prefetch_wanted",
+    "bytes_then_prefetch",
+]
