@@ -151,12 +151,13 @@ class MallocGameEnv(gym.Env):
 
     Under ``objective="latency"`` a *timing phase* follows the last keep/evict decision:
     one decision per load of that plan (each reload, and each graph input's or counted
-    weight's first load) that has an earlier start free at the outset, in ``timing_order``
-    (by default time order of use): start the copy at its use step, or at an earlier step
-    where the same byte range stays free until the use and the tensor is not resident
-    (``cosma.core.prefetch.LoadTiming``, the prefetch pass's state). The cost model charges a
-    load's DMA to its start step, so a copy started at a compute-bound step costs no time.
-    A decision whose load has no earlier start left (others took the space) is skipped.
+    weight's first load) that may start earlier, in ``timing_order`` (by default time order
+    of use): start the copy at its use step, or at an earlier step where the same byte range
+    stays free until the use and the tensor is not resident (``cosma.core.prefetch.LoadTiming``,
+    the prefetch pass's state), or, with ``relocate`` (the default), where another range is
+    free over the whole residency from that step. The cost model charges a load's DMA to its
+    start step, so a copy started at a compute-bound step costs no time. A load with no
+    earlier start free when its turn comes is skipped (it stays at its use step).
 
     ## Action Space
     ``Discrete(K + 1)``, ``K = num_candidates``:
@@ -178,7 +179,8 @@ class MallocGameEnv(gym.Env):
       lowest latency, the latest start on ties: the latest start that hides the whole copy
       behind compute when one exists), then the others by latency change, the later first on
       ties. The steps are scanned back from the use until K fully hidden starts are seen,
-      the range is taken, or the tensor's previous residency ends (the offset never changes).
+      no range is free (its own, or with ``relocate`` any other over the whole residency:
+      the best fit, used only where its own is taken), or the tensor's previous residency ends.
     Illegal actions are 0 in ``info["action_mask"]`` and ``obs["action_mask"]``;
     an illegal action is played as action 0 and flagged in ``info["illegal_action"]``.
 
@@ -272,7 +274,11 @@ class MallocGameEnv(gym.Env):
     - objective: "bytes" or "latency", what the rewards measure (see Rewards; None: the
       ``problem``'s own objective, else "bytes"); "latency" adds the timing phase;
     - timing_order: order of the timing decisions (``TIMING_ORDERS``): "time" (by use step)
-      or "saving" (the prefetch pass's order, in which ``greedy_action`` gives its plan exactly).
+      or "saving" (the prefetch pass's order);
+    - relocate: in the timing phase, also offer starts where the load's own range is taken,
+      at the best-fit range free over its whole residency from there (the residency moves as
+      a whole; ``LoadTiming``); False: its own offset only, as the prefetch pass, and then
+      ``greedy_action`` in the "saving" order gives exactly the prefetch pass's plan.
 
     ## Version History
     - v0: initial version; later given the opt-in ``lookahead`` key and ``all_offsets``
@@ -305,6 +311,7 @@ class MallocGameEnv(gym.Env):
         render_mode: str | None = None,
         objective: str | None = None,
         timing_order: str = "time",
+        relocate: bool = True,
     ):
         if sum(x is not None for x in (problem, model_path, sampler)) != 1:
             raise UsageError("give exactly one of problem, model_path, sampler")
@@ -325,6 +332,7 @@ class MallocGameEnv(gym.Env):
         if timing_order not in TIMING_ORDERS:
             raise UsageError(f"unknown timing order {timing_order!r}; known: {', '.join(TIMING_ORDERS)}")
         self.timing_order = timing_order
+        self.relocate = bool(relocate)
         self._lookahead_live = True  # False after stop_lookahead(), until the next reset
         self.sampler = sampler
         self._schedule_arg = tuple(schedule) if schedule is not None else None
@@ -501,10 +509,12 @@ class MallocGameEnv(gym.Env):
     # -- the timing phase (objective="latency") -----------------------------------------------
     def _start_timing(self) -> None:
         """After the last keep/evict decision: the finished plan's loads become the timing
-        decisions, those with an earlier start free at the outset (a load's options only
-        shrink as others move, so no load left out gains one later), in ``timing_order``."""
+        decisions, in ``timing_order``: those with an earlier start free at the outset (without
+        ``relocate`` a load's options only shrink as others move, so no load left out gains one
+        later; with it a relocated residency frees its old range, so every load with room
+        before its use step is kept, and skipped in turn if it has no start then)."""
         plan = self.state.plan()
-        self.timing = timing = LoadTiming(self.problem, plan)
+        self.timing = timing = LoadTiming(self.problem, plan, relocate=self.relocate)
         if self.timing_order == "time":
             loads = sorted(timing.loads, key=lambda load: (load.use, load.tensor))
         else:  # the prefetch pass's order: its sort, over the same sequence of loads
@@ -514,7 +524,10 @@ class MallocGameEnv(gym.Env):
                 return 0.0 if best is None else best.delta
 
             loads = sorted(timing.loads, key=saving)
-        self._loads = [load for load in loads if timing.options(load)]
+        if self.relocate:
+            self._loads = [load for load in loads if load.size and load.earliest < load.use]
+        else:
+            self._loads = [load for load in loads if timing.options(load)]
         self._tk = 0
         self._latency = timing.latency()
         self._timing_rows = self._timing_static()
@@ -543,10 +556,16 @@ class MallocGameEnv(gym.Env):
         return ([best] if best is not None else []) + rest[: self.K - (best is not None)]
 
     def _move(self, choice: int) -> None:
-        """Start the current load at ``_starts[choice]``; its earlier steps join the occupancy."""
+        """Start the current load at ``_starts[choice]``; its earlier steps join the occupancy
+        (a relocated residency leaves its old range and takes the new one over its whole span)."""
         load, option = self._loads[self._tk], self._starts[choice]
-        self.timing.move(load, option.start)
-        self._add_occupancy(option.start, load.use - 1, load.lo, load.hi - load.lo)
+        r = self.timing.residencies[load.index]
+        self.timing.move(load, option)
+        if option.offset == r.offset:
+            self._add_occupancy(option.start, load.use - 1, r.offset, load.footprint)
+        else:
+            self._add_occupancy(r.start, r.end - 1, r.offset, load.footprint, sign=-1.0)
+            self._add_occupancy(option.start, r.end - 1, option.offset, load.footprint)
 
     def _timing_static(self) -> np.ndarray:
         """The static rows (``TIMING_SEGMENT_FEATURES``) of the timing decisions, padded by N zero rows."""
@@ -580,13 +599,18 @@ class MallocGameEnv(gym.Env):
         for r in plan.residencies:
             self._add_occupancy(r.start, r.end - 1, r.offset, self.problem.footprint(r.tensor))
 
-    def _add_occupancy(self, lo: int, hi: int, offset: Bytes, fp: Bytes) -> None:
-        """Add the block ``[offset, offset + fp)`` over steps ``lo..hi`` to the occupancy map."""
+    def _add_occupancy(self, lo: int, hi: int, offset: Bytes, fp: Bytes, sign: float = 1.0) -> None:
+        """Add (``sign`` -1: remove) the block ``[offset, offset + fp)`` over steps ``lo..hi``
+        to the occupancy map."""
         rows = self._time_cum[hi + 1] - self._time_cum[lo]  # [H]: share of each time bin
         cols = np.minimum(offset + fp, self._addr_hi) - np.maximum(offset, self._addr_lo)
         np.maximum(cols, 0.0, out=cols)
         cols /= self._addr_w  # [W]: share of each address bin
-        self.occupancy += rows[:, None] * cols[None, :]
+        if sign > 0:
+            self.occupancy += rows[:, None] * cols[None, :]
+        else:
+            self.occupancy -= rows[:, None] * cols[None, :]
+            np.maximum(self.occupancy, 0.0, out=self.occupancy)  # float rounding only
         np.minimum(self.occupancy, 1.0, out=self.occupancy)  # float rounding only
 
     def _timing_observation(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -622,11 +646,11 @@ class MallocGameEnv(gym.Env):
         for action in np.flatnonzero(self._mask):
             timing = self.timing.clone()
             if action > 0:
-                timing.move(self._loads[self._tk], self._starts[action - 1].start)
+                timing.move(self._loads[self._tk], self._starts[action - 1])
             for load in self._loads[self._tk + 1 :]:
                 best = LoadTiming.best(timing.options(load))
                 if best is not None:
-                    timing.move(load, best.start)
+                    timing.move(load, best)
             out[action] = max(0.0, timing.latency_float() - compute) * timing.bw
         return out
 

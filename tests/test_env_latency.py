@@ -122,46 +122,62 @@ def test_a_start_whose_range_is_not_free_is_not_offered():
     timing = LoadTiming(problem, hide_plan(a_offset=8))
     (reload,) = [load for load in timing.loads if load.tensor == "a"]
     assert [(o.start, o.delta) for o in timing.options(reload, hidden=None)] == [(3, -8.0)]  # step 2 holds b
+    # Relocated: at step 3 only [8, 16) is free over steps 3-4 (d, y, c sit at 0-8 and 16-20);
+    # at step 2 b takes [0, 16) too, so nothing holds a's 8 bytes over steps 2-4.
+    timing = LoadTiming(problem, hide_plan(a_offset=16), relocate=True)
+    (reload,) = [load for load in timing.loads if load.tensor == "a"]
+    (option,) = timing.options(reload, hidden=None)
+    assert (option.start, option.offset, option.delta) == (3, 8, -8.0)
+    timing.move(reload, option)
+    assert Residency("a", 3, 5, 8) in timing.plan().residencies
+    assert validate(problem, timing.plan()) == []
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_every_offered_start_is_free_until_the_use(seed):
-    """Checked against the plan as timed so far, with the validator's own reading of it."""
+@pytest.mark.parametrize("relocate", [False, True])
+def test_every_offered_start_is_free_until_the_use(seed, relocate):
+    """Checked against the plan as timed so far: the offered range is free from the start to
+    the use (relocated: to the residency's end), aligned, inside the capacity."""
     problem = replace(dag_problem(seed, "M_H", weights=True, n_ops=20), objective="latency")
-    env = MallocGameEnv(problem=problem, **SMALL)
+    env = MallocGameEnv(problem=problem, relocate=relocate, **SMALL)
     rng = np.random.default_rng(seed)
     obs, _, _ = to_timing_phase(env, lambda e: random_action(e, rng))
-    offered = 0
+    offered = relocated = 0
     while True:
         game = env.unwrapped
         load = game._loads[game._tk]
         plan = game.timing.plan()
+        mine = game.timing.residencies[load.index]
         before = [r for r in plan.residencies if r.tensor == load.tensor and r.end <= load.use]
         for option in game._starts:
             assert max((r.end for r in before), default=0) <= option.start < load.use
+            assert option.offset % problem.alignment == 0 and option.offset + load.footprint <= problem.capacity
+            until = load.use if option.offset == mine.offset else mine.end
             for r in plan.residencies:
-                if r.tensor == load.tensor or r.end <= option.start or r.start >= load.use:
+                if r.tensor == load.tensor or r.end <= option.start or r.start >= until:
                     continue
                 lo, hi = r.offset, r.offset + problem.footprint(r.tensor)
-                assert hi <= load.lo or load.hi <= lo, f"{load.tensor} offered step {option.start} over {r.tensor}"
+                assert hi <= option.offset or option.offset + load.footprint <= lo, (load, option, r)
             offered += 1
+            relocated += option.offset != mine.offset
         obs, _, terminated, _, info = env.step(random_action(env, rng))
         if terminated:
             break
     assert validate(problem, info["plan"]) == []
-    assert offered > 0
+    assert offered > 0 and (relocate or relocated == 0)
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_greedy_in_the_saving_order_is_the_prefetch_pass(seed):
     for tier in ("M_R", "M_H"):
         problem = replace(dag_problem(seed, tier, weights=True, n_ops=20), objective="latency")
-        env = MallocGameEnv(problem=problem, timing_order="saving", **SMALL)
+        env = MallocGameEnv(problem=problem, timing_order="saving", relocate=False, **SMALL)
         _, info = play(env, greedy_action, seed=0)
         xla = run(problem, "xla-msa", XlaParams(prefetch="on"), RunOptions(schedule=env.schedule))
         assert info["cost"] == xla.cost
-        _, by_time = play(MallocGameEnv(problem=problem, **SMALL), greedy_action, seed=0)
-        assert by_time["cost"].non_compulsory_bytes == xla.cost.non_compulsory_bytes
+        for relocate in (False, True):  # the other orders time the same plan: the same bytes
+            _, by_time = play(MallocGameEnv(problem=problem, relocate=relocate, **SMALL), greedy_action, seed=0)
+            assert by_time["cost"].non_compulsory_bytes == xla.cost.non_compulsory_bytes
     with pytest.raises(UsageError):
         MallocGameEnv(problem=problem, timing_order="random", **SMALL)
 

@@ -46,8 +46,7 @@ class Load:
     use: Step  # its start in the plan given: the step that uses it
     earliest: Step  # the earliest step it may start: the end of the tensor's previous residency (0 for a first load)
     size: Bytes  # bytes the copy moves
-    lo: Bytes  # its byte range [lo, hi): the offset is kept, only the start moves
-    hi: Bytes
+    footprint: Bytes  # bytes it occupies (its range is [offset, offset + footprint) of its residency)
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,7 @@ class StartOption:
     start: Step
     delta: float  # roofline latency change (cycles, unrounded) of moving the load's start here
     added: float  # cycles the copy adds at ``start`` (0: fully hidden behind compute)
+    offset: Bytes  # where the residency sits when it starts here (its own offset unless relocated)
 
 
 class LoadTiming:
@@ -69,14 +69,22 @@ class LoadTiming:
     for the rules), ``move`` makes one, ``plan`` and ``latency`` read the result (the latter
     equals ``evaluate(problem, plan()).latency_cycles``). ``clone`` is a cheap snapshot: the
     per-step occupied lists are replaced, never changed in place, so clones share them.
+
+    With ``relocate``, a start where the residency's own range is taken may still be offered
+    at another offset: the best fit (smallest gap, then lowest address) among the ranges free
+    over the whole residency from that start to its end, at starts where some compute can hide
+    part of the copy (elsewhere a relocation never lowers the latency). The residency then
+    moves as a whole (a resident tensor still never moves). The prefetch pass does not
+    relocate: it keeps every offset of the plan it is given.
     """
 
-    def __init__(self, problem: Problem, plan: Plan, max_interval: int | None = None):
+    def __init__(self, problem: Problem, plan: Plan, max_interval: int | None = None, relocate: bool = False):
         if max_interval is not None and max_interval < 0:
             raise ValueError(f"max_interval must not be negative, got {max_interval}")
         self.problem = problem
         self.schedule = plan.schedule
         self.max_interval = max_interval
+        self.relocate = relocate
         n = len(plan.schedule)
         self.compute, self.dma = step_profile(problem, plan) if n else ([], [])
         self.bw = problem.hardware.dram_bytes_per_cycle
@@ -96,8 +104,7 @@ class LoadTiming:
 
         def load(i: int, earliest: int) -> Load:
             r = self.residencies[i]
-            fp = problem.footprint(r.tensor)
-            return Load(i, r.tensor, r.start, earliest, graph.tensors[r.tensor].size, r.offset, r.offset + fp)
+            return Load(i, r.tensor, r.start, earliest, graph.tensors[r.tensor].size, problem.footprint(r.tensor))
 
         for t, idx in stays.items():
             idx.sort(key=lambda i: self.residencies[i].start)
@@ -126,29 +133,70 @@ class LoadTiming:
     def start_of(self, load: Load) -> Step:
         return self.residencies[load.index].start
 
+    def range_of(self, load: Load) -> tuple[Bytes, Bytes]:
+        """The load's current byte range ``[lo, hi)``."""
+        offset = self.residencies[load.index].offset
+        return offset, offset + load.footprint
+
     def options(self, load: Load, hidden: int | None = 1) -> list[StartOption]:
         """The steps ``load`` may start at, latest first: every step from its current start
-        back while its byte range stays free and the tensor is not resident (and within
+        back while its byte range stays free (with ``relocate``: while some range is free over
+        the whole residency from there) and the tensor is not resident (and within
         ``max_interval`` of its use), until ``hidden`` starts that hide the whole copy have
         been seen (None: to the earliest start). Empty for a load that cannot move: an empty
-        tensor, one at step 0, or one whose range is taken the step before."""
+        tensor, one at step 0, or one with no range free the step before."""
         start = self.start_of(load)
         if load.size == 0 or start == 0:
             return []
         gain = self.step_time(start, -load.size) - self.step_time(start)  # <= 0: the load leaves its step
         limit = load.earliest if self.max_interval is None else max(load.earliest, load.use - self.max_interval)
+        lo, hi = self.range_of(load)
+        own = True  # its own range is free from the step scanned to the start
+        # With relocate: the ranges taken at some step from the one scanned to the residency's
+        # end, and their best fit, recomputed only when a range joins them.
+        taken: set[tuple[int, int]] = set()
+        if self.relocate:
+            end = self.residencies[load.index].end
+            taken = {(b_lo, b_hi) for t in range(start, end) for b_lo, b_hi, i in self.occupied[t] if i != load.index}
+        fit, stale = None, True
+        copy = load.size / self.bw
         out: list[StartOption] = []
         seen = 0
         for s in range(start - 1, limit - 1, -1):
-            if not self.free(s, load.lo, load.hi):
-                break
+            own = own and self.free(s, lo, hi)
             added = self.step_time(s, load.size) - self.step_time(s)
-            out.append(StartOption(s, gain + added, added))
+            offset = lo
+            if self.relocate:
+                grown = len(taken)
+                taken.update((b_lo, b_hi) for b_lo, b_hi, _ in self.occupied[s])
+                stale = stale or len(taken) > grown
+                if not own:
+                    if added >= copy - 1e-9:  # no compute to hide behind here: never worth a relocation
+                        continue
+                    if stale:
+                        fit, stale = self._best_fit(taken, load.footprint), False
+                    if fit is None:  # nothing free over [s, end): nor over any longer span
+                        break
+                    offset = fit
+            elif not own:
+                break
+            out.append(StartOption(s, gain + added, added, offset))
             if added <= 1e-9:  # fully hidden: an earlier start can only tie
                 seen += 1
                 if hidden is not None and seen >= hidden:
                     break
         return out
+
+    def _best_fit(self, taken: set[tuple[int, int]], footprint: Bytes) -> Bytes | None:
+        """The lowest aligned address of the smallest free gap between ``taken`` ranges that
+        holds ``footprint`` bytes (lowest address on ties); None when none does."""
+        align, best, cursor = self.problem.alignment, None, 0
+        for b_lo, b_hi in sorted(taken) + [(self.problem.capacity, self.problem.capacity)]:
+            start = -(-cursor // align) * align
+            if b_lo - start >= footprint and (best is None or b_lo - cursor < best[0]):
+                best = (b_lo - cursor, start)
+            cursor = max(cursor, b_hi)
+        return None if best is None else best[1]
 
     @staticmethod
     def best(options: list[StartOption]) -> StartOption | None:
@@ -160,18 +208,21 @@ class LoadTiming:
                 best = o
         return best
 
-    def move(self, load: Load, start: Step) -> None:
-        """Start ``load`` at ``start`` (one of its ``options``, or its current start: no change)."""
-        old = self.start_of(load)
-        if start == old:
-            return
+    def move(self, load: Load, option: StartOption) -> None:
+        """Start ``load`` as ``option`` says (one of its ``options``)."""
+        r = self.residencies[load.index]
+        old, start = r.start, option.start
         if not load.earliest <= start < old:
             raise ValueError(f"{load.tensor}: start {start} is outside [{load.earliest}, {old})")
         self.dma[old] -= load.size
         self.dma[start] += load.size
+        block = (option.offset, option.offset + load.footprint, load.index)
+        if option.offset != r.offset:  # relocated: the whole residency moves
+            for t in range(old, r.end):
+                self.occupied[t] = [b for b in self.occupied[t] if b[2] != load.index] + [block]
         for t in range(start, old):
-            self.occupied[t] = self.occupied[t] + [(load.lo, load.hi, load.index)]
-        self.residencies[load.index] = replace(self.residencies[load.index], start=start)
+            self.occupied[t] = self.occupied[t] + [block]
+        self.residencies[load.index] = replace(r, start=start, offset=option.offset)
         self.moved += 1
 
     def latency_float(self) -> float:
@@ -201,7 +252,7 @@ def prefetch(problem: Problem, plan: Plan, max_interval: int | None = None) -> P
     for load in sorted(timing.loads, key=saving):
         best = LoadTiming.best(timing.options(load))
         if best is not None:
-            timing.move(load, best.start)
+            timing.move(load, best)
     if not timing.moved:
         return plan
     out = timing.plan()
