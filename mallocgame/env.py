@@ -286,7 +286,7 @@ class MallocGameEnv(gym.Env):
       opt-in ``objective="latency"`` (the default game is unchanged); then, under
       ``"latency"`` only, the timing phase (the start of each load is the player's choice,
       rewards are latency changes; before it the prefetch pass retimed the plan and the
-      last decision earned the whole latency) and ``timing_order``.
+      last decision earned the whole latency), ``timing_order`` and ``relocate``.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
