@@ -442,8 +442,8 @@ class MallocGameEnv(gym.Env):
         self.illegal = False
         self.terminated = False
         self._lookahead_live = True
-        self.timing: LoadTiming | None = None  # the timing phase's state, once it starts
-        self._loads: list[Load] = []  # the timing phase's decisions, in time order of use
+        self.timing = None  # the timing phase's state (a LoadTiming), once it starts
+        self._loads: list[Load] = []  # the timing phase's decisions, in ``timing_order``
         self._tk = 0  # index in ``_loads`` of the current timing decision
         self._starts: list[StartOption] = []  # its earlier starts: action k plays _starts[k - 1]
         self._latency = 0  # the cost model's latency of the plan as timed so far (timing phase)
