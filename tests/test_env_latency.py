@@ -248,3 +248,18 @@ def test_clone_and_restore_replay_the_timing_phase_exactly():
     assert finish(1) == first
     env.restore_state(snapshot)
     assert finish(1) == first
+
+
+def test_cli_plays_the_latency_game(tmp_path, capsys):
+    from mallocgame.cli import main
+    from tests.test_env import tiny_onnx
+
+    model = tmp_path / "tiny.onnx"
+    tiny_onnx(model)
+    for policy in ("greedy", "lookahead", "random"):
+        argv = ["play", str(model), "--scratchpad", "M_R", "--policy", policy, "--objective", "latency"]
+        assert main([*argv, "-o", str(tmp_path / "plan.json")]) == 0
+        assert "baseline latency" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad:  # argparse: one line on stderr, exit 2
+        main(["play", str(model), "--scratchpad", "M_R", "--objective", "energy"])
+    assert bad.value.code == 2
