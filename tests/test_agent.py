@@ -674,6 +674,23 @@ def test_muzero_solver_plays_the_latency_game(real_checkpoint):
         assert result.stats["episode_return"] == pytest.approx(-result.objective / result.stats["baseline_latency"])
 
 
+def test_training_on_the_latency_game(tmp_path):
+    """--objective latency: self-play and the held-out evaluation play the latency game, the
+    checkpoint says so, and the solver and eval load it."""
+    from cosma.core.errors import UsageError
+    from mallocgame.agent.checkpoint import load_agent
+    from mallocgame.evaluate import evaluate_checkpoint
+    from mallocgame.train import main
+
+    assert main(tiny_real_argv(tmp_path, "lat", "--objective", "latency")) == 0
+    checkpoint = tmp_path / "lat" / "checkpoint.pt"
+    assert load_agent(str(checkpoint)).settings.objective == "latency"
+    rows = evaluate_checkpoint(str(checkpoint), models="", dags=1, objective="latency", log=lambda *a: None)
+    assert rows and all(r.agent > 0 for r in rows)  # cycles; every plan validated
+    with pytest.raises(UsageError, match="objective"):  # the mallocgame command prints it on one line, exit 2
+        main(tiny_real_argv(tmp_path, "bad", "--objective", "energy"))
+
+
 def test_muzero_solver_time_limit_still_returns_a_valid_plan(real_checkpoint):
     from cosma.core.analysis import min_capacity
     from cosma.core.hardware import get_hardware
