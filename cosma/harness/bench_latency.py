@@ -40,7 +40,7 @@ from cosma.core.paths import RESULTS_DIR, write_text_atomically
 from cosma.core.prefetch import prefetch
 from cosma.exact.solver import ExactParams
 from cosma.harness.tables import output_path
-from mallocgame.solver import MuZeroParams
+from mallocgame.solver import DEFAULT_CHECKPOINT, MuZeroParams
 from solvers.baselines import BestGreedyParams
 from solvers.xla import XlaParams
 
@@ -89,7 +89,7 @@ class Cell:
 
 def bench_cell(
     problem: Problem, name: str, setting: str, tier: str, time_limit: float, threads: int, latency_limit: float,
-    agent_limit: float | None = None,
+    agent_limit: float | None = None, checkpoint: str = DEFAULT_CHECKPOINT,
 ) -> Cell:  # fmt: skip
     options = RunOptions(time_limit=time_limit)
     costs: dict[str, Cost] = {}
@@ -104,8 +104,9 @@ def bench_cell(
     fixed = RunOptions(time_limit=latency_limit, threads=threads, schedule=exact.plan.schedule)
     optimum = run(latency, "exact", ExactParams(), fixed)
     costs["exact-latency"] = optimum.cost
-    # The agent: the muzero solver under objective=latency, the shipped checkpoint, its default budget.
-    agent = run(latency, "muzero", MuZeroParams(), RunOptions(time_limit=agent_limit, threads=threads))
+    # The agent: the muzero solver under objective=latency (default: the shipped checkpoint, its default budget).
+    params = MuZeroParams(checkpoint=checkpoint)
+    agent = run(latency, "muzero", params, RunOptions(time_limit=agent_limit, threads=threads))
     costs["muzero"] = agent.cost
     return Cell(
         name, setting, tier, problem.capacity, costs, exact.status.value, exact.seconds,
@@ -115,7 +116,7 @@ def bench_cell(
 
 def bench_zoo(
     paths: list[str], hw: Hardware, time_limit: float, threads: int, say, latency_limit: float = 60.0,
-    agent_limit: float | None = None,
+    agent_limit: float | None = None, checkpoint: str = DEFAULT_CHECKPOINT,
 ) -> list[Cell]:  # fmt: skip
     from cosma.core.onnx_lower import load_model
     from cosma.schedules.tiers import compute_tiers
@@ -127,7 +128,9 @@ def bench_zoo(
             tiers = compute_tiers(graph, hw, weights_counted, time_limit=10)
             for tier in TIERS:
                 problem = Problem(graph, tiers.capacity(tier), hw, weights_counted=weights_counted)
-                cell = bench_cell(problem, graph.name, setting, tier, time_limit, threads, latency_limit, agent_limit)
+                cell = bench_cell(
+                    problem, graph.name, setting, tier, time_limit, threads, latency_limit, agent_limit, checkpoint
+                )
                 cells.append(cell)
                 c = cell.costs
                 say(
@@ -193,7 +196,7 @@ def summary_lines(cells: list[Cell]) -> list[str]:
 
 def write_report(
     path: str, hw: Hardware, time_limit: float, shares, cells: list[Cell], command: str, latency_limit: float = 60.0,
-    agent_limit: float | None = None,
+    agent_limit: float | None = None, checkpoint: str = DEFAULT_CHECKPOINT,
 ) -> None:  # fmt: skip
     lines = [
         "# Latency: two objectives on one cost model",
@@ -213,7 +216,12 @@ def write_report(
         " says whether that optimum is proven within the limit. `muzero` is the agent playing the latency game"
         " (`mallocgame.env` under `objective=latency`: keep/evict decisions, then a timing phase that chooses"
         " the start of each load; rewards are the cost model's latency changes) through the `muzero` solver:"
-        " the shipped checkpoint (trained on the bytes game) with the solver's default budget"
+        + (
+            " the shipped checkpoint (trained on the bytes game)"
+            if checkpoint == DEFAULT_CHECKPOINT
+            else f" the checkpoint `{checkpoint}`"
+        )
+        + " with the solver's default budget"
         f"{'' if agent_limit is None else f' cut to {agent_limit:g} s'}, the fastest of its games"
         " (agent, greedy rule, lookahead rule) on two orders.",
         "",
@@ -276,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"seconds per muzero plan (default: the solver's own, {MuZeroParams().time_limit:g} s)",
     )
+    ap.add_argument(
+        "--agent-checkpoint", default=DEFAULT_CHECKPOINT, help="the muzero column's checkpoint (default: the shipped)"
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="markdown file to write (default: results/latency.md for a full run)")
     ap.add_argument("--update", action="store_true", help="let a run on some models replace results/latency.md")
@@ -295,17 +306,17 @@ def main(argv: list[str] | None = None) -> int:
     so_far = out if out != tracked else tracked.with_name("latency-partial.md")
     cells: list[Cell] = []
     for i, path in enumerate(paths):
-        cells += bench_zoo(
-            [path], hw, args.time_limit, args.threads, say, args.latency_time_limit, args.agent_time_limit
-        )
+        agent = (args.agent_time_limit, args.agent_checkpoint)
+        cells += bench_zoo([path], hw, args.time_limit, args.threads, say, args.latency_time_limit, *agent)
         if i + 1 < len(paths):
             write_report(
                 str(so_far), hw, args.time_limit, shares[: i + 1], cells, command.strip(), args.latency_time_limit,
-                args.agent_time_limit,
+                *agent,
             )  # fmt: skip
     write_report(
-        str(out), hw, args.time_limit, shares, cells, command.strip(), args.latency_time_limit, args.agent_time_limit
-    )
+        str(out), hw, args.time_limit, shares, cells, command.strip(), args.latency_time_limit,
+        args.agent_time_limit, args.agent_checkpoint,
+    )  # fmt: skip
     for line in summary_lines(cells):
         say(line)
     say(f"wrote {out}")
