@@ -445,6 +445,7 @@ class MallocGameEnv(gym.Env):
         self.timing = None  # the timing phase's state (a LoadTiming), once it starts
         self._loads: list[Load] = []  # the timing phase's decisions, in ``timing_order``
         self._tk = 0  # index in ``_loads`` of the current timing decision
+        self._played = 0  # timing decisions played (loads skipped for want of a start are not)
         self._starts: list[StartOption] = []  # its earlier starts: action k plays _starts[k - 1]
         self._latency = 0  # the cost model's latency of the plan as timed so far (timing phase)
         self._prepare()
@@ -463,6 +464,7 @@ class MallocGameEnv(gym.Env):
             if action > 0:
                 self._move(action - 1)
             self._tk += 1
+            self._played += 1
             self._latency = self.timing.latency()
             reward = -(self._latency - before) / self.scale
             self._next_load()
@@ -770,7 +772,7 @@ class MallocGameEnv(gym.Env):
         return {
             "action_mask": self._mask.copy(),
             "instance": self.instance.name,
-            "decision": st.k + self._tk,
+            "decision": st.k + self._played,
             "tensor": tensor,
             "segment": segment,
             "illegal_action": self.illegal,
@@ -814,7 +816,10 @@ class MallocGameEnv(gym.Env):
         """A snapshot of the mutable game state (the instance stays the same)."""
         timing = None
         if self.timing is not None:  # the keep/evict state is final: shared, not copied
-            timing = (self.timing.clone(), self._loads, self._tk, list(self._starts), self._latency, self._timing_rows)
+            timing = (
+                self.timing.clone(), self._loads, self._tk, self._played, list(self._starts), self._latency,
+                self._timing_rows,
+            )  # fmt: skip
         return (
             self.state if timing is not None else self.state.clone(),
             self.occupancy.copy(),
@@ -834,9 +839,9 @@ class MallocGameEnv(gym.Env):
         self._mask, self._cands = mask.copy(), list(cands)
         self.illegal = False
         if timing is None:
-            self.timing, self._loads, self._tk, self._starts, self._latency = None, [], 0, [], 0
+            self.timing, self._loads, self._tk, self._played, self._starts, self._latency = None, [], 0, 0, [], 0
         else:
-            timing, self._loads, self._tk, starts, self._latency, self._timing_rows = timing
+            timing, self._loads, self._tk, self._played, starts, self._latency, self._timing_rows = timing
             self.timing, self._starts = timing.clone(), list(starts)
 
     def stop_lookahead(self) -> None:

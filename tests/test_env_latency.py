@@ -197,7 +197,7 @@ def test_latency_episodes_stay_in_the_spaces_and_return_the_latency(order):
             timing_steps += env.timing is not None
             obs, reward, terminated, _, info = env.step(policy(env))
             total += reward
-        assert timing_steps > 0
+        assert timing_steps > 0 and info["decision"] == len(env.tables.decisions) + timing_steps
         assert validate(problem, info["plan"]) == []
         assert total == pytest.approx(-evaluate(problem, info["plan"]).latency_cycles / info["scale"])
 
