@@ -50,7 +50,9 @@ def cmd_play(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.model}: no such file")
     graph = load_model(args.model, **lowering)
     base = Problem(graph, hw.capacity, hw, args.weights)
-    env = MallocGameEnv(problem=base, capacity=args.scratchpad, order=args.order, all_offsets=args.all_offsets)
+    env = MallocGameEnv(
+        problem=base, capacity=args.scratchpad, order=args.order, all_offsets=args.all_offsets, objective=args.objective
+    )
     if env.problem.capacity < min_capacity(base):
         m_r = min_capacity(base)
         raise CapacityError(
@@ -67,6 +69,8 @@ def cmd_play(args: argparse.Namespace) -> int:
     print(f"baseline          {info['baseline_bytes']} B ({info['baseline_solver']})")
     print(f"return            {episode_return:.4f} (above -1 beats the baseline)")
     print(f"latency           {cost.latency_cycles} cycles")
+    if args.objective == "latency":
+        print(f"baseline latency  {env.baseline.latency_cycles} cycles (the return's scale)")
     if args.output:
         _write_plan(args, problem, info, lowering)
         print(f"plan written to   {args.output}")
@@ -126,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="count weights as scratchpad tensors (--no-weights: activations only)",
     )
     p.add_argument("--order", choices=("boundedness", "size", "time"), default="boundedness", help="decision order")
+    p.add_argument(
+        "--objective",
+        choices=("bytes", "latency"),
+        default="bytes",
+        help="what the rewards measure: non-compulsory bytes, or the roofline latency (then a timing phase"
+        " chooses when each load starts)",
+    )
     p.add_argument("-o", "--output", default=None, help="write the plan file here")
     p.set_defaults(func=cmd_play)
 

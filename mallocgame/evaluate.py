@@ -8,6 +8,9 @@ where the exact solver proves it within the limit. ``--player greedy`` plays the
 greedy rule instead, on the same instances: the reference the agent should improve on;
 ``--player lookahead`` plays its one-step lookahead (``mallocgame.env.lookahead_action``).
 Every plan goes through the validator. ``--out FILE.md`` also writes the table.
+``--objective latency`` plays the latency game instead (``mallocgame.env``: rewards are
+latency changes, with a timing phase for the start of each load) and every figure is the
+cost model's latency in cycles (the baseline: best-greedy under that objective).
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cosma.core.cost import evaluate as cost_of
+from cosma.core.ir import OBJECTIVES
 from cosma.core.validator import check
 from mallocgame.agent.checkpoint import LoadedAgent, load_agent
 from mallocgame.agent.envs import (
@@ -41,11 +45,13 @@ from mallocgame.agent.policy import (
 from mallocgame.agent.rollout import play_episodes
 from mallocgame.agent.search import SearchParams
 
+UNITS = {"bytes": "NC bytes", "latency": "cycles"}  # what the tables' figures count, per objective
+
 
 @dataclass
 class Row:
     name: str
-    agent: int  # agent's non-compulsory bytes
+    agent: int  # agent's non-compulsory bytes (under objective latency, every figure of the row is cycles)
     greedy: int  # best-greedy's
     exact: int | None  # proven optimum for the same schedule, None if unknown
     ratio: float  # -(episode return): agent / best-greedy bytes (over the largest tensor's size when greedy is 0)
@@ -111,10 +117,11 @@ def evaluate_checkpoint(
     checkpoint: str, *, models: str | None = None, dags: int | None = None, simulations: int | None = None,
     exact_time_limit: float = 0.0, seed: int = 0, model: str = "learned", c_scale: float | None = None,
     validation: bool = False, player: str = "agent", min_q_range: float | None = None, log=print,
+    objective: str = "bytes",
 ) -> list[Row]:  # fmt: skip
     agent = load_agent(checkpoint)
     cfg = agent.config
-    instances = checkpoint_instances(agent, validation=validation, models=models, dags=dags)
+    instances = with_objective(checkpoint_instances(agent, validation=validation, models=models, dags=dags), objective)
     params = SearchParams(
         num_simulations=simulations or INFERENCE_SIMULATIONS[model],
         max_num_considered_actions=cfg.get("max_considered_actions", 8),
@@ -127,15 +134,26 @@ def evaluate_checkpoint(
     envs = [make_problem_env(agent.settings, inst.problem) for inst in instances]
     episodes = play_episodes(policy, envs, np.random.default_rng(seed))
     rows = []
-    for inst, ep in zip(instances, episodes):
+    unit = UNITS[objective]
+    for inst, ep, env in zip(instances, episodes, envs):
         plan = ep.final_info["plan"]
         check(inst.problem, plan)  # never trust a plan: the validator raises if it breaks a rule
-        agent_bytes = cost_of(inst.problem, plan).non_compulsory_bytes
+        mine = cost_of(inst.problem, plan).value(objective)
+        greedy = env.baseline.nc_bytes if objective == "bytes" else env.baseline.latency_cycles
         exact = exact_optimum(inst.problem, plan.schedule, exact_time_limit)
-        rows.append(Row(inst.name, agent_bytes, int(ep.baseline_bytes), exact, 0.0 - ep.episode_return))
-        log(f"{inst.name}: agent {agent_bytes} B, best-greedy {ep.baseline_bytes} B"
-            + (f", exact {exact} B" if exact is not None else ""))  # fmt: skip
+        rows.append(Row(inst.name, mine, int(greedy), exact, 0.0 - ep.episode_return))
+        log(f"{inst.name}: agent {mine} {unit}, best-greedy {greedy} {unit}"
+            + (f", exact {exact} {unit}" if exact is not None else ""))  # fmt: skip
     return rows
+
+
+def with_objective(instances: list, objective: str) -> list:
+    """``instances`` with their problems under ``objective`` ("bytes" leaves them as they are)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; known objectives: {', '.join(OBJECTIVES)}")
+    if objective == "bytes":
+        return instances
+    return [replace(inst, problem=replace(inst.problem, objective=objective)) for inst in instances]
 
 
 def summary(rows: list[Row]) -> dict[str, float]:
@@ -164,10 +182,10 @@ def summary(rows: list[Row]) -> dict[str, float]:
     return out
 
 
-def markdown(rows: list[Row], header: str = "") -> str:
+def markdown(rows: list[Row], header: str = "", unit: str = "NC bytes") -> str:
     lines = [header, ""] if header else []
     lines += [
-        "| instance | agent NC bytes | best-greedy NC bytes | agent / greedy | exact (same schedule) | verdict |",
+        f"| instance | agent {unit} | best-greedy {unit} | agent / greedy | exact (same schedule) | verdict |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
@@ -180,13 +198,13 @@ def markdown(rows: list[Row], header: str = "") -> str:
         f" loses {s['loss_rate']:.0%} (not worse on {s['not_worse_rate']:.0%})",
         f"- mean agent / best-greedy ratio: {s['mean_ratio']:.3f} (below 1 is better; the env's"
         " normalization: where best-greedy moves 0 bytes, agent bytes over the largest tensor's size)",
-        f"- mean NC bytes: agent {s['mean_agent_bytes']:.0f}, best-greedy {s['mean_greedy_bytes']:.0f}",
+        f"- mean {unit}: agent {s['mean_agent_bytes']:.0f}, best-greedy {s['mean_greedy_bytes']:.0f}",
     ]
     if "exact_known" in s:
         lines.append(
             f"- where the exact optimum is known ({s['exact_known']}):"
             f" mean agent {s['mean_agent_bytes_where_exact']:.0f}"
-            f" vs exact {s['mean_exact_bytes']:.0f} bytes; the agent is optimal on {s['optimal_rate']:.0%}"
+            f" vs exact {s['mean_exact_bytes']:.0f} {unit}; the agent is optimal on {s['optimal_rate']:.0%}"
         )
         lines.append(
             f"- best-greedy is above the optimum on {s['beatable']} of {s['exact_known']} (the most any player can"
@@ -202,7 +220,8 @@ def markdown(rows: list[Row], header: str = "") -> str:
 @dataclass
 class Cell:
     """One instance played by the ``muzero`` solver (the default inference: the cheapest of
-    its games within the time budget) beside every reference, all in non-compulsory bytes."""
+    its games within the time budget) beside every reference, all in non-compulsory bytes
+    (in cycles when the instance's problem is under ``objective="latency"``)."""
 
     name: str
     agent: int  # the solver's plan
@@ -245,6 +264,7 @@ def evaluate_cells(
     cells = []
     for inst in instances:
         problem = inst.problem
+        unit = "B" if problem.objective == "bytes" else "cycles"
         options = RunOptions(time_limit=time_limit, seed=seed)
         result = run(problem, "muzero", MuZeroParams(checkpoint=checkpoint), options)
         other = None
@@ -257,14 +277,15 @@ def evaluate_cells(
         info, _, late = play_rule(env, RULES["lookahead"], deadline)
         check(problem, info["plan"])
         exact = exact_optimum(problem, result.plan.schedule, exact_time_limit)
+        search = result.stats.get("agent_bytes" if problem.objective == "bytes" else "agent_latency")
         cell = Cell(
-            inst.name, result.objective, result.stats.get("agent_bytes"), result.stats["winner"], best_greedy, xla,
-            cost_of(problem, info["plan"]).non_compulsory_bytes, late > 0, exact, result.seconds, other,
+            inst.name, result.objective, search, result.stats["winner"], best_greedy, xla,
+            cost_of(problem, info["plan"]).value(problem.objective), late > 0, exact, result.seconds, other,
         )  # fmt: skip
         cells.append(cell)
-        known = f", exact {exact} B" if exact is not None else ""
-        log(f"{cell.name}: agent {cell.agent} B ({cell.winner}, {cell.seconds:.1f} s), best heuristic"
-            f" {cell.heuristic} B, lookahead {cell.lookahead} B{known}")  # fmt: skip
+        known = f", exact {exact} {unit}" if exact is not None else ""
+        log(f"{cell.name}: agent {cell.agent} {unit} ({cell.winner}, {cell.seconds:.1f} s), best heuristic"
+            f" {cell.heuristic} {unit}, lookahead {cell.lookahead} {unit}{known}")  # fmt: skip
     return cells
 
 
@@ -396,6 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dag-ops", type=int, nargs="+", default=None,
                         help="--solver: operators of the random DAGs, one set per size (default: 24)")  # fmt: skip
     parser.add_argument("--against", default=None, help="--solver: also play the solver with this checkpoint")
+    parser.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="bytes",
+        help="the game to play and the figure to compare: non-compulsory bytes, or the roofline latency"
+        " (the env's timing phase decides when each load starts)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default=None, help="also write the table to this markdown file")
@@ -409,9 +437,11 @@ def main(argv: list[str] | None = None) -> int:
         args.checkpoint, models=models, dags=args.dags, simulations=args.simulations,
         exact_time_limit=args.exact_time_limit, seed=args.seed, model=args.model,
         c_scale=args.c_scale, validation=args.validation, player=args.player, min_q_range=args.min_q_range,
+        objective=args.objective,
     )  # fmt: skip
     cmd = "mallocgame eval " + " ".join(argv if argv is not None else sys.argv[1:])
-    table = markdown(rows, f"# mallocMuZero evaluation\n\n`{cmd}` ({time.perf_counter() - start:.0f} s)")
+    header = f"# mallocMuZero evaluation\n\n`{cmd}` ({time.perf_counter() - start:.0f} s)"
+    table = markdown(rows, header, UNITS[args.objective])
     print(table)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -430,13 +460,15 @@ def _main_solver(args: argparse.Namespace, models: str | None, argv: list[str] |
     instances = evaluation_set(hardware=hardware, models=names, n_dags=0)
     for ops in args.dag_ops or [24]:
         instances += evaluation_set(hardware=hardware, models=[], n_dags=n_dags, dag_ops=ops)
+    instances = with_objective(instances, args.objective)
     cells = evaluate_cells(
         args.checkpoint, instances, time_limit=args.time_limit, exact_time_limit=args.exact_time_limit,
         lookahead_time_limit=args.lookahead_time_limit, against=args.against, seed=args.seed,
     )  # fmt: skip
     cmd = "mallocgame eval " + " ".join(argv if argv is not None else sys.argv[1:])
     table = cells_markdown(cells, f"# mallocMuZero: the solver, cell by cell\n\n`{cmd}`"
-                           f" ({time.perf_counter() - start:.0f} s)", args.against)  # fmt: skip
+                           f" ({time.perf_counter() - start:.0f} s; figures in {UNITS[args.objective]})",
+                           args.against)  # fmt: skip
     print(table)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

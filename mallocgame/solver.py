@@ -11,6 +11,11 @@ cost model (the problem's objective, ties broken by non-compulsory bytes):
    agent's search (no Gumbel noise: deterministic) and the greedy rule's one-step lookahead,
    then the same on the second order while the budget lasts.
 
+Under ``objective="latency"`` the env (objective from the problem) adds its timing phase,
+where each load's start is a decision; the agent, the rules and the choice of the winner all
+play that game and compare latencies. A checkpoint trained on the bytes game loads (the
+observation shapes are the same) and plays the timing phase as well as it generalizes to it.
+
 A trajectory that reaches its share of the budget is finished by the greedy rule, so each
 one is a complete plan. The env only offers legal actions and its finished episode is a
 complete plan, so every plan is valid (and ``cosma.core.interface.run`` checks the one
@@ -192,6 +197,7 @@ def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) ->
     first_agent = next((t for t in found if t.player == "agent"), None)
     env0 = envs[0][1]
     nc = best.cost.non_compulsory_bytes
+    latency = problem.objective == "latency"
     stats = {
         "winner": f"{best.player}@{best.order}",
         "trajectories": [
@@ -207,10 +213,12 @@ def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) ->
             for t in found
         ],  # fmt: skip
         "agent_bytes": None if first_agent is None else first_agent.cost.non_compulsory_bytes,
+        "agent_latency": None if first_agent is None else first_agent.cost.latency_cycles,
         "decisions": best.decisions,
         "searched_decisions": 0 if first_agent is None else first_agent.decisions - first_agent.late_decisions,
-        "episode_return": -nc / env0.scale,
+        "episode_return": -(best.cost.latency_cycles if latency else nc) / env0.scale,  # on the first order's scale
         "baseline_bytes": env0.baseline.nc_bytes,
+        "baseline_latency": env0.baseline.latency_cycles,
         "checkpoint": path,
         "num_simulations": search.num_simulations,
         "model": params.model,
@@ -218,9 +226,8 @@ def solve_muzero(problem: Problem, params: MuZeroParams, options: RunOptions) ->
     }
     late = [f"{t.player}@{t.order}" for t in found if t.late_decisions]
     message = f"time budget reached: {', '.join(late)} finished by the greedy rule" if late else ""
-    options.say(
-        f"muzero: {len(found)} games in {time.perf_counter() - start:.1f} s, best {stats['winner']} {nc} NC bytes"
-    )
+    figure = f"{best.cost.latency_cycles:,} cycles, {nc} NC bytes" if latency else f"{nc} NC bytes"
+    options.say(f"muzero: {len(found)} games in {time.perf_counter() - start:.1f} s, best {stats['winner']} {figure}")
     if nc == 0:  # nothing non-compulsory: 0 is a lower bound, so this is optimal
         return bytes_bound_only(problem, SolveResult(Status.OPTIMAL, best.plan, bound=0, stats=stats, message=message))
     return SolveResult(Status.FEASIBLE, best.plan, stats=stats, message=message)

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from cosma.core.errors import UsageError
+from cosma.core.ir import OBJECTIVES
 from mallocgame.agent.envs import EnvSettings, evaluation_instances, make_problem_env, make_sampler_env, reward_unit
 from mallocgame.agent.learner import muzero_loss
 from mallocgame.agent.networks import MuZeroNet, NetConfig
@@ -89,6 +90,10 @@ class TrainConfig:
     """Offer every offset of a free gap that fits as a candidate of its own (both ends, the
     tensor's reserved offset), not only the first: more to choose from for a player that
     looks ahead (the greedy rule plays the same)."""
+    objective: str = "bytes"
+    """The game self-play and the held-out evaluation play: "bytes" (non-compulsory bytes) or
+    "latency" (the roofline latency: rewards are latency changes, and a timing phase chooses
+    when each load starts; see mallocgame.env)."""
 
     # Self-play and search.
     num_envs: int = 8
@@ -236,6 +241,7 @@ AS_BEFORE_THEY_EXISTED = {
     "surprise_share": 0.0,
     "lookahead": False,
     "all_offsets": False,
+    "objective": "bytes",
 }
 
 # (settings, seed) -> a self-play env; (config) -> one env per held-out instance
@@ -249,7 +255,7 @@ def default_eval_envs(cfg: TrainConfig) -> list:
     instances = evaluation_instances(cfg.eval_models, cfg.eval_dags, cfg.hardware)
     if cfg.eval_instances:
         instances = instances[: cfg.eval_instances]
-    return [make_problem_env(settings, inst.problem) for inst in instances]
+    return [make_problem_env(settings, replace(inst.problem, objective=cfg.objective)) for inst in instances]
 
 
 def train(
@@ -265,6 +271,8 @@ def train(
     ``new_budget`` (the command line passes the budget flags it was given)."""
     if cfg.selfplay_model not in MODELS:
         raise UsageError(f"unknown self-play model {cfg.selfplay_model!r}; known: {', '.join(MODELS)}")
+    if cfg.objective not in OBJECTIVES:
+        raise UsageError(f"unknown objective {cfg.objective!r}; known objectives: {', '.join(OBJECTIVES)}")
     checkpoint = torch.load(resume, weights_only=False) if resume else None
     if checkpoint is not None:  # the checkpoint's config wins, except the budget it is given anew and where it runs
         saved = TrainConfig(**{**asdict(TrainConfig()), **AS_BEFORE_THEY_EXISTED, **checkpoint["config"]})
@@ -273,6 +281,7 @@ def train(
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         model = "" if cfg.selfplay_model == "learned" else f"_{cfg.selfplay_model}"
         lookahead = ("_lookahead" if cfg.lookahead else "") + ("_alloffsets" if cfg.all_offsets else "")
+        lookahead += "_latency" if cfg.objective == "latency" else ""
         cfg.run_name = f"muzero_s{cfg.seed}_sim{cfg.num_simulations}{model}{lookahead}_{stamp}"
     run_dir = Path(cfg.out_dir) / cfg.run_name
     run_dir.mkdir(parents=True, exist_ok=True)

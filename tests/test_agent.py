@@ -512,6 +512,17 @@ def test_eval_command_prints_a_row_per_instance(real_checkpoint, tmp_path, capsy
     assert "beats best-greedy" in capsys.readouterr().out
 
 
+def test_eval_command_plays_the_latency_game(real_checkpoint, tmp_path, capsys):
+    from mallocgame.evaluate import main
+
+    table = tmp_path / "eval.md"
+    argv = [str(real_checkpoint), "--models", "", "--dags", "1", "--simulations", "2", "--objective", "latency"]
+    assert main([*argv, "--out", str(table)]) == 0  # every plan goes through the validator
+    text = table.read_text()
+    assert text.count("| dag1000x24/") == 6 and "| agent cycles | best-greedy cycles |" in text
+    assert "cycles, best-greedy" in capsys.readouterr().out
+
+
 def test_eval_on_a_validation_set_of_chosen_size(real_checkpoint, tmp_path):
     from mallocgame.evaluate import main
 
@@ -639,6 +650,45 @@ def test_muzero_solver_plan_validates(real_checkpoint):
         )
     below = Problem(graph, min_capacity(loose) - 64, hw, True)
     assert run(below, "muzero", MuZeroParams(checkpoint=str(real_checkpoint))).status is Status.INFEASIBLE
+
+
+def test_muzero_solver_plays_the_latency_game(real_checkpoint):
+    """Under objective=latency every game has the timing phase; the winner is the fastest plan."""
+    from cosma.core.analysis import min_capacity
+    from cosma.core.hardware import get_hardware
+    from cosma.core.interface import RunOptions, run
+    from cosma.core.ir import Problem
+    from cosma.core.synthetic import random_dag
+    from mallocgame.solver import MuZeroParams
+
+    graph = random_dag(7, 12, size_range=(32, 3072))
+    hw = get_hardware("mcu")
+    problem = Problem(graph, min_capacity(Problem(graph, 10**9, hw, True)), hw, True, objective="latency")
+    for model in ("learned", "true"):
+        params = MuZeroParams(checkpoint=str(real_checkpoint), num_simulations=4, model=model)
+        result = run(problem, "muzero", params, RunOptions(seed=0))  # run() validates the plan
+        assert result.objective == result.cost.latency_cycles
+        games = result.stats["trajectories"]
+        assert result.objective == min(g["latency_cycles"] for g in games)
+        assert {g["player"] for g in games} == {"greedy", "agent", "lookahead"}
+        assert result.stats["episode_return"] == pytest.approx(-result.objective / result.stats["baseline_latency"])
+
+
+def test_training_on_the_latency_game(tmp_path):
+    """--objective latency: self-play and the held-out evaluation play the latency game, the
+    checkpoint says so, and the solver and eval load it."""
+    from cosma.core.errors import UsageError
+    from mallocgame.agent.checkpoint import load_agent
+    from mallocgame.evaluate import evaluate_checkpoint
+    from mallocgame.train import main
+
+    assert main(tiny_real_argv(tmp_path, "lat", "--objective", "latency")) == 0
+    checkpoint = tmp_path / "lat" / "checkpoint.pt"
+    assert load_agent(str(checkpoint)).settings.objective == "latency"
+    rows = evaluate_checkpoint(str(checkpoint), models="", dags=1, objective="latency", log=lambda *a: None)
+    assert rows and all(r.agent > 0 for r in rows)  # cycles; every plan validated
+    with pytest.raises(UsageError, match="objective"):  # the mallocgame command prints it on one line, exit 2
+        main(tiny_real_argv(tmp_path, "bad", "--objective", "energy"))
 
 
 def test_muzero_solver_time_limit_still_returns_a_valid_plan(real_checkpoint):

@@ -264,3 +264,15 @@ def _tiny_onnx(tmp_path):
     path = tmp_path / "tiny.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
+
+
+def test_bench_latency_cell_has_the_agent_column():
+    """The benchmark's cell, on the hand-made graph: the agent playing the latency game (the
+    shipped checkpoint through the muzero solver) hides a's reload as xla-msa+pf does."""
+    from cosma.harness.bench_latency import COLUMNS, bench_cell
+
+    cell = bench_cell(problem(), "hide", "acts+weights", "M_R", 5.0, 1, 5.0, agent_limit=5.0)
+    assert set(cell.costs) == set(COLUMNS) and "muzero" in COLUMNS
+    agent = cell.costs["muzero"]
+    assert agent.latency_cycles <= cell.costs["xla-msa+pf"].latency_cycles < cell.costs["xla-msa"].latency_cycles
+    assert cell.agent_winner and cell.agent_seconds > 0

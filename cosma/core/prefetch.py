@@ -26,156 +26,277 @@ that hides the whole copy behind compute when one exists. Loads are taken larges
 first; each move is judged with the steps' current DMA and occupancy, so later moves see
 earlier ones. Offsets change only where a move needs it; the capacity always holds.
 The result validates whenever the input does, and its latency is never higher.
+
+``LoadTiming`` holds that state (the loads, their possible starts, the steps' DMA and
+occupancy): the pass and mallocGame's timing phase, where the player picks each load's start,
+share it.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from cosma.core.cost import evaluate, step_profile
 from cosma.core.errors import UsageError
 from cosma.core.fit import best_fit as place
 from cosma.core.interface import RunOptions, SolveResult, bytes_bound_only
-from cosma.core.ir import Plan, Problem, TensorKind
+from cosma.core.ir import Bytes, Plan, Problem, Residency, Step, TensorKind, TensorName
+
+
+@dataclass(frozen=True)
+class Load:
+    """A residency whose start moves DMA: a reload, or a graph input's or weight's first load."""
+
+    index: int  # the residency's index in ``LoadTiming.residencies``
+    tensor: TensorName
+    use: Step  # its start in the plan given: the step that uses it
+    earliest: Step  # the earliest step it may start: the end of the tensor's previous residency (0 for a first load)
+    size: Bytes  # bytes the copy moves
+    footprint: Bytes  # bytes it occupies (its range is [offset, offset + footprint) of its residency)
+
+
+@dataclass(frozen=True)
+class StartOption:
+    """One start step a load may take, judged against the current DMA of every step."""
+
+    start: Step
+    delta: float  # roofline latency change (cycles, unrounded) of moving the load's start here
+    added: float  # cycles the copy adds at ``start`` (0: fully hidden behind compute)
+    offset: Bytes  # where the residency sits when it starts here (its own offset unless relocated)
+    # (index, new offset) of another residency moved whole to make room (``options(displace=True)``)
+    displaced: tuple[int, Bytes] | None = None
+
+
+class LoadTiming:
+    """The start steps of a plan's loads as decisions: the state the prefetch pass and
+    mallocGame's timing phase share.
+
+    Holds the plan's residencies with their current starts, the per-step compute cycles and
+    DMA bytes of the roofline (``cosma.core.cost.step_profile``) and each step's occupied byte
+    ranges. ``options(load)`` lists the start steps a load may move to (see the module doc
+    for the rules), ``move`` makes one, ``plan`` and ``latency`` read the result (the latter
+    equals ``evaluate(problem, plan()).latency_cycles``). ``clone`` is a cheap snapshot: the
+    per-step occupied lists are replaced, never changed in place, so clones share them.
+
+    With ``relocate``, a start where the residency's own range is taken may still be offered
+    at another offset: the best fit (smallest gap, then lowest address) among the ranges free
+    over the whole residency from that start to its end, at starts where some compute can hide
+    part of the copy (elsewhere a relocation never lowers the latency). The residency then
+    moves as a whole (a resident tensor still never moves). With ``options(displace=True)``
+    (the prefetch pass), where no range is free, one residency blocking the load may move whole
+    to a range free over its own interval to make room, and earlier starts are not offered.
+    """
+
+    def __init__(self, problem: Problem, plan: Plan, max_interval: int | None = None, relocate: bool = False):
+        if max_interval is not None and max_interval < 0:
+            raise ValueError(f"max_interval must not be negative, got {max_interval}")
+        self.problem = problem
+        self.schedule = plan.schedule
+        self.max_interval = max_interval
+        self.relocate = relocate
+        n = len(plan.schedule)
+        self.compute, self.dma = step_profile(problem, plan) if n else ([], [])
+        self.bw = problem.hardware.dram_bytes_per_cycle
+        graph = problem.graph
+        self.residencies: list[Residency] = list(plan.residencies)
+        # Occupied byte ranges per step, as lists of (lo, hi, index of the residency).
+        occupied: list[list[tuple[int, int, int]]] = [[] for _ in range(n)]
+        stays: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(self.residencies):
+            stays[r.tensor].append(i)
+            lo, hi = r.offset, r.offset + problem.footprint(r.tensor)
+            for t in range(r.start, r.end):
+                occupied[t].append((lo, hi, i))
+        self.occupied = occupied
+        # The loads in the order the plan's tensors first appear (the prefetch pass's tie order).
+        loads: list[Load] = []
+
+        def load(i: int, earliest: int) -> Load:
+            r = self.residencies[i]
+            return Load(i, r.tensor, r.start, earliest, graph.tensors[r.tensor].size, problem.footprint(r.tensor))
+
+        for t, idx in stays.items():
+            idx.sort(key=lambda i: self.residencies[i].start)
+            if graph.tensors[t].kind in (TensorKind.INPUT, TensorKind.WEIGHT):
+                loads.append(load(idx[0], 0))
+            for prev, i in zip(idx, idx[1:]):
+                loads.append(load(i, self.residencies[prev].end))
+        self.loads: tuple[Load, ...] = tuple(loads)
+        self.moved = 0  # loads started earlier so far
+
+    def clone(self) -> "LoadTiming":
+        other = object.__new__(LoadTiming)
+        other.__dict__.update(self.__dict__)
+        other.dma = list(self.dma)
+        other.occupied = list(self.occupied)
+        other.residencies = list(self.residencies)
+        return other
+
+    def step_time(self, t: Step, extra: Bytes = 0) -> float:
+        """Roofline cycles of step ``t`` with ``extra`` more DMA bytes."""
+        return max(self.compute[t], (self.dma[t] + extra) / self.bw)
+
+    def free(self, step: Step, lo: Bytes, hi: Bytes) -> bool:
+        return all(b_hi <= lo or hi <= b_lo for b_lo, b_hi, _ in self.occupied[step])
+
+    def start_of(self, load: Load) -> Step:
+        return self.residencies[load.index].start
+
+    def range_of(self, load: Load) -> tuple[Bytes, Bytes]:
+        """The load's current byte range ``[lo, hi)``."""
+        offset = self.residencies[load.index].offset
+        return offset, offset + load.footprint
+
+    def options(self, load: Load, hidden: int | None = 1, displace: bool = False) -> list[StartOption]:
+        """The steps ``load`` may start at, latest first: every step from its current start
+        back while its byte range stays free (with ``relocate``: while some range is free over
+        the whole residency from there) and the tensor is not resident (and within
+        ``max_interval`` of its use), until ``hidden`` starts that hide the whole copy have
+        been seen (None: to the earliest start). Empty for a load that cannot move: an empty
+        tensor, one at step 0, or one with no range free the step before. ``displace`` (with
+        ``relocate``): at the first start with compute and no free range, one blocking residency
+        may move to make room (``StartOption.displaced``), and the walk ends there."""
+        start = self.start_of(load)
+        if load.size == 0 or start == 0:
+            return []
+        gain = self.step_time(start, -load.size) - self.step_time(start)  # <= 0: the load leaves its step
+        limit = load.earliest if self.max_interval is None else max(load.earliest, load.use - self.max_interval)
+        lo, hi = self.range_of(load)
+        own = True  # its own range is free from the step scanned to the start
+        # With relocate: the ranges taken at some step from the one scanned to the residency's
+        # end, and their best fit, recomputed only when a range joins them.
+        taken: set[tuple[int, int]] = set()
+        if self.relocate:
+            end = self.residencies[load.index].end
+            taken = {(b_lo, b_hi) for t in range(start, end) for b_lo, b_hi, i in self.occupied[t] if i != load.index}
+        fit, stale = None, True
+        copy = load.size / self.bw
+        out: list[StartOption] = []
+        seen = 0
+        for s in range(start - 1, limit - 1, -1):
+            own = own and self.free(s, lo, hi)
+            added = self.step_time(s, load.size) - self.step_time(s)
+            offset = lo
+            if self.relocate:
+                grown = len(taken)
+                taken.update((b_lo, b_hi) for b_lo, b_hi, _ in self.occupied[s])
+                stale = stale or len(taken) > grown
+                if not own:
+                    if added >= copy - 1e-9:  # no compute to hide behind here: never worth a relocation
+                        continue
+                    if stale:
+                        fit, stale = self._best_fit(taken, load.footprint), False
+                    if fit is None:  # nothing free over [s, end): nor over any longer span
+                        made = self._displace(load, s) if displace else None
+                        if made is not None:
+                            out.append(StartOption(s, gain + added, added, made[0], (made[1], made[2])))
+                        break
+                    offset = fit
+            elif not own:
+                break
+            out.append(StartOption(s, gain + added, added, offset))
+            if added <= 1e-9:  # fully hidden: an earlier start can only tie
+                seen += 1
+                if hidden is not None and seen >= hidden:
+                    break
+        return out
+
+    def _best_fit(self, taken: set[tuple[int, int]], footprint: Bytes) -> Bytes | None:
+        return place(taken, footprint, alignment=self.problem.alignment, capacity=self.problem.capacity)
+
+    def _taken_over(self, first: Step, last: Step, skip: tuple[int, ...]) -> set[tuple[int, int]]:
+        """The byte ranges taken at some step ``first .. last - 1`` by residencies not in ``skip``."""
+        return {(lo, hi) for t in range(first, last) for lo, hi, j in self.occupied[t] if j not in skip}
+
+    def _displace(self, load: Load, s: Step) -> tuple[Bytes, int, Bytes] | None:
+        """(offset for ``load`` over ``[s, end)``, a blocking residency ``j``, a new offset for
+        ``j``): room made by moving one residency, the smallest first, to a range free over its
+        whole interval; None when the step lacks the room outright or no single move makes it."""
+        i, problem = load.index, self.problem
+        end = self.residencies[i].end
+        used = sum(hi - lo for lo, hi, j in self.occupied[s] if j != i)
+        if problem.capacity - used < load.footprint:
+            return None  # not fragmentation: the step has no room for the copy
+        blockers = {j for t in range(s, end) for _, _, j in self.occupied[t] if j != i}
+        for j in sorted(blockers, key=lambda j: (problem.footprint(self.residencies[j].tensor), j)):
+            mine = self._best_fit(self._taken_over(s, end, (i, j)), load.footprint)
+            if mine is None:
+                continue
+            rj = self.residencies[j]
+            theirs = self._taken_over(rj.start, rj.end, (i, j)) | {(mine, mine + load.footprint)}
+            moved_to = self._best_fit(theirs, problem.footprint(rj.tensor))
+            if moved_to is not None:
+                return mine, j, moved_to
+        return None
+
+    @staticmethod
+    def best(options: list[StartOption]) -> StartOption | None:
+        """The option with the lowest latency, the latest on ties (within 1e-9 cycles), when it
+        lowers the latency; None when no option does."""
+        best = None
+        for o in options:  # latest first
+            if o.delta < (0.0 if best is None else best.delta) - 1e-9:
+                best = o
+        return best
+
+    def move(self, load: Load, option: StartOption) -> None:
+        """Start ``load`` as ``option`` says (one of its ``options``)."""
+        r = self.residencies[load.index]
+        old, start = r.start, option.start
+        if not load.earliest <= start < old:
+            raise ValueError(f"{load.tensor}: start {start} is outside [{load.earliest}, {old})")
+        self.dma[old] -= load.size
+        self.dma[start] += load.size
+        if option.displaced is not None:  # another residency moves whole first, to make room
+            j, offset = option.displaced
+            rj = self.residencies[j]
+            moved = (offset, offset + self.problem.footprint(rj.tensor), j)
+            for t in range(rj.start, rj.end):
+                self.occupied[t] = [b for b in self.occupied[t] if b[2] != j] + [moved]
+            self.residencies[j] = replace(rj, offset=offset)
+        block = (option.offset, option.offset + load.footprint, load.index)
+        if option.offset != r.offset:  # relocated: the whole residency moves
+            for t in range(old, r.end):
+                self.occupied[t] = [b for b in self.occupied[t] if b[2] != load.index] + [block]
+        for t in range(start, old):
+            self.occupied[t] = self.occupied[t] + [block]
+        self.residencies[load.index] = replace(r, start=start, offset=option.offset)
+        self.moved += 1
+
+    def latency_float(self) -> float:
+        return sum(max(c, d / self.bw) for c, d in zip(self.compute, self.dma))
+
+    def latency(self) -> int:
+        """The cost model's latency of ``plan()`` (the same sum, so the same rounding)."""
+        return round(self.latency_float())
+
+    def plan(self) -> Plan:
+        return Plan(self.schedule, tuple(sorted(self.residencies, key=lambda r: (r.start, r.tensor))))
 
 
 def prefetch(problem: Problem, plan: Plan, max_interval: int | None = None) -> Plan:
     """``plan`` with its loads started earlier where that lowers latency (see the module doc)."""
     if max_interval is not None and max_interval < 0:
         raise ValueError(f"max_interval must not be negative, got {max_interval}")
-    n = len(plan.schedule)
-    if n == 0:
+    if len(plan.schedule) == 0:
         return plan
-    compute, dma = step_profile(problem, plan)
-    bw = problem.hardware.dram_bytes_per_cycle
-    graph = problem.graph
-    capacity, align = problem.capacity, problem.alignment
+    timing = LoadTiming(problem, plan, max_interval, relocate=True)
 
-    def step_time(t: int, extra: int = 0) -> float:
-        return max(compute[t], (dma[t] + extra) / bw)
-
-    # Occupied byte ranges per step, as lists of (lo, hi, index of the residency).
-    occupied: list[list[tuple[int, int, int]]] = [[] for _ in range(n)]
-    residencies = list(plan.residencies)
-    stays: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(residencies):
-        stays[r.tensor].append(i)
-        lo, hi = r.offset, r.offset + problem.footprint(r.tensor)
-        for t in range(r.start, r.end):
-            occupied[t].append((lo, hi, i))
-
-    # The loaded residencies and the earliest step each may start at (the tensor's previous end).
-    loads: list[tuple[int, int]] = []  # (residency index, earliest start)
-    for t, idx in stays.items():
-        idx.sort(key=lambda i: residencies[i].start)
-        kind = graph.tensors[t].kind
-        if kind in (TensorKind.INPUT, TensorKind.WEIGHT):
-            loads.append((idx[0], 0))
-        for prev, i in zip(idx, idx[1:]):
-            loads.append((i, residencies[prev].end))
-
-    def free(step: int, lo: int, hi: int) -> bool:
-        return all(b_hi <= lo or hi <= b_lo for b_lo, b_hi, _ in occupied[step])
-
-    def best_fit(blocks: set[tuple[int, int]], fp: int) -> int | None:
-        return place(blocks, fp, alignment=align, capacity=capacity)
-
-    def blocks_over(first: int, last: int, skip: tuple[int, ...]) -> set[tuple[int, int]]:
-        """The byte ranges occupied at some step ``first .. last - 1`` by residencies not in ``skip``."""
-        return {(b_lo, b_hi) for t in range(first, last) for b_lo, b_hi, j in occupied[t] if j not in skip}
-
-    def displace(i: int, s: int) -> tuple[int, int, int] | None:
-        """(offset for ``i`` over ``[s, end)``, another residency ``j``, a new offset for ``j``):
-        room for load ``i`` from step ``s`` made by moving one residency that blocks it to a
-        range free over ``j``'s whole interval; None when no single move does it."""
-        r = residencies[i]
-        fp = problem.footprint(r.tensor)
-        used = sum(b_hi - b_lo for b_lo, b_hi, j in occupied[s] if j != i)
-        if capacity - used < fp:
-            return None  # not even fragmentation: the step has no room for the copy
-        blockers = {j for t in range(s, r.end) for _, _, j in occupied[t] if j != i}
-        for j in sorted(blockers, key=lambda j: (problem.footprint(residencies[j].tensor), j)):
-            mine = best_fit(blocks_over(s, r.end, (i, j)), fp)
-            if mine is None:
-                continue
-            rj = residencies[j]
-            theirs = blocks_over(rj.start, rj.end, (i, j))
-            theirs.add((mine, mine + fp))
-            moved_to = best_fit(theirs, problem.footprint(rj.tensor))
-            if moved_to is not None:
-                return mine, j, moved_to
-        return None
-
-    def best_start(i: int, earliest: int) -> tuple[float, int, int, tuple[int, int] | None]:
-        """(latency change, start, offset, displaced) of the best earlier start of residency
-        ``i``; (0, start, offset, None) if none. The residency keeps its offset while that range
-        is free; before that it may land on any range free over the whole new interval (a load may
-        land anywhere), the best fit; where none is, one blocking residency may move to a range
-        free over its own interval (``displaced`` = (its index, new offset)), and the walk stops."""
-        r = residencies[i]
-        size = graph.tensors[r.tensor].size
-        if size == 0 or r.start == 0:
-            return 0.0, r.start, r.offset, None
-        gain = step_time(r.start, -size) - step_time(r.start)  # <= 0: the load leaves its step
-        fp = problem.footprint(r.tensor)
-        lo, hi = r.offset, r.offset + fp
-        limit = earliest if max_interval is None else max(earliest, r.start - max_interval)
-        best: tuple[float, int, int, tuple[int, int] | None] = (0.0, r.start, r.offset, None)
-        others: set[tuple[int, int]] | None = None  # blocks over [s, r.end) other than i's, once relocating
-        for s in range(r.start - 1, limit - 1, -1):
-            added = step_time(s, size) - step_time(s)
-            delta = gain + added
-            offset, displaced = lo, None
-            if others is None and not free(s, lo, hi):
-                others = blocks_over(s + 1, r.end, (i,))
-            if others is not None:
-                others.update((b_lo, b_hi) for b_lo, b_hi, _ in occupied[s])
-                found = best_fit(others, fp)
-                if found is None:
-                    made = displace(i, s) if delta < best[0] - 1e-9 else None
-                    if made is not None:
-                        best = (delta, s, made[0], (made[1], made[2]))
-                    break
-                offset = found
-            if delta < best[0] - 1e-9:
-                best = (delta, s, offset, displaced)
-            if added <= 1e-9:  # fully hidden: no earlier start can do better
-                break
-        return best
-
-    def move(i: int, start: int, offset: int) -> None:
-        """Residency ``i`` now starts at ``start`` at ``offset`` (its end unchanged)."""
-        r = residencies[i]
-        fp = problem.footprint(r.tensor)
-        for t in range(r.start, r.end):
-            occupied[t] = [b for b in occupied[t] if b[2] != i]
-        for t in range(start, r.end):
-            occupied[t].append((offset, offset + fp, i))
-        residencies[i] = replace(r, start=start, offset=offset)
+    def saving(load: Load) -> float:
+        best = LoadTiming.best(timing.options(load, displace=True))
+        return 0.0 if best is None else best.delta
 
     # Largest saving first; each move is re-judged against the current DMA profile.
-    order = sorted(loads, key=lambda load: best_start(*load)[0])
-    moved = False
-    for i, earliest in order:
-        delta, s, offset, displaced = best_start(i, earliest)
-        if delta >= -1e-9:
-            continue
-        r = residencies[i]
-        size = graph.tensors[r.tensor].size
-        dma[r.start] -= size
-        dma[s] += size
-        if displaced is not None:
-            j, j_offset = displaced
-            move(j, residencies[j].start, j_offset)
-        move(i, s, offset)
-        moved = True
-    if not moved:
+    for load in sorted(timing.loads, key=saving):
+        best = LoadTiming.best(timing.options(load, displace=True))
+        if best is not None:
+            timing.move(load, best)
+    if not timing.moved:
         return plan
-
-    out = Plan(plan.schedule, tuple(sorted(residencies, key=lambda r: (r.start, r.tensor))))
+    out = timing.plan()
     if evaluate(problem, out).latency_cycles > evaluate(problem, plan).latency_cycles:
         return plan  # rounding only: never hand back a slower plan
     return out
@@ -228,4 +349,13 @@ def bytes_then_prefetch(solve: Callable[[Problem, Any, RunOptions], SolveResult]
     return wrapped
 
 
-__all__ = ["prefetch", "moved_loads", "PREFETCH_SWITCH", "prefetch_wanted", "bytes_then_prefetch"]
+__all__ = [
+    "Load",
+    "StartOption",
+    "LoadTiming",
+    "prefetch",
+    "moved_loads",
+    "PREFETCH_SWITCH",
+    "prefetch_wanted",
+    "bytes_then_prefetch",
+]

@@ -13,7 +13,9 @@ Tables:
    without and with the prefetch pass (``cosma.core.prefetch``), and ``exact`` under
    ``objective="latency"`` for the bytes-optimal plan's order (``cosma.exact.latency``: the
    latency-optimal plan for that fixed order, its status and seconds); the cell's latency of
-   the bytes-optimal plan over that latency optimum;
+   the bytes-optimal plan over that latency optimum; and ``muzero`` under ``objective="latency"``
+   (the shipped checkpoint, the solver's default budget: the agent playing the latency game,
+   where the start of each load is a decision of the env's timing phase);
 3. per model: that ratio's geometric mean and maximum over its cells, how many cells the
    latency optimum was proven in, and the issue's target: xla-msa with prefetch strictly
    faster than without on every cell where it moves bytes (non-compulsory, or any
@@ -38,12 +40,13 @@ from cosma.core.paths import RESULTS_DIR, write_text_atomically
 from cosma.core.prefetch import prefetch
 from cosma.exact.solver import ExactParams
 from cosma.harness.tables import output_path
+from mallocgame.solver import DEFAULT_CHECKPOINT, MuZeroParams
 from solvers.baselines import BestGreedyParams
 from solvers.xla import XlaParams
 
 SETTINGS = ((False, "activations"), (True, "acts+weights"))
 TIERS = ("M_R", "M_H")
-COLUMNS = ("best-greedy", "best-greedy+pf", "xla-msa", "xla-msa+pf", "exact", "exact+pf", "exact-latency")
+COLUMNS = ("best-greedy", "best-greedy+pf", "xla-msa", "xla-msa+pf", "exact", "exact+pf", "exact-latency", "muzero")
 
 
 @dataclass
@@ -57,9 +60,15 @@ class Cell:
     seconds: float
     latency_status: str  # exact under objective="latency" for the bytes-optimal plan's order
     latency_seconds: float
+    agent_seconds: float = 0.0  # the muzero solver's wall time
+    agent_winner: str = ""  # which of its games it returned ("player@order")
 
     def best_latency(self) -> int:
         return min(c.latency_cycles for c in self.costs.values())
+
+    def heuristic_latency(self) -> int:
+        """The fastest of the greedy baselines with prefetch: what the agent should beat."""
+        return min(self.costs["best-greedy+pf"].latency_cycles, self.costs["xla-msa+pf"].latency_cycles)
 
     def ratio(self) -> float:
         """Latency of the bytes-optimal plan (no prefetch) over the latency optimum for its order."""
@@ -79,8 +88,9 @@ class Cell:
 
 
 def bench_cell(
-    problem: Problem, name: str, setting: str, tier: str, time_limit: float, threads: int, latency_limit: float
-) -> Cell:
+    problem: Problem, name: str, setting: str, tier: str, time_limit: float, threads: int, latency_limit: float,
+    agent_limit: float | None = None, checkpoint: str = DEFAULT_CHECKPOINT,
+) -> Cell:  # fmt: skip
     options = RunOptions(time_limit=time_limit)
     costs: dict[str, Cost] = {}
     costs["best-greedy"] = run(problem, "best-greedy", BestGreedyParams(prefetch="off"), options).cost
@@ -94,15 +104,20 @@ def bench_cell(
     fixed = RunOptions(time_limit=latency_limit, threads=threads, schedule=exact.plan.schedule)
     optimum = run(latency, "exact", ExactParams(), fixed)
     costs["exact-latency"] = optimum.cost
+    # The agent: the muzero solver under objective=latency (default: the shipped checkpoint, its default budget).
+    params = MuZeroParams(checkpoint=checkpoint)
+    agent = run(latency, "muzero", params, RunOptions(time_limit=agent_limit, threads=threads))
+    costs["muzero"] = agent.cost
     return Cell(
         name, setting, tier, problem.capacity, costs, exact.status.value, exact.seconds,
-        optimum.status.value, optimum.seconds,
+        optimum.status.value, optimum.seconds, agent.seconds, agent.stats.get("winner", ""),
     )  # fmt: skip
 
 
 def bench_zoo(
-    paths: list[str], hw: Hardware, time_limit: float, threads: int, say, latency_limit: float = 60.0
-) -> list[Cell]:
+    paths: list[str], hw: Hardware, time_limit: float, threads: int, say, latency_limit: float = 60.0,
+    agent_limit: float | None = None, checkpoint: str = DEFAULT_CHECKPOINT,
+) -> list[Cell]:  # fmt: skip
     from cosma.core.onnx_lower import load_model
     from cosma.schedules.tiers import compute_tiers
 
@@ -113,7 +128,9 @@ def bench_zoo(
             tiers = compute_tiers(graph, hw, weights_counted, time_limit=10)
             for tier in TIERS:
                 problem = Problem(graph, tiers.capacity(tier), hw, weights_counted=weights_counted)
-                cell = bench_cell(problem, graph.name, setting, tier, time_limit, threads, latency_limit)
+                cell = bench_cell(
+                    problem, graph.name, setting, tier, time_limit, threads, latency_limit, agent_limit, checkpoint
+                )
                 cells.append(cell)
                 c = cell.costs
                 say(
@@ -121,6 +138,7 @@ def bench_zoo(
                     f" {c['xla-msa+pf'].latency_cycles:>12,}  exact {c['exact'].latency_cycles:>12,} ->"
                     f" {c['exact+pf'].latency_cycles:>12,} -> {c['exact-latency'].latency_cycles:>12,}"
                     f" ({cell.latency_status}, {cell.latency_seconds:.1f} s)  ratio {cell.ratio():.3f}"
+                    f"  muzero {c['muzero'].latency_cycles:>12,} ({cell.agent_winner}, {cell.agent_seconds:.1f} s)"
                 )
     return cells
 
@@ -152,6 +170,12 @@ def summary_lines(cells: list[Cell]) -> list[str]:
     slowest = max((c.latency_seconds for c in proven), default=0.0)
     slower = sum(not c.never_slower() for c in cells)
     beaten = sum(c.costs["exact-latency"].latency_cycles > c.best_latency() for c in cells)
+    agent = [c.costs["muzero"].latency_cycles for c in cells]
+    heuristic = [c.heuristic_latency() for c in cells]
+    wins = sum(a < h for a, h in zip(agent, heuristic))
+    ties = sum(a == h for a, h in zip(agent, heuristic))
+    optimum = [c.costs["exact-latency"].latency_cycles for c in cells]
+    agent_ratio = [a / o for a, o in zip(agent, optimum) if o]
     return [
         f"- exact latency-optimal for the bytes-optimal plan's order: proven on {len(proven)} of {len(cells)} cells"
         f" (slowest proof {slowest:.1f} s); slower than the bytes-optimal plan after the prefetch pass on {slower}"
@@ -163,12 +187,17 @@ def summary_lines(cells: list[Cell]) -> list[str]:
         f" max {max(ratios, default=1.0):.3f} over {len(cells)} cells.",
         f"- the prefetch pass on the bytes-optimal plan: latency divided by {_geomean(pf_gain):.3f} on average"
         f" (geometric mean), at most {max(pf_gain, default=1.0):.3f}; bytes unchanged.",
+        f"- the agent (muzero, latency game) against the faster of best-greedy+pf and xla-msa+pf: faster on {wins},"
+        f" as fast on {ties}, slower on {len(cells) - wins - ties} of {len(cells)} cells; its latency over"
+        f" exact-latency's: geometric mean {_geomean(agent_ratio):.3f}, max {max(agent_ratio, default=1.0):.3f}"
+        f" (mean {sum(c.agent_seconds for c in cells) / max(1, len(cells)):.1f} s per plan).",
     ]
 
 
 def write_report(
-    path: str, hw: Hardware, time_limit: float, shares, cells: list[Cell], command: str, latency_limit: float = 60.0
-) -> None:
+    path: str, hw: Hardware, time_limit: float, shares, cells: list[Cell], command: str, latency_limit: float = 60.0,
+    agent_limit: float | None = None, checkpoint: str = DEFAULT_CHECKPOINT,
+) -> None:  # fmt: skip
     lines = [
         "# Latency: two objectives on one cost model",
         "",
@@ -184,7 +213,17 @@ def write_report(
         " (free order). `exact-latency` is `exact` under `objective=latency` with the schedule fixed to `exact`'s:"
         " the latency-optimal plan for that order (`cosma.exact.latency`: keep/evict, the start of every load and"
         " the step of every spill as decisions, warm-started with `exact+pf`), ties broken by bytes; its status"
-        " says whether that optimum is proven within the limit.",
+        " says whether that optimum is proven within the limit. `muzero` is the agent playing the latency game"
+        " (`mallocgame.env` under `objective=latency`: keep/evict decisions, then a timing phase that chooses"
+        " the start of each load; rewards are the cost model's latency changes) through the `muzero` solver:"
+        + (
+            " the shipped checkpoint (trained on the bytes game)"
+            if checkpoint == DEFAULT_CHECKPOINT
+            else f" the checkpoint `{checkpoint}`"
+        )
+        + " with the solver's default budget"
+        f"{'' if agent_limit is None else f' cut to {agent_limit:g} s'}, the fastest of its games"
+        " (agent, greedy rule, lookahead rule) on two orders.",
         "",
         "## Summary",
         "",
@@ -239,6 +278,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hardware", default="mcu", help="hardware preset for the cells (mcu: the most compute-bound)")
     ap.add_argument("--time-limit", type=float, default=20.0, help="seconds per exact solve (bytes)")
     ap.add_argument("--latency-time-limit", type=float, default=60.0, help="seconds per exact-latency solve")
+    ap.add_argument(
+        "--agent-time-limit",
+        type=float,
+        default=None,
+        help=f"seconds per muzero plan (default: the solver's own, {MuZeroParams().time_limit:g} s)",
+    )
+    ap.add_argument(
+        "--agent-checkpoint", default=DEFAULT_CHECKPOINT, help="the muzero column's checkpoint (default: the shipped)"
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="markdown file to write (default: results/latency.md for a full run)")
     ap.add_argument("--update", action="store_true", help="let a run on some models replace results/latency.md")
@@ -258,12 +306,17 @@ def main(argv: list[str] | None = None) -> int:
     so_far = out if out != tracked else tracked.with_name("latency-partial.md")
     cells: list[Cell] = []
     for i, path in enumerate(paths):
-        cells += bench_zoo([path], hw, args.time_limit, args.threads, say, args.latency_time_limit)
+        agent = (args.agent_time_limit, args.agent_checkpoint)
+        cells += bench_zoo([path], hw, args.time_limit, args.threads, say, args.latency_time_limit, *agent)
         if i + 1 < len(paths):
             write_report(
-                str(so_far), hw, args.time_limit, shares[: i + 1], cells, command.strip(), args.latency_time_limit
-            )
-    write_report(str(out), hw, args.time_limit, shares, cells, command.strip(), args.latency_time_limit)
+                str(so_far), hw, args.time_limit, shares[: i + 1], cells, command.strip(), args.latency_time_limit,
+                *agent,
+            )  # fmt: skip
+    write_report(
+        str(out), hw, args.time_limit, shares, cells, command.strip(), args.latency_time_limit,
+        args.agent_time_limit, args.agent_checkpoint,
+    )  # fmt: skip
     for line in summary_lines(cells):
         say(line)
     say(f"wrote {out}")

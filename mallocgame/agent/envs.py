@@ -21,6 +21,9 @@ class EnvSettings:
     lookahead: bool = False  # the observation's per-action greedy completions (False in checkpoints before it)
     lookahead_scale: str = "capacity"  # what the lookahead's bytes are measured against ("capacity" before it)
     all_offsets: bool = False  # every fitting offset of a gap is a candidate (False in checkpoints before it)
+    # The game self-play plays ("bytes" in checkpoints before it). Not an env_kwargs entry: an env
+    # built for a given problem plays that problem's objective, whatever game the networks learned.
+    objective: str = "bytes"
 
     def env_kwargs(self) -> dict:
         return {
@@ -56,7 +59,9 @@ def make_sampler_env(settings: EnvSettings, seed: int):
     from mallocgame.instances import InstanceSampler
 
     sampler = InstanceSampler(hardware=settings.hardware, seed=seed, preset=settings.instances)
-    return MallocGameEnv(sampler=sampler, hardware=settings.hardware, **settings.env_kwargs())
+    return MallocGameEnv(
+        sampler=sampler, hardware=settings.hardware, objective=settings.objective, **settings.env_kwargs()
+    )
 
 
 def make_problem_env(settings: EnvSettings, problem: Problem, schedule: tuple[OpName, ...] | None = None):

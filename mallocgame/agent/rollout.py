@@ -27,11 +27,12 @@ class Episode:
     baseline_bytes: int | None  # non-compulsory bytes of the best greedy baseline
     final_info: dict[str, Any]  # the terminal info dict (carries "plan" and "cost")
     fallback_steps: int = 0  # decisions played by the fallback policy after the deadline
+    objective: str = "bytes"  # the game played: under "latency" the return compares latencies
 
     @property
     def beats_baseline(self) -> bool:
         """Strictly better than best-greedy (the return convention: above -1)."""
-        if self.agent_bytes is not None and self.baseline_bytes is not None:
+        if self.objective == "bytes" and self.agent_bytes is not None and self.baseline_bytes is not None:
             return self.agent_bytes < self.baseline_bytes
         return self.episode_return > -1.0
 
@@ -91,7 +92,8 @@ def play_episodes(
                 cost = info.get("cost")
                 agent = getattr(cost, "non_compulsory_bytes", None)
                 base = info.get("baseline_bytes")
-                results[i] = Episode(names[i], returns[i], steps[i], agent, base, info, fallback_steps[i])
+                objective = getattr(envs[i].unwrapped, "objective", "bytes")
+                results[i] = Episode(names[i], returns[i], steps[i], agent, base, info, fallback_steps[i], objective)
             else:
                 still.append(i)
         active = still
