@@ -445,7 +445,7 @@ class _Allocator:
             offset = self._fit(footprint(tensor))
             if offset is None:
                 placed_now = {b.tensor for b in self.arena.blocks if b.start == t}
-                resident = {x for x in operands if x in self.arena}
+                resident = [x for x in operands if x in self.arena]  # a list: the order is the plan's
                 offset = self._evict_cheapest_window(t, footprint(tensor), placed_now)
                 if offset is None:
                     return False
