@@ -206,9 +206,10 @@ def write_report(
         f" {latency_limit:g} s for `exact-latency`. Timings on a shared 2-core machine.",
         "",
         "Latency is the cost model's per-step roofline (`cosma.core.cost`): a load is charged to the step its"
-        " residency starts at, so a load started earlier, at a compute-bound step where its byte range is free,"
-        " costs no time. `+pf` = the same plan after the prefetch pass (`cosma.core.prefetch`), which moves"
-        " only the start of loaded residencies: bytes are unchanged. `best-greedy+pf` is best-greedy under"
+        " residency starts at, so a load started earlier, at a compute-bound step where it has room, costs no"
+        " time. `+pf` = the same plan after the prefetch pass (`cosma.core.prefetch`), which moves the start of"
+        " loaded residencies (and, where a load's own range is taken, its offset, or one blocking residency's):"
+        " bytes are unchanged. `best-greedy+pf` is best-greedy under"
         " `objective=latency` (each candidate retimed, then the fastest kept). `exact` is bytes-optimal"
         " (free order). `exact-latency` is `exact` under `objective=latency` with the schedule fixed to `exact`'s:"
         " the latency-optimal plan for that order (`cosma.exact.latency`: keep/evict, the start of every load and"
