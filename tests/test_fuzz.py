@@ -200,3 +200,17 @@ def test_an_overrun_no_rerun_repeats_is_listed_apart(tmp_path, monkeypatch):
     assert report.total("overrun") == 1 and len(report.unreproduced) == 1
     text = fuzz.render(report, solvers, 1.0, "fuzz", 1.0, cache)
     assert "## Overruns that did not repeat" in text and "overrun 1" in text
+
+
+def test_a_stop_request_ends_the_run_even_when_a_solver_caught_the_interrupt(tmp_path):
+    """SIGTERM raises KeyboardInterrupt, which a solver may answer with its best plan so far:
+    the run then stops between instances, keeping what finished."""
+    cache = tmp_path / "c.jsonl.gz"
+    fuzz.fuzz(4, 1, None, ["best-greedy"], 1.0, lambda _: None, cache=cache)
+    fuzz._STOP.set()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fuzz.fuzz(4, 3, None, ["best-greedy"], 1.0, lambda _: None, cache=cache)
+    finally:
+        fuzz._STOP.clear()
+    assert [r["index"] for r in fuzz.read_cache(cache)] == [0]

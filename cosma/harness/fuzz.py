@@ -48,6 +48,7 @@ import json
 import random
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import Counter
@@ -452,6 +453,8 @@ def fuzz(
     deadline = None if minutes is None else time.monotonic() + 60 * minutes
 
     def more() -> bool:
+        if _STOP.is_set():  # a solver may have caught the interrupt as its own (best plan so far)
+            raise KeyboardInterrupt
         return (instances is None or report.instances < instances) and (deadline is None or time.monotonic() < deadline)
 
     def jobs():
@@ -641,7 +644,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# Set by SIGTERM: the solvers answer a KeyboardInterrupt with their best plan so far, so the
+# run checks this between instances too, or it would go on after the first one.
+_STOP = threading.Event()
+
+
 def _interrupted(signum, frame) -> None:
+    _STOP.set()
     raise KeyboardInterrupt
 
 
