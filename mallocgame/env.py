@@ -157,9 +157,9 @@ class MallocGameEnv(gym.Env):
     the prefetch pass's state), or, with ``relocate`` (the default), where another range is
     free over the whole residency from that step, or where moving one other residency whole
     to a range free over its own steps makes such room (as the prefetch pass does). The cost
-    model charges a load's DMA to its
-    start step, so a copy started at a compute-bound step costs no time. A load with no
-    earlier start free when its turn comes is skipped (it stays at its use step).
+    model charges a load's DMA to its start step, so a copy started at a compute-bound step
+    costs no time. A load with no earlier start free when its turn comes is skipped (it stays
+    at its use step).
 
     ## Action Space
     ``Discrete(K + 1)``, ``K = num_candidates``:
