@@ -12,7 +12,7 @@ from cosma.core.cost import evaluate
 from cosma.core.hardware import PRESETS
 from cosma.core.interface import REGISTRY, RunOptions, Status, load_all, run
 from cosma.core.ir import Graph, Problem
-from cosma.core.synthetic import random_dag, randwire_graph
+from cosma.core.synthetic import random_dag, randwire_graph, transformer_stack
 from cosma.core.validator import validate
 from cosma.exact.auto import AutoParams
 from cosma.exact.bounds import fixed_schedule_bound, schedule_free_bound
@@ -194,6 +194,20 @@ def test_a_tiny_time_limit_holds_on_a_thousand_operators(solver: str) -> None:
     result = run(problem, solver, options=RunOptions(time_limit=1.0))  # run() validates the plan
     assert time.monotonic() - started < 1.0 * 1.05 + 2.0  # the fuzzer's overrun rule
     assert result.plan is not None
+
+
+def test_auto_starts_no_solver_whose_setup_outlasts_the_limit() -> None:
+    """1,600 operators and 0.3 s: too little for exact's fixed phases (5e-4 s an operator) and
+    for dnc's (2.5e-4 s), so best-greedy answers, by its deadline."""
+    graph = transformer_stack(100, d_model=64, seq=32)
+    loose = Problem(graph, 10**12, NPU, True)
+    problem = Problem(graph, min_capacity(loose) + 4096, NPU, True)
+    result = run(problem, "auto", options=RunOptions(time_limit=0.3))
+    assert result.stats["path"] == "best-greedy" and result.plan is not None
+    assert "too little for the exact solver" in result.stats["why"]
+    assert "too little for divide and conquer" in result.stats["why"]
+    roomy = run(problem, "auto", options=RunOptions(time_limit=30.0))
+    assert roomy.stats["path"] == "exact"  # with the time, exact proves it
 
 
 def test_order_search_goes_on_once_the_plan_meets_its_order() -> None:
