@@ -284,7 +284,8 @@ class _Allocator:
     def _eviction_cost(self, tensor: TensorName, t: Step) -> Bytes:
         """Traffic an eviction at step ``t`` causes: the reload, plus the one spill of an
         activation not yet in DRAM; 0 for a tensor never used again."""
-        if self._next_use(tensor, t) is None:
+        steps = self.uses[tensor]
+        if not steps or steps[-1] < t:  # no use at or after t (the uses are sorted)
             return 0
         data = self.graph.tensors[tensor]
         spill = data.size if data.kind is TensorKind.ACTIVATION and tensor not in self.in_dram else 0
@@ -321,8 +322,9 @@ class _Allocator:
         held = [b.tensor in pinned for b in blocks]
         cost = [0]  # prefix sums over blocks
         freed = [0]
+        eviction_cost = self._eviction_cost
         for b in blocks:
-            cost.append(cost[-1] + self._eviction_cost(b.tensor, t))
+            cost.append(cost[-1] + eviction_cost(b.tensor, t))
             freed.append(freed[-1] + b.size)
         best: tuple[Bytes, Bytes, Bytes, Bytes, int, int] | None = None
         i = j = 0
