@@ -171,7 +171,7 @@ class LoadTiming:
         taken: set[tuple[int, int]] = set()
         if self.relocate:
             end = self.residencies[load.index].end
-            taken = {(b_lo, b_hi) for t in range(start, end) for b_lo, b_hi, i in self.occupied[t] if i != load.index}
+            taken = self._taken_over(start, end, (load.index,))
         fit, stale = None, True
         copy = load.size / self.bw
         out: list[StartOption] = []
@@ -252,19 +252,22 @@ class LoadTiming:
         self.dma[start] += load.size
         if option.displaced is not None:  # another residency moves whole first, to make room
             j, offset = option.displaced
-            rj = self.residencies[j]
-            moved = (offset, offset + self.problem.footprint(rj.tensor), j)
-            for t in range(rj.start, rj.end):
-                self.occupied[t] = [b for b in self.occupied[t] if b[2] != j] + [moved]
-            self.residencies[j] = replace(rj, offset=offset)
+            self._relocate(j, offset)
         block = (option.offset, option.offset + load.footprint, load.index)
         if option.offset != r.offset:  # relocated: the whole residency moves
-            for t in range(old, r.end):
-                self.occupied[t] = [b for b in self.occupied[t] if b[2] != load.index] + [block]
+            self._relocate(load.index, option.offset)
         for t in range(start, old):
             self.occupied[t] = self.occupied[t] + [block]
         self.residencies[load.index] = replace(r, start=start, offset=option.offset)
         self.moved += 1
+
+    def _relocate(self, i: int, offset: Bytes) -> None:
+        """Residency ``i``, over its own steps, now at ``offset`` (lists replaced, for clones)."""
+        r = self.residencies[i]
+        block = (offset, offset + self.problem.footprint(r.tensor), i)
+        for t in range(r.start, r.end):
+            self.occupied[t] = [b for b in self.occupied[t] if b[2] != i] + [block]
+        self.residencies[i] = replace(r, offset=offset)
 
     def latency_float(self) -> float:
         return sum(max(c, d / self.bw) for c, d in zip(self.compute, self.dma))

@@ -92,6 +92,9 @@ class Case:
     def graph(self) -> Graph:
         return build(self.call)
 
+    def problem(self) -> Problem:
+        return Problem(self.graph(), self.capacity, get_hardware(self.preset), self.weights)
+
     def reproducer(self, solver: str, time_limit: float) -> str:
         return (
             f'python -m cosma.harness.fuzz --replay "{self.call}" --preset {self.preset}'
@@ -263,7 +266,7 @@ def _short(e: BaseException) -> str:
 
 def run_case(case: Case, solvers: list[str], time_limit: float) -> list[Outcome]:
     """Every solver on the case, through ``run``."""
-    problem = Problem(case.graph(), case.capacity, get_hardware(case.preset), case.weights)
+    problem = case.problem()
     return [run_one(problem, s, time_limit) for s in solvers]
 
 
@@ -275,7 +278,7 @@ def check_case(case: Case, solvers: list[str], time_limit: float, report: Report
 
 
 def case_m_r(case: Case) -> int:
-    return min_capacity(Problem(case.graph(), case.capacity, get_hardware(case.preset), case.weights))
+    return min_capacity(case.problem())
 
 
 def judge(case: Case, outcomes: list[Outcome], time_limit: float, report: Report, log, m_r: int | None = None) -> None:
@@ -404,7 +407,7 @@ def recheck_overruns(path: Path, times: int, log) -> int:
         for o in record["outcomes"]:
             if o.get("recheck") or not overran(o["wall"], record["time_limit"]):
                 continue
-            problem = Problem(case.graph(), case.capacity, get_hardware(case.preset), case.weights)
+            problem = case.problem()
             o["recheck"] = [round(run_one(problem, o["solver"], record["time_limit"]).wall, 3) for _ in range(times)]
             log(f"[{record['index']}] {o['solver']}: {o['wall']:.1f} s, rerun alone: {o['recheck']} s")
             rerun += 1
