@@ -256,11 +256,12 @@ def test_joint_proves_without_the_cheap_bounds(name: str, problem: Problem) -> N
 
 @pytest.mark.parametrize("name,problem", CASES, ids=[c[0] for c in CASES])
 def test_cheap_bounds_never_exceed_the_optimum_over_every_order(name: str, problem: Problem) -> None:
-    from cosma.exact.bounds import cheap_order_bounds, cut_bound, peak_bound
+    from cosma.exact.bounds import chain_bound, cheap_order_bounds, cut_bound, peak_bound
 
     best = min_over_orders(problem)
     assert peak_bound(problem, 5.0) <= best
     assert cut_bound(problem, 5.0) <= best
+    assert chain_bound(problem, 5.0) <= best
     value, how, parts = cheap_order_bounds(problem)
     assert value == parts[how] == max(parts.values()) <= best
 
@@ -274,6 +275,29 @@ def test_cut_bound_sees_an_open_branch_the_peak_search_does_not_prove() -> None:
     problem = dict(CASES)["mcu-aligned"]
     assert peak_bound(problem, 5.0) == 1
     assert cut_bound(problem, 5.0) == 19 <= min_over_orders(problem)
+
+
+def test_chain_bound_counts_a_reload_per_layer() -> None:
+    # The Transformer decoder's pattern in small: every layer reads the memory M (or keys
+    # k_i computed from it by kp_i, which may run at any time after mk), and each layer's
+    # peak p_i (h_i + q_i = 9 bytes) leaves no room for M or a precomputed key beside it.
+    # Whatever the order, one of them is out at p1 and at p2, and read in between: a spill
+    # and two reloads, 12 bytes. A single operator proves at most 8; the chain of peaks,
+    # cut together, proves all 12.
+    from cosma.exact.bounds import chain_bound, cut_bound
+
+    sizes = {"i": 1, "M": 4, "k1": 4, "k2": 4, "k3": 4, "h1": 1, "q1": 8, "g1": 1, "h2": 1, "q2": 8, "g2": 1, "h3": 1}
+    layers = [
+        ("mk", ["i"], ["M"]),
+        ("kp1", ["M"], ["k1"]), ("l1", ["k1", "i"], ["h1"]), ("p1", ["h1"], ["q1"]), ("r1", ["q1"], ["g1"]),
+        ("kp2", ["M"], ["k2"]), ("l2", ["k2", "g1"], ["h2"]), ("p2", ["h2"], ["q2"]), ("r2", ["q2"], ["g2"]),
+        ("kp3", ["M"], ["k3"]), ("l3", ["k3", "g2"], ["h3"]),
+    ]  # fmt: skip
+    graph = build_graph("memory", sizes, layers, inputs=("i",), outputs=("h3",))
+    for capacity in (9, 12):
+        problem = Problem(graph, capacity, IDEAL)
+        assert len(topological_orders(problem, 5000)[0]) == 45
+        assert cut_bound(problem) < chain_bound(problem) == 12 == min_over_orders(problem)
 
 
 def test_peak_bound_is_the_cheapest_way_to_free_the_excess() -> None:

@@ -12,7 +12,14 @@ from cosma.core.analysis import is_topological, min_capacity, peak_live_bytes
 from cosma.core.hardware import PRESETS
 from cosma.core.ir import Graph, Problem
 from cosma.core.synthetic import build_graph, random_dag, randwire_graph
-from cosma.schedules.minpeak import SchedulerParams, cut_operators, min_peak_schedule, op_dag, schedule_min_peak
+from cosma.schedules.minpeak import (
+    SchedulerParams,
+    cut_operators,
+    min_peak_lower_bound,
+    min_peak_schedule,
+    op_dag,
+    schedule_min_peak,
+)
 
 IDEAL = PRESETS["ideal"]
 
@@ -62,6 +69,17 @@ def test_splitting_does_not_change_the_optimum(seed: int) -> None:
     whole = schedule_min_peak(problem, params=SchedulerParams(split=False))
     assert split.peak == whole.peak
     assert split.proven_optimal and whole.proven_optimal
+
+
+@pytest.mark.parametrize("graph", GRAPHS[::3], ids=lambda g: g.name)
+def test_min_peak_lower_bound_is_the_minimum_peak(graph: Graph) -> None:
+    # With time to prove every crowded piece, the bound is the minimum peak itself; asked
+    # only above it, it may stop lower but never claims more.
+    problem = Problem(graph, 10**6, IDEAL)
+    graph.memo.clear()
+    assert min_peak_lower_bound(problem) == brute_force_peak(problem)
+    graph.memo.clear()
+    assert min_peak_lower_bound(problem, above=10**9) <= brute_force_peak(problem)
 
 
 def test_cut_operators() -> None:
