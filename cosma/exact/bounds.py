@@ -405,6 +405,8 @@ def chain_bound(
         return ran[j][v]
 
     for j, c in enumerate(chain):
+        if clock.expired():
+            return 0
         ran.append({v: m.NewBoolVar(f"x{v}_{j}") for v in floating[j]})
         for v, x in ran[j].items():
             for p in cuts.preds[v]:
