@@ -691,6 +691,33 @@ def test_training_on_the_latency_game(tmp_path):
         main(tiny_real_argv(tmp_path, "bad", "--objective", "energy"))
 
 
+def test_init_fine_tunes_another_runs_weights_on_a_new_objective(real_checkpoint, tmp_path):
+    """--init: a new run (own config, counters from zero) starts from a bytes run's weights and
+    optimizer moments on the latency game; --resume keeps its own weights; a network that does
+    not fit is refused in one line."""
+    from cosma.core.errors import UsageError
+    from mallocgame.train import main
+
+    source = torch.load(real_checkpoint, weights_only=False)
+    init = ("--init", str(real_checkpoint))
+    argv = tiny_real_argv(tmp_path, "ft", "--objective", "latency", *init, "--minutes", "0", "--demo-episodes", "0")
+    assert main(argv) == 0  # no budget: the checkpoint saved is the loaded one
+    tuned = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)
+    assert tuned["config"]["objective"] == "latency" and tuned["config"]["init"] == str(real_checkpoint)
+    assert tuned["counters"]["updates"] == 0
+    for key, value in source["model"].items():
+        assert torch.equal(tuned["model"][key], value)
+    assert tuned["optimizer"]["state"].keys() == source["optimizer"]["state"].keys()
+    assert main(tiny_real_argv(tmp_path, "ft2", "--objective", "latency", *init)) == 0
+    trained = torch.load(tmp_path / "ft2" / "checkpoint.pt", weights_only=False)
+    assert trained["counters"]["updates"] > 0
+    assert main(["--resume", str(tmp_path / "ft2" / "checkpoint.pt"), "--max-env-steps", "140", "--no-progress"]) == 0
+    resumed = torch.load(tmp_path / "ft2" / "checkpoint.pt", weights_only=False)
+    assert resumed["counters"]["updates"] > trained["counters"]["updates"]
+    with pytest.raises(UsageError, match="--init"):  # another network size: refused, not half loaded
+        main(tiny_real_argv(tmp_path, "bad", *init, "--hidden-dim", "8"))
+
+
 def test_muzero_solver_time_limit_still_returns_a_valid_plan(real_checkpoint):
     from cosma.core.analysis import min_capacity
     from cosma.core.hardware import get_hardware
