@@ -38,7 +38,14 @@ import torch
 
 from cosma.core.errors import UsageError
 from cosma.core.ir import OBJECTIVES
-from mallocgame.agent.envs import EnvSettings, evaluation_instances, make_problem_env, make_sampler_env, reward_unit
+from mallocgame.agent.envs import (
+    EnvSettings,
+    agent_reward,
+    evaluation_instances,
+    in_timing_phase,
+    make_problem_env,
+    make_sampler_env,
+)
 from mallocgame.agent.learner import muzero_loss
 from mallocgame.agent.networks import MuZeroNet, NetConfig
 from mallocgame.agent.policy import INFERENCE_C_SCALE, INFERENCE_MIN_Q_RANGE, MODELS, MuZeroPolicy, make_policy
@@ -510,9 +517,9 @@ def demonstrations(envs: list, n: int, seed: int, smoothing: float, player: str 
             action = choose(env)
             legal = np.asarray(obs["action_mask"], dtype=np.float64)
             target = smoothing * legal / legal.sum() + (1 - smoothing) * np.eye(len(legal))[action]
-            unit = reward_unit(env)
+            was_timing = in_timing_phase(env)
             next_obs, reward, done, truncated, _ = env.step(action)
-            game.append(obs, action, reward * unit, target, 0.0)
+            game.append(obs, action, agent_reward(env, reward, was_timing), target, 0.0)
             obs, done = next_obs, done or truncated
         game.root_values = list(np.cumsum(game.rewards[::-1])[::-1])
         out.append(game)

@@ -766,6 +766,36 @@ def test_agent_rewards_are_bytes_over_capacity():
     assert reward_unit(ToyMallocEnv()) == 1.0
 
 
+def test_agent_latency_rewards_sum_to_the_plans_exposed_dma_over_capacity():
+    """Under objective=latency the agent's return is the finished plan's exposed DMA,
+    -(latency - compute) x bandwidth / capacity (the compute no decision changes is given back
+    where the keep/evict phase ends), while the env's return stays -latency / baseline."""
+    pytest.importorskip("mallocgame.env")
+    from cosma.core.analysis import min_capacity
+    from cosma.core.hardware import get_hardware
+    from cosma.core.ir import Problem
+    from cosma.core.synthetic import random_dag
+    from mallocgame.agent.envs import agent_reward, in_timing_phase
+    from mallocgame.env import MallocGameEnv, greedy_action
+
+    graph = random_dag(3, 16, size_range=(32, 3072))
+    hw = get_hardware("edge-npu")
+    problem = Problem(graph, min_capacity(Problem(graph, 10**9, hw, True)), hw, True, objective="latency")
+    env = MallocGameEnv(problem=problem)
+    env.reset(seed=0)
+    agent, total, done = 0.0, 0.0, False
+    while not done:
+        was_timing = in_timing_phase(env)
+        _, reward, done, _, info = env.step(greedy_action(env))
+        agent += agent_reward(env, reward, was_timing)
+        total += reward
+    compute = sum(env.timing.compute)
+    assert info["cost"].latency_cycles > compute  # some DMA is exposed
+    exposed = (info["cost"].latency_cycles - compute) * hw.dram_bytes_per_cycle / problem.capacity
+    assert agent == pytest.approx(-exposed)
+    assert total == pytest.approx(-info["cost"].latency_cycles / env.scale)
+
+
 def test_shipped_config_names_the_run_folder_relative_to_the_working_directory(tmp_path, monkeypatch):
     import json
 

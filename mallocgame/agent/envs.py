@@ -43,13 +43,43 @@ def reward_unit(env) -> float:
     no network could predict them. The agent learns and plans in bytes over the capacity,
     the unit its observation is in (the evict cost column of ``candidates``). Within an
     episode the factor is a constant, so it changes no decision, only what is learnable.
+    Under ``objective="latency"`` the env's rewards are cycles over the baseline's latency;
+    the agent's are the same cycles as DRAM bytes (x the bandwidth) over the capacity, the
+    unit of the timing phase's lookahead columns (exposed DMA bytes; see ``agent_reward``).
     Envs without a capacity (test stand-ins) keep their rewards."""
     env = env.unwrapped
     tables = getattr(env, "tables", None)
     scale = getattr(env, "scale", None)
     if tables is None or not scale:
         return 1.0
+    if getattr(env, "objective", "bytes") == "latency":
+        return float(scale) * env.problem.hardware.dram_bytes_per_cycle / float(tables.capacity)
     return float(scale) / float(tables.capacity)
+
+
+def in_timing_phase(env) -> bool:
+    """Whether the env's latency game is in its timing phase (False under "bytes")."""
+    return getattr(env.unwrapped, "timing", None) is not None
+
+
+def agent_reward(env, reward: float, was_timing: bool) -> float:
+    """The agent's reward for the env's ``reward`` of the step just played, ``was_timing``
+    telling whether the env was in its timing phase before it (``in_timing_phase``).
+
+    ``reward x reward_unit``, and under ``objective="latency"`` one constant more: the step
+    that ends the keep/evict phase earns the untimed plan's whole latency, compute included;
+    the agent gets back the plan's compute cycles there (as bytes over the capacity), which no
+    decision changes. So an episode's agent return is the exposed DMA of the finished plan,
+    -(latency - compute) x bandwidth / capacity: what the decisions move, on the scale of the
+    bytes game, instead of a total dominated by each instance's compute, which the value head
+    cannot see and whose spread across instances drowns the differences between actions.
+    Under "bytes" this is ``reward x reward_unit``."""
+    r = reward * reward_unit(env)
+    game = env.unwrapped
+    if not was_timing and in_timing_phase(env):  # the step that started the timing phase
+        timing = game.timing
+        r += sum(timing.compute) * timing.bw / float(game.tables.capacity)
+    return r
 
 
 def make_sampler_env(settings: EnvSettings, seed: int):
@@ -107,6 +137,8 @@ def validation_instances(hardware: str, dag_ops: int = 24, n_dags: int = VALIDAT
 __all__ = [
     "EnvSettings",
     "reward_unit",
+    "in_timing_phase",
+    "agent_reward",
     "make_sampler_env",
     "make_problem_env",
     "evaluation_instances",
