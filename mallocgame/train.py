@@ -42,9 +42,9 @@ from mallocgame.agent.envs import (
     EnvSettings,
     agent_reward,
     evaluation_instances,
-    in_timing_phase,
     make_problem_env,
     make_sampler_env,
+    reward_frame,
 )
 from mallocgame.agent.learner import muzero_loss
 from mallocgame.agent.networks import MuZeroNet, NetConfig
@@ -517,9 +517,9 @@ def demonstrations(envs: list, n: int, seed: int, smoothing: float, player: str 
             action = choose(env)
             legal = np.asarray(obs["action_mask"], dtype=np.float64)
             target = smoothing * legal / legal.sum() + (1 - smoothing) * np.eye(len(legal))[action]
-            was_timing = in_timing_phase(env)
+            before = reward_frame(env)
             next_obs, reward, done, truncated, _ = env.step(action)
-            game.append(obs, action, agent_reward(env, reward, was_timing), target, 0.0)
+            game.append(obs, action, agent_reward(env, reward, before), target, 0.0)
             obs, done = next_obs, done or truncated
         game.root_values = list(np.cumsum(game.rewards[::-1])[::-1])
         out.append(game)

@@ -775,7 +775,7 @@ def test_agent_latency_rewards_sum_to_the_plans_exposed_dma_over_capacity():
     from cosma.core.hardware import get_hardware
     from cosma.core.ir import Problem
     from cosma.core.synthetic import random_dag
-    from mallocgame.agent.envs import agent_reward, in_timing_phase
+    from mallocgame.agent.envs import agent_reward, reward_frame
     from mallocgame.env import MallocGameEnv, greedy_action
 
     graph = random_dag(3, 16, size_range=(32, 3072))
@@ -785,9 +785,9 @@ def test_agent_latency_rewards_sum_to_the_plans_exposed_dma_over_capacity():
     env.reset(seed=0)
     agent, total, done = 0.0, 0.0, False
     while not done:
-        was_timing = in_timing_phase(env)
+        before = reward_frame(env)
         _, reward, done, _, info = env.step(greedy_action(env))
-        agent += agent_reward(env, reward, was_timing)
+        agent += agent_reward(env, reward, before)
         total += reward
     compute = sum(env.timing.compute)
     assert info["cost"].latency_cycles > compute  # some DMA is exposed

@@ -62,23 +62,43 @@ def in_timing_phase(env) -> bool:
     return getattr(env.unwrapped, "timing", None) is not None
 
 
-def agent_reward(env, reward: float, was_timing: bool) -> float:
-    """The agent's reward for the env's ``reward`` of the step just played, ``was_timing``
-    telling whether the env was in its timing phase before it (``in_timing_phase``).
+def reward_frame(env) -> tuple[bool, int]:
+    """What ``agent_reward`` needs to know of the env before a step: whether it is in the
+    timing phase, and the non-compulsory bytes committed so far."""
+    state = getattr(env.unwrapped, "state", None)
+    return in_timing_phase(env), int(getattr(state, "nc_bytes", 0))
 
-    ``reward x reward_unit``, and under ``objective="latency"`` one constant more: the step
-    that ends the keep/evict phase earns the untimed plan's whole latency, compute included;
-    the agent gets back the plan's compute cycles there (as bytes over the capacity), which no
-    decision changes. So an episode's agent return is the exposed DMA of the finished plan,
-    -(latency - compute) x bandwidth / capacity: what the decisions move, on the scale of the
-    bytes game, instead of a total dominated by each instance's compute, which the value head
-    cannot see and whose spread across instances drowns the differences between actions.
+
+def agent_reward(env, reward: float, before: tuple[bool, int]) -> float:
+    """The agent's reward for the env's ``reward`` of the step just played, ``before`` being
+    ``reward_frame(env)`` taken before it: ``reward x reward_unit``, and under
+    ``objective="latency"`` a shaping that leaves every episode's return, so every choice, as
+    it is (potential-based: the potential is the bytes moved so far over the capacity in the
+    keep/evict phase, 0 after it):
+
+    * each keep/evict decision pays the bytes it moves over the capacity, as in the bytes game
+      (the env pays nothing there: a plan's latency is only known once it is complete);
+    * the step that ends the keep/evict phase, where the env charges the untimed plan's whole
+      latency, gives back those bytes and the plan's compute cycles (which no decision
+      changes), so it pays the untimed plan's exposed DMA less the bytes already paid.
+
+    An episode's agent return is so the finished plan's exposed DMA, -(latency - compute) x
+    bandwidth / capacity, the unit of the timing phase's lookahead columns; and a keep/evict
+    position's value is mostly what is still to come, as in the bytes game, instead of the
+    whole plan's latency: the past decisions' cost and each instance's compute, which the
+    observation does not show, and whose spread drowns the differences between actions.
     Under "bytes" this is ``reward x reward_unit``."""
     r = reward * reward_unit(env)
     game = env.unwrapped
-    if not was_timing and in_timing_phase(env):  # the step that started the timing phase
+    was_timing, nc_before = before
+    if getattr(game, "objective", "bytes") != "latency" or was_timing:
+        return r
+    capacity = float(game.tables.capacity)
+    nc_now = game.state.nc_bytes
+    r -= (nc_now - nc_before) / capacity  # the bytes this decision moved
+    if in_timing_phase(env):  # the step that started the timing phase
         timing = game.timing
-        r += sum(timing.compute) * timing.bw / float(game.tables.capacity)
+        r += (sum(timing.compute) * timing.bw + nc_now) / capacity
     return r
 
 
@@ -138,6 +158,7 @@ __all__ = [
     "EnvSettings",
     "reward_unit",
     "in_timing_phase",
+    "reward_frame",
     "agent_reward",
     "make_sampler_env",
     "make_problem_env",

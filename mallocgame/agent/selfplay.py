@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mallocgame.agent.envs import EnvSettings, agent_reward, in_timing_phase
+from mallocgame.agent.envs import EnvSettings, agent_reward, reward_frame
 from mallocgame.agent.networks import MuZeroNet
 from mallocgame.agent.policy import make_policy
 from mallocgame.agent.replay import Game
@@ -62,7 +62,7 @@ class SelfPlay:
         surprises = decision.surprise  # [B], or None from a policy without a search
         finished = []
         for i, env in enumerate(self.envs):
-            was_timing = in_timing_phase(env)
+            before = reward_frame(env)
             next_obs, reward, terminated, truncated, _ = env.step(int(decision.action[i]))
             siblings = {}
             if self.sibling_targets:
@@ -70,7 +70,7 @@ class SelfPlay:
                             "child_tried": decision.child_tried[i]}  # fmt: skip
             surprise = 0.0 if surprises is None else float(surprises[i])
             game = self.games[i]
-            game.append(self.obs[i], decision.action[i], agent_reward(env, reward, was_timing), decision.policy[i],
+            game.append(self.obs[i], decision.action[i], agent_reward(env, reward, before), decision.policy[i],
                         decision.root_value[i], **siblings, surprise=surprise)  # fmt: skip
             self.returns[i] += reward
             self.obs[i] = next_obs
