@@ -38,7 +38,14 @@ import torch
 
 from cosma.core.errors import UsageError
 from cosma.core.ir import OBJECTIVES
-from mallocgame.agent.envs import EnvSettings, evaluation_instances, make_problem_env, make_sampler_env, reward_unit
+from mallocgame.agent.envs import (
+    EnvSettings,
+    agent_reward,
+    evaluation_instances,
+    make_problem_env,
+    make_sampler_env,
+    reward_frame,
+)
 from mallocgame.agent.learner import muzero_loss
 from mallocgame.agent.networks import MuZeroNet, NetConfig
 from mallocgame.agent.policy import INFERENCE_C_SCALE, INFERENCE_MIN_Q_RANGE, MODELS, MuZeroPolicy, make_policy
@@ -62,6 +69,12 @@ class TrainConfig:
     """Wall-clock budget of the run in minutes (counted across --resume)."""
     max_env_steps: int = 0
     """Stop after this many self-play decisions in total; 0: no limit, only --minutes."""
+    init: str = ""
+    """Start a new run from another run's checkpoint (fine-tuning): its network weights, and its
+    optimizer's state (moments) when every parameter's shape matches; this run's config, counters
+    from zero and an empty replay otherwise, so the objective and the instances may differ. The
+    env and network settings must give the checkpoint's shapes (else an error). "": fresh weights.
+    Not --resume, which continues a run under its own config."""
 
     # Environment (these fix the observation shapes the networks are built for).
     num_candidates: int = 8
@@ -303,6 +316,8 @@ def train(
     net = MuZeroNet(net_cfg)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     counters = Counters()
+    if cfg.init and checkpoint is None:  # a new run from another run's weights (not on --resume: its own are newer)
+        init_from(cfg.init, net, net_cfg, optimizer, cfg)
     if checkpoint is not None:
         net.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -446,6 +461,44 @@ def train(
     return ckpt_path
 
 
+def init_from(path: str, net: MuZeroNet, net_cfg: NetConfig, optimizer: torch.optim.Optimizer,
+              cfg: TrainConfig) -> None:  # fmt: skip
+    """Load ``path``'s network weights into ``net`` (the shapes must match: the observation
+    shapes and network sizes ``cfg`` gives are the checkpoint's), and its optimizer's moments
+    into ``optimizer`` when they match every parameter's shape, with this run's learning rate
+    and weight decay (a checkpoint's param groups carry its own)."""
+    try:
+        saved = torch.load(path, weights_only=False)
+    except (OSError, RuntimeError) as e:
+        raise UsageError(f"--init {path}: cannot read the checkpoint ({e})") from None
+    theirs = NetConfig(**saved["net_config"]) if "net_config" in saved else None
+    if theirs is not None and asdict(theirs) != asdict(net_cfg):
+        diff = {k: (v, asdict(net_cfg)[k]) for k, v in asdict(theirs).items() if asdict(net_cfg).get(k) != v}
+        raise UsageError(f"--init {path}: its network does not fit this run's settings (checkpoint, here): {diff}")
+    net.load_state_dict(saved["model"])
+    state = saved.get("optimizer")
+    if state is not None and _moments_fit(state, net):
+        optimizer.load_state_dict(state)
+        for group in optimizer.param_groups:
+            group["lr"], group["weight_decay"] = cfg.learning_rate, cfg.weight_decay
+        print(f"init: weights and optimizer state from {path}", file=sys.stderr)
+    else:
+        print(f"init: weights from {path} (optimizer state does not fit: fresh)", file=sys.stderr)
+
+
+def _moments_fit(state: dict, net: MuZeroNet) -> bool:
+    """Whether an optimizer state dict's per-parameter tensors have ``net``'s parameters' shapes."""
+    params = list(net.parameters())
+    ids = [i for group in state.get("param_groups", []) for i in group["params"]]
+    if len(ids) != len(params):
+        return False
+    for i, p in zip(ids, params):
+        for value in state.get("state", {}).get(i, {}).values():
+            if torch.is_tensor(value) and value.dim() > 0 and value.shape != p.shape:
+                return False
+    return True
+
+
 def demonstrations(envs: list, n: int, seed: int, smoothing: float, player: str = "greedy") -> list[Game]:
     """``n`` games of a hand-made policy, cycling over ``envs``: the env's greedy rule or its
     one-step lookahead (``player``: "greedy" or "lookahead"). Policy targets on its action
@@ -464,9 +517,9 @@ def demonstrations(envs: list, n: int, seed: int, smoothing: float, player: str 
             action = choose(env)
             legal = np.asarray(obs["action_mask"], dtype=np.float64)
             target = smoothing * legal / legal.sum() + (1 - smoothing) * np.eye(len(legal))[action]
-            unit = reward_unit(env)
+            before = reward_frame(env)
             next_obs, reward, done, truncated, _ = env.step(action)
-            game.append(obs, action, reward * unit, target, 0.0)
+            game.append(obs, action, agent_reward(env, reward, before), target, 0.0)
             obs, done = next_obs, done or truncated
         game.root_values = list(np.cumsum(game.rewards[::-1])[::-1])
         out.append(game)

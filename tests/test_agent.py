@@ -691,6 +691,33 @@ def test_training_on_the_latency_game(tmp_path):
         main(tiny_real_argv(tmp_path, "bad", "--objective", "energy"))
 
 
+def test_init_fine_tunes_another_runs_weights_on_a_new_objective(real_checkpoint, tmp_path):
+    """--init: a new run (own config, counters from zero) starts from a bytes run's weights and
+    optimizer moments on the latency game; --resume keeps its own weights; a network that does
+    not fit is refused in one line."""
+    from cosma.core.errors import UsageError
+    from mallocgame.train import main
+
+    source = torch.load(real_checkpoint, weights_only=False)
+    init = ("--init", str(real_checkpoint))
+    argv = tiny_real_argv(tmp_path, "ft", "--objective", "latency", *init, "--minutes", "0", "--demo-episodes", "0")
+    assert main(argv) == 0  # no budget: the checkpoint saved is the loaded one
+    tuned = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)
+    assert tuned["config"]["objective"] == "latency" and tuned["config"]["init"] == str(real_checkpoint)
+    assert tuned["counters"]["updates"] == 0
+    for key, value in source["model"].items():
+        assert torch.equal(tuned["model"][key], value)
+    assert tuned["optimizer"]["state"].keys() == source["optimizer"]["state"].keys()
+    assert main(tiny_real_argv(tmp_path, "ft2", "--objective", "latency", *init)) == 0
+    trained = torch.load(tmp_path / "ft2" / "checkpoint.pt", weights_only=False)
+    assert trained["counters"]["updates"] > 0
+    assert main(["--resume", str(tmp_path / "ft2" / "checkpoint.pt"), "--max-env-steps", "140", "--no-progress"]) == 0
+    resumed = torch.load(tmp_path / "ft2" / "checkpoint.pt", weights_only=False)
+    assert resumed["counters"]["updates"] > trained["counters"]["updates"]
+    with pytest.raises(UsageError, match="--init"):  # another network size: refused, not half loaded
+        main(tiny_real_argv(tmp_path, "bad", *init, "--hidden-dim", "8"))
+
+
 def test_muzero_solver_time_limit_still_returns_a_valid_plan(real_checkpoint):
     from cosma.core.analysis import min_capacity
     from cosma.core.hardware import get_hardware
@@ -737,6 +764,36 @@ def test_agent_rewards_are_bytes_over_capacity():
     assert info["cost"].non_compulsory_bytes > 0
     assert total == pytest.approx(-info["cost"].non_compulsory_bytes / problem.capacity)
     assert reward_unit(ToyMallocEnv()) == 1.0
+
+
+def test_agent_latency_rewards_sum_to_the_plans_exposed_dma_over_capacity():
+    """Under objective=latency the agent's return is the finished plan's exposed DMA,
+    -(latency - compute) x bandwidth / capacity (the compute no decision changes is given back
+    where the keep/evict phase ends), while the env's return stays -latency / baseline."""
+    pytest.importorskip("mallocgame.env")
+    from cosma.core.analysis import min_capacity
+    from cosma.core.hardware import get_hardware
+    from cosma.core.ir import Problem
+    from cosma.core.synthetic import random_dag
+    from mallocgame.agent.envs import agent_reward, reward_frame
+    from mallocgame.env import MallocGameEnv, greedy_action
+
+    graph = random_dag(3, 16, size_range=(32, 3072))
+    hw = get_hardware("edge-npu")
+    problem = Problem(graph, min_capacity(Problem(graph, 10**9, hw, True)), hw, True, objective="latency")
+    env = MallocGameEnv(problem=problem)
+    env.reset(seed=0)
+    agent, total, done = 0.0, 0.0, False
+    while not done:
+        before = reward_frame(env)
+        _, reward, done, _, info = env.step(greedy_action(env))
+        agent += agent_reward(env, reward, before)
+        total += reward
+    compute = sum(env.timing.compute)
+    assert info["cost"].latency_cycles > compute  # some DMA is exposed
+    exposed = (info["cost"].latency_cycles - compute) * hw.dram_bytes_per_cycle / problem.capacity
+    assert agent == pytest.approx(-exposed)
+    assert total == pytest.approx(-info["cost"].latency_cycles / env.scale)
 
 
 def test_shipped_config_names_the_run_folder_relative_to_the_working_directory(tmp_path, monkeypatch):

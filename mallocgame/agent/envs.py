@@ -43,13 +43,63 @@ def reward_unit(env) -> float:
     no network could predict them. The agent learns and plans in bytes over the capacity,
     the unit its observation is in (the evict cost column of ``candidates``). Within an
     episode the factor is a constant, so it changes no decision, only what is learnable.
+    Under ``objective="latency"`` the env's rewards are cycles over the baseline's latency;
+    the agent's are the same cycles as DRAM bytes (x the bandwidth) over the capacity, the
+    unit of the timing phase's lookahead columns (exposed DMA bytes; see ``agent_reward``).
     Envs without a capacity (test stand-ins) keep their rewards."""
     env = env.unwrapped
     tables = getattr(env, "tables", None)
     scale = getattr(env, "scale", None)
     if tables is None or not scale:
         return 1.0
+    if getattr(env, "objective", "bytes") == "latency":
+        return float(scale) * env.problem.hardware.dram_bytes_per_cycle / float(tables.capacity)
     return float(scale) / float(tables.capacity)
+
+
+def in_timing_phase(env) -> bool:
+    """Whether the env's latency game is in its timing phase (False under "bytes")."""
+    return getattr(env.unwrapped, "timing", None) is not None
+
+
+def reward_frame(env) -> tuple[bool, int]:
+    """What ``agent_reward`` needs to know of the env before a step: whether it is in the
+    timing phase, and the non-compulsory bytes committed so far."""
+    state = getattr(env.unwrapped, "state", None)
+    return in_timing_phase(env), int(getattr(state, "nc_bytes", 0))
+
+
+def agent_reward(env, reward: float, before: tuple[bool, int]) -> float:
+    """The agent's reward for the env's ``reward`` of the step just played, ``before`` being
+    ``reward_frame(env)`` taken before it: ``reward x reward_unit``, and under
+    ``objective="latency"`` a shaping that leaves every episode's return, so every choice, as
+    it is (potential-based: the potential is the bytes moved so far over the capacity in the
+    keep/evict phase, 0 after it):
+
+    * each keep/evict decision pays the bytes it moves over the capacity, as in the bytes game
+      (the env pays nothing there: a plan's latency is only known once it is complete);
+    * the step that ends the keep/evict phase, where the env charges the untimed plan's whole
+      latency, gives back those bytes and the plan's compute cycles (which no decision
+      changes), so it pays the untimed plan's exposed DMA less the bytes already paid.
+
+    An episode's agent return is so the finished plan's exposed DMA, -(latency - compute) x
+    bandwidth / capacity, the unit of the timing phase's lookahead columns; and a keep/evict
+    position's value is mostly what is still to come, as in the bytes game, instead of the
+    whole plan's latency: the past decisions' cost and each instance's compute, which the
+    observation does not show, and whose spread drowns the differences between actions.
+    Under "bytes" this is ``reward x reward_unit``."""
+    r = reward * reward_unit(env)
+    game = env.unwrapped
+    was_timing, nc_before = before
+    if getattr(game, "objective", "bytes") != "latency" or was_timing:
+        return r
+    capacity = float(game.tables.capacity)
+    nc_now = game.state.nc_bytes
+    r -= (nc_now - nc_before) / capacity  # the bytes this decision moved
+    if in_timing_phase(env):  # the step that started the timing phase
+        timing = game.timing
+        r += (sum(timing.compute) * timing.bw + nc_now) / capacity
+    return r
 
 
 def make_sampler_env(settings: EnvSettings, seed: int):
@@ -107,6 +157,9 @@ def validation_instances(hardware: str, dag_ops: int = 24, n_dags: int = VALIDAT
 __all__ = [
     "EnvSettings",
     "reward_unit",
+    "in_timing_phase",
+    "reward_frame",
+    "agent_reward",
     "make_sampler_env",
     "make_problem_env",
     "evaluation_instances",

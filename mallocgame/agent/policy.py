@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from mallocgame.agent.envs import reward_unit
+from mallocgame.agent.envs import agent_reward, reward_frame
 from mallocgame.agent.networks import MuZeroNet, inverse_transform, obs_to_torch
 from mallocgame.agent.search import ROOT_INDEX, SearchOutput, SearchParams, root_prior, search
 
@@ -141,8 +141,9 @@ class TrueModelPolicy:
                 if done:  # absorbing: nothing more to earn
                     o, r = observations[b], 0.0
                 else:
+                    before = reward_frame(envs[b])
                     o, r, done, _, _ = envs[b].step(int(a))
-                    r *= reward_unit(envs[b])  # the units the value head learns in
+                    r = agent_reward(envs[b], r, before)  # the units the value head learns in
                 obs.append(o)
                 rewards[b] = r
                 done_flags.append(done)

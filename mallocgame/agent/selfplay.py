@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mallocgame.agent.envs import EnvSettings, reward_unit
+from mallocgame.agent.envs import EnvSettings, agent_reward, reward_frame
 from mallocgame.agent.networks import MuZeroNet
 from mallocgame.agent.policy import make_policy
 from mallocgame.agent.replay import Game
@@ -52,6 +52,7 @@ class SelfPlay:
             policy.bind(envs)
         self.sibling_targets = sibling_targets  # keep what the true env's search found for every root action
         self.games = [Game() for _ in envs]
+        self.returns = [0.0 for _ in envs]  # the env's return of each game so far (its rewards' sum)
         self.obs = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds)]
 
     def step(self, rng: np.random.Generator) -> list[Finished]:
@@ -61,7 +62,7 @@ class SelfPlay:
         surprises = decision.surprise  # [B], or None from a policy without a search
         finished = []
         for i, env in enumerate(self.envs):
-            unit = reward_unit(env)
+            before = reward_frame(env)
             next_obs, reward, terminated, truncated, _ = env.step(int(decision.action[i]))
             siblings = {}
             if self.sibling_targets:
@@ -69,12 +70,13 @@ class SelfPlay:
                             "child_tried": decision.child_tried[i]}  # fmt: skip
             surprise = 0.0 if surprises is None else float(surprises[i])
             game = self.games[i]
-            game.append(self.obs[i], decision.action[i], reward * unit, decision.policy[i], decision.root_value[i],
-                        **siblings, surprise=surprise)  # fmt: skip
+            game.append(self.obs[i], decision.action[i], agent_reward(env, reward, before), decision.policy[i],
+                        decision.root_value[i], **siblings, surprise=surprise)  # fmt: skip
+            self.returns[i] += reward
             self.obs[i] = next_obs
             if terminated or truncated:
-                finished.append((game, game.total_reward / unit))  # the env's return: unit is per episode
-                self.games[i] = Game()
+                finished.append((game, self.returns[i]))  # the env's return
+                self.games[i], self.returns[i] = Game(), 0.0
                 self.obs[i], _ = env.reset()
         return finished
 
