@@ -645,14 +645,20 @@ def _highs_solve(model: cp_model.CpModel, seconds: float | None, threads: int) -
     idx = np.arange(n, dtype=np.int32)
     h.changeColsCost(n, idx, cost)
     h.changeColsIntegrality(n, idx, np.array([highspy.HighsVarType.kInteger] * n))
-    for lo, hi, coeffs in rows:
-        h.addRow(
-            -inf if lo <= cp_model.INT_MIN else float(lo),
-            inf if hi >= cp_model.INT_MAX else float(hi),
-            len(coeffs),
-            np.array(list(coeffs), np.int32),
-            np.array(list(coeffs.values()), float),
-        )
+    starts, index, coef = [], [], []
+    for _, _, coeffs in rows:
+        starts.append(len(index))
+        index += coeffs
+        coef += coeffs.values()
+    h.addRows(
+        len(rows),
+        np.array([-inf if lo <= cp_model.INT_MIN else lo for lo, _, _ in rows], float),
+        np.array([inf if hi >= cp_model.INT_MAX else hi for _, hi, _ in rows], float),
+        len(index),
+        np.array(starts, np.int32),
+        np.array(index, np.int32),
+        np.array(coef, float),
+    )
     hint = proto.solution_hint
     if len(hint.vars) == n:
         start = np.zeros(n)
