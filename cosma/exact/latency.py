@@ -795,9 +795,10 @@ def _phase(
         status, relaxed = cp_model.UNKNOWN, None
         # Above MIP_ABOVE, HiGHS's branch-and-cut after a short plain search (which proves the easy ones at once).
         big = params.mip and size > MIP_ABOVE
+        # Beyond INTERLEAVE_BELOW, CP-SAT does not even reach a hinted answer afterwards: HiGHS has all the time.
         turns = [("plain", MIP_AFTER if big else PLAIN_SHARE if lns else 1.0)]
-        turns += [("mip", MIP_SHARE)] if big else []
-        turns += [("interleave", 1.0)] if lns else [("plain", 1.0)] if big else []
+        turns += [("mip", MIP_SHARE if size <= INTERLEAVE_BELOW else 1.0)] if big else []
+        turns += [("interleave", 1.0)] if lns else [("plain", 1.0)] if big and size <= INTERLEAVE_BELOW else []
         for turn, (kind, share) in enumerate(turns):
             if turn and collect.found:
                 model.clear_hints()
