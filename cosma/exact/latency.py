@@ -89,7 +89,8 @@ PLAIN_SHARE = 1 / 3  # of the relaxation's time, the plain search's before the i
 PACK_TRIES = 4  # relaxation answers, best first, tried for packing
 # Relaxations with more decisions than MIP_ABOVE go to HiGHS's branch-and-cut first (see _phase): on the large
 # weight-load models its root cuts and sub-MIP heuristics find far better answers than CP-SAT (densenet121
-# acts+weights M_H: 2% faster) and it proves the transformer's in 23 s, where CP-SAT's root LP stalls.
+# acts+weights M_H: 2% faster, given a minute) and it proves the transformer's (acts+weights M_H on mcu) in
+# 15-30 s, where CP-SAT's root LP stalls.
 MIP_ABOVE = 10000
 MIP_AFTER = 0.1  # of the relaxation's time, the plain search's before HiGHS
 MIP_SHARE = 0.8  # of the time left then, HiGHS's; CP-SAT searches on from its answer with the rest
