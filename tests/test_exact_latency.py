@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import replace
 from fractions import Fraction
 
@@ -284,7 +285,7 @@ def test_highs_solves_the_relaxation_as_cp_sat_does(seed):
         model, v = _build(lat, forced, False, latency_cap=optimum, minimize_bytes=cap is not None)
         if cap is None:
             _hint(model, lat, v, lat.decisions(warm)[0], None)
-        mip = _highs_solve(model, 10, 1)
+        mip = _highs_solve(model, time.perf_counter() + 10, 1)
         solver = cp_model.CpSolver()
         assert solver.solve(model) == cp_model.OPTIMAL
         assert mip.optimal and mip.objective == mip.bound == round(solver.objective_value)

@@ -602,9 +602,10 @@ class _MipAnswer:
         return round(self.values[x.index])
 
 
-def _highs_solve(model: cp_model.CpModel, seconds: float | None, threads: int) -> _MipAnswer | None:
-    """HiGHS's branch-and-cut on ``model``, whose constraints are all linear (the relaxation's), from its hint;
-    None when highspy is missing or the model has another constraint. The bound is HiGHS's dual bound,
+def _highs_solve(model: cp_model.CpModel, deadline: float | None, threads: int) -> _MipAnswer | None:
+    """HiGHS's branch-and-cut on ``model``, whose constraints are all linear (the relaxation's), from its hint,
+    until ``deadline`` (a ``time.perf_counter()`` time, the model's conversion included); None when highspy
+    is missing or the model has another constraint. The bound is HiGHS's dual bound,
     rounded up to an integer (the objective's coefficients are integers) after an absolute tolerance of 1e-6
     (``cosma.exact.ilp`` reads its bound the same way); where HiGHS closes the gap (below 1, an integer
     objective) the bound is its answer's objective."""
@@ -634,8 +635,6 @@ def _highs_solve(model: cp_model.CpModel, seconds: float | None, threads: int) -
     for key, value in (("output_flag", False), ("threads", max(1, threads)), ("mip_rel_gap", 0.0)):
         h.setOptionValue(key, value)
     h.setOptionValue("mip_abs_gap", 0.99)  # an integer objective: a gap below 1 is closed
-    if seconds is not None:
-        h.setOptionValue("time_limit", max(0.01, float(seconds)))
     domains = [list(v.domain) for v in proto.variables]
     h.addVars(n, np.array([d[0] for d in domains], float), np.array([d[-1] for d in domains], float))
     cost = np.zeros(n)
@@ -665,6 +664,8 @@ def _highs_solve(model: cp_model.CpModel, seconds: float | None, threads: int) -
         start = np.zeros(n)
         start[np.array(list(hint.vars), np.int64)] = list(hint.values)
         h.setSolution(n, idx, start)
+    if deadline is not None:
+        h.setOptionValue("time_limit", max(0.01, deadline - time.perf_counter()))
     h.run()
     info = h.getInfo()
     offset = proto.objective.offset
@@ -806,7 +807,7 @@ def _phase(
                 _hint(model, lat, v, collect.found[-1], None)
             if kind == "mip":
                 left, began = clock.left(), time.perf_counter()
-                mip = _highs_solve(model, None if left is None else (left - reserve) * share, options.threads)
+                mip = _highs_solve(model, None if left is None else began + (left - reserve) * share, options.threads)
                 if mip is None:  # highspy missing
                     continue
                 how = "optimal" if mip.optimal else "stopped"
