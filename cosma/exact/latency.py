@@ -402,13 +402,9 @@ def _build(
             if isinstance(prefix, int):
                 model.add(nxt == keep[g])
             else:
+                model.add(nxt <= prefix)
                 model.add(nxt <= keep[g])
                 model.add(nxt >= prefix + keep[g] - 1)
-                # Exactly one of "kept through g" and "first evicted at g" follows "kept through g - 1": as an
-                # equality the LP charges a chain's spill at least its largest eviction share (1 - keep[g]);
-                # without it the LP lowers both and a chain evicted 1/16, 1/16, 1/8, 1/4, 1/2 of the way
-                # paid 1/16 of a spill in the LP of densenet121 acts+weights M_H.
-                model.add(f + nxt == prefix)
             derived_vars.append((g, f, nxt))
             prefix = nxt
     spill_w: list[list[Any]] = []
