@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import replace
 from fractions import Fraction
 
@@ -258,3 +259,41 @@ def test_free_mode_reports_a_bound_over_every_order():
         assert result.stats["latency"]["status"] == "optimal"
         bytes_plan = run(replace(problem, objective="bytes"), "exact", ExactParams(schedule_mode=mode)).plan
         assert result.objective <= evaluate(problem, prefetch(problem, bytes_plan)).latency_cycles
+
+
+# ----- HiGHS on the relaxation (large models) -----
+
+
+@pytest.mark.parametrize("seed", (0, 1, 3, *STRICTLY_FASTER))
+def test_highs_solves_the_relaxation_as_cp_sat_does(seed):
+    from ortools.sat.python import cp_model
+
+    from cosma.exact.latency import LatencyInstance, _build, _extract, _highs_solve, _hint
+
+    graph = random_dag(seed, n_ops=7, size_range=(1, 24), weight_prob=0.4, skip_prob=0.5)
+    problem = Problem(graph, MIXED.capacity, MIXED, objective="latency")
+    schedule = tuple(op.name for op in graph.operators)
+    problem = replace(problem, capacity=min_capacity(problem) + 4)
+    inst = FixedInstance.build(problem, schedule)
+    lat = LatencyInstance.build(inst)
+    forced = set(inst.forced_evictions())
+    warm = prefetch(
+        problem, run(replace(problem, objective="bytes"), "exact", options=RunOptions(schedule=schedule)).plan
+    )
+    optimum = None
+    for cap in (None, "optimum"):  # the latency, then the bytes at the optimal latency (the tie-break)
+        model, v = _build(lat, forced, False, latency_cap=optimum, minimize_bytes=cap is not None)
+        if cap is None:
+            _hint(model, lat, v, lat.decisions(warm)[0], None)
+        mip = _highs_solve(model, time.perf_counter() + 10, 1)
+        solver = cp_model.CpSolver()
+        assert solver.solve(model) == cp_model.OPTIMAL
+        assert mip.optimal and mip.objective == mip.bound == round(solver.objective_value)
+        dec = _extract(mip, lat, v)
+        packed = pack_boxes(lat.boxes(dec), inst.capacity, None)
+        if packed.status is Status.OPTIMAL:
+            plan = lat.plan(dec, packed.offsets)
+            assert validate(problem, plan) == []
+            figure = scaled_latency(problem, plan) if cap is None else evaluate(problem, plan).non_compulsory_bytes
+            assert figure == mip.objective
+        optimum = mip.objective

@@ -39,11 +39,15 @@ many steps, each hidden, and its bound stays near the compute alone. Ties are br
 
 1. the **relaxation** without addresses (per step, the resident footprints fit the
    capacity): its optimum is a lower bound; if its boxes pack (``pack_boxes``) that plan is
-   optimal;
+   optimal. Above ``MIP_ABOVE`` decisions, after a short CP-SAT search, HiGHS's branch-and-cut
+   (``highspy``) takes it: on the large weight-load models it finds far better answers and
+   proves some that CP-SAT's root LP never finishes (its bound is floating point, read as
+   ``cosma.exact.ilp`` reads it);
 2. otherwise the **joint** model: offsets per use under no-overlap-2D, each early start a
    chain of optional segments at its block's offset, floored at the relaxation's bound and
    hinted with the incumbent.
 
+A bound that meets the incumbent in the cost model's cycles (``latency_bound_cycles``) proves it too.
 The incumbent starts as the best of the warm plans the caller gives (the bytes-optimal plan
 after the prefetch pass; ``exact`` adds xla-msa's and best-greedy's for the same order), and
 only a plan the cost model scores strictly better replaces it, so the answer is never slower
@@ -83,6 +87,14 @@ INTERLEAVE_ABOVE = 1000
 INTERLEAVE_BELOW = 30000
 PLAIN_SHARE = 1 / 3  # of the relaxation's time, the plain search's before the interleaved one (see _phase)
 PACK_TRIES = 4  # relaxation answers, best first, tried for packing
+# Relaxations with more decisions than MIP_ABOVE go to HiGHS's branch-and-cut first (see _phase): on the large
+# weight-load models its root cuts and sub-MIP heuristics find far better answers than CP-SAT (densenet121
+# acts+weights M_H: 2% faster, given a minute) and it proves the transformer's (acts+weights M_H on mcu) in
+# 15-30 s, where CP-SAT's root LP stalls.
+MIP_ABOVE = 10000
+MIP_AFTER = 0.1  # of the relaxation's time, the plain search's before HiGHS
+MIP_SHARE = 0.8  # of the time left then, HiGHS's; CP-SAT searches on from its answer with the rest
+HIGHS_PACE = 0.85  # of the time to its deadline, HiGHS's time limit (it overruns its limit by up to 12%)
 MAX_SCALED = 2**60  # a model whose step costs could sum past this (int64 risk) is not built: warm plan, no bound
 
 
@@ -94,6 +106,7 @@ class LatencyParams:
     joint: bool = True  # fall back to the joint model with offsets (off: stop with the relaxation's bound)
     spill_timing: bool = True  # let a spilling residency outlive its last use so its spill lands on a slack step
     tie_break: bool = True  # at the optimal latency, a second solve for the fewest bytes
+    mip: bool = True  # relaxations above MIP_ABOVE decisions: HiGHS's branch-and-cut first (when highspy is there)
     pack_time_limit: float = 2.0  # seconds one packing check may take (at most a quarter of the time left)
     solver_params: str = ""  # CP-SAT parameters in protobuf text format, merged last
 
@@ -564,6 +577,107 @@ def _block_offsets(lat: LatencyInstance, dec: Decisions, use_offsets: Sequence[S
     return [use_offsets[ci][a] for ci, _, _, a in lat.blocks(dec)]
 
 
+# ----- HiGHS on the relaxation -----
+
+
+@dataclass
+class _MipAnswer:
+    """What HiGHS's branch-and-cut gave on a model: its best answer (values per CP-SAT variable, None when it
+    found none), a lower bound on the objective and whether it closed the gap."""
+
+    values: list[float] | None
+    objective: int | None  # of ``values``
+    bound: int
+    optimal: bool
+
+    def value(self, x: Any) -> int:
+        """The answer's value of a CP-SAT literal, variable or constant (``_extract`` reads answers so)."""
+        if isinstance(x, int):
+            return x
+        if x.index < 0:
+            return 1 - round(self.values[-x.index - 1])
+        return round(self.values[x.index])
+
+
+def _highs_solve(model: cp_model.CpModel, deadline: float | None, threads: int) -> _MipAnswer | None:
+    """HiGHS's branch-and-cut on ``model``, whose constraints are all linear (the relaxation's), from its hint,
+    until about ``deadline`` (a ``time.perf_counter()`` time, the model's conversion included); None when highspy
+    is missing or the model has another constraint. The bound is HiGHS's dual bound,
+    rounded up to an integer (the objective's coefficients are integers) after an absolute tolerance of 1e-6
+    (``cosma.exact.ilp`` reads its bound the same way); where HiGHS closes the gap (below 1, an integer
+    objective) the bound is its answer's objective."""
+    try:
+        import highspy
+        import numpy as np
+    except ImportError:
+        return None
+    proto = model.proto
+    n = len(proto.variables)
+    rows = []
+    for ct in proto.constraints:
+        if not ct.has_linear() or len(ct.enforcement_literal) or len(ct.linear.domain) != 2:
+            return None
+        lo, hi = ct.linear.domain
+        coeffs: dict[int, int] = {}
+        for ref, c in zip(ct.linear.vars, ct.linear.coeffs):
+            if ref < 0:  # not x = 1 - x
+                lo, hi, ref, c = lo - c, hi - c, -ref - 1, -c
+            coeffs[ref] = coeffs.get(ref, 0) + c
+        rows.append((lo, hi, coeffs))
+    from cosma.exact.ilp import _quiet_stdout
+
+    with _quiet_stdout(True):  # highspy prints a banner on stdout
+        h = highspy.Highs()
+    inf = highspy.kHighsInf
+    for key, value in (("output_flag", False), ("threads", max(1, threads)), ("mip_rel_gap", 0.0)):
+        h.setOptionValue(key, value)
+    h.setOptionValue("mip_abs_gap", 0.99)  # an integer objective: a gap below 1 is closed
+    domains = [list(v.domain) for v in proto.variables]
+    h.addVars(n, np.array([d[0] for d in domains], float), np.array([d[-1] for d in domains], float))
+    cost = np.zeros(n)
+    for ref, c in zip(proto.objective.vars, proto.objective.coeffs):
+        if ref < 0:
+            return None
+        cost[ref] += c
+    idx = np.arange(n, dtype=np.int32)
+    h.changeColsCost(n, idx, cost)
+    h.changeColsIntegrality(n, idx, np.array([highspy.HighsVarType.kInteger] * n))
+    starts, index, coef = [], [], []
+    for _, _, coeffs in rows:
+        starts.append(len(index))
+        index += coeffs
+        coef += coeffs.values()
+    h.addRows(
+        len(rows),
+        np.array([-inf if lo <= cp_model.INT_MIN else lo for lo, _, _ in rows], float),
+        np.array([inf if hi >= cp_model.INT_MAX else hi for _, hi, _ in rows], float),
+        len(index),
+        np.array(starts, np.int32),
+        np.array(index, np.int32),
+        np.array(coef, float),
+    )
+    hint = proto.solution_hint
+    if len(hint.vars) == n:
+        start = np.zeros(n)
+        start[np.array(list(hint.vars), np.int64)] = list(hint.values)
+        h.setSolution(n, idx, start)
+    if deadline is not None:  # HiGHS looks at its clock seldom: 2-6 s late on densenet121's 50 s (shared machine)
+        h.setOptionValue("time_limit", max(0.01, HIGHS_PACE * (deadline - time.perf_counter())))
+    h.run()
+    info = h.getInfo()
+    offset = proto.objective.offset
+    raw = info.mip_dual_bound + offset
+    bound = math.ceil(raw - 1e-6) if math.isfinite(raw) else 0
+    values = objective = None
+    if info.primal_solution_status == 2:  # kSolutionStatusFeasible
+        values = list(h.getSolution().col_value)
+        objective = round(
+            offset + sum(c * round(values[ref]) for ref, c in zip(proto.objective.vars, proto.objective.coeffs))
+        )
+    optimal = h.getModelStatus() == highspy.HighsModelStatus.kOptimal and objective is not None
+    return _MipAnswer(values, objective, max(0, min(bound, objective) if optimal else bound), optimal)
+
+
 # ----- the solve -----
 
 
@@ -678,12 +792,31 @@ def _phase(
         # far better plans than the plain search, which proves the mid-sized ones much faster than they do.
         lns = options.threads <= 1 and INTERLEAVE_ABOVE < size <= INTERLEAVE_BELOW and left is not None
         status, relaxed = cp_model.UNKNOWN, None
-        for turn, interleave in enumerate((False, True) if lns else (False,)):
+        # Above MIP_ABOVE, HiGHS's branch-and-cut after a short plain search (which proves the easy ones at once).
+        big = params.mip and size > MIP_ABOVE
+        # Beyond INTERLEAVE_BELOW, CP-SAT does not even reach a hinted answer afterwards: HiGHS has all the time.
+        turns = [("plain", MIP_AFTER if big else PLAIN_SHARE if lns else 1.0)]
+        turns += [("mip", MIP_SHARE if size <= INTERLEAVE_BELOW else 1.0)] if big else []
+        turns += [("interleave", 1.0)] if lns else [("plain", 1.0)] if big and size <= INTERLEAVE_BELOW else []
+        for turn, (kind, share) in enumerate(turns):
             if turn and collect.found:
                 model.clear_hints()
                 _hint(model, lat, v, collect.found[-1], None)
-            share = PLAIN_SHARE if lns and not turn else 1.0
-            solver = _solver(params, options, clock, size, reserve, share, interleave)
+            if kind == "mip":
+                left, began = clock.left(), time.perf_counter()
+                mip = _highs_solve(model, None if left is None else began + (left - reserve) * share, options.threads)
+                if mip is None:  # highspy missing
+                    continue
+                how = "optimal" if mip.optimal else "stopped"
+                stats[f"{tag}_mip"] = f"{how} in {time.perf_counter() - began:.1f} s, bound {mip.bound}"
+                floor = max(floor, mip.bound)
+                if mip.values is not None:
+                    collect.found.append(_extract(mip, lat, v))
+                if mip.optimal:
+                    status, relaxed = cp_model.OPTIMAL, mip.objective
+                    break
+                continue
+            solver = _solver(params, options, clock, size, reserve, share, kind == "interleave")
             got = solve_interruptibly(solver, model, collect)
             stats[f"{tag}_relaxation_status"] = solver.status_name(got)
             if got in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -693,7 +826,7 @@ def _phase(
                 status = got
             if got in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
                 break
-        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) or collect.found:
             # The best answers first: the first that packs is a plan (optimal when it is the relaxation's optimum).
             answers = collect.found or [_extract(solver, lat, v)]
             for tried, dec in enumerate(reversed(answers[-PACK_TRIES:])):
@@ -772,6 +905,8 @@ def solve_latency_fixed(
             scaled_bound, proven = _phase(lat, forced, best, params, options, clock, stats)
             if proven:
                 scaled_bound = best.scaled
+            elif latency_bound_cycles(min(scaled_bound, best.scaled), lat.scale, n) == best.key[0]:
+                proven = True  # the bound meets the incumbent in the cost model's own cycles
             if proven and params.tie_break and not clock.expired():
                 _phase(lat, forced, best, params, options, clock, stats, latency_cap=best.scaled)
             message = "latency-optimal for the fixed schedule" if proven else "time limit: best plan so far"
