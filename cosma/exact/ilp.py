@@ -205,7 +205,7 @@ def _build(
 
 
 @contextlib.contextmanager
-def _quiet_stdout(quiet: bool):
+def quiet_stdout(quiet: bool):
     """Send what native code writes to file descriptor 1 to /dev/null while ``quiet``."""
     if not quiet:
         yield
@@ -273,7 +273,7 @@ def solve_ilp(problem: Problem, params: IlpParams, options: RunOptions) -> Solve
         options = replace(options, time_limit=left)
     stats["backend"] = None
     try:
-        with _quiet_stdout(not params.msg):  # highspy prints a banner on stdout whatever msg says
+        with quiet_stdout(not params.msg):  # highspy prints a banner on stdout whatever msg says
             solver = _solver(params, options)
             stats["backend"] = solver.name
             model.prob.solve(solver)
@@ -345,4 +345,4 @@ def solve_ilp(problem: Problem, params: IlpParams, options: RunOptions) -> Solve
     )
 
 
-__all__ = ["IlpParams", "solve_ilp"]
+__all__ = ["IlpParams", "solve_ilp", "quiet_stdout"]

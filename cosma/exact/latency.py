@@ -624,9 +624,9 @@ def _highs_solve(model: cp_model.CpModel, deadline: float | None, threads: int) 
                 lo, hi, ref, c = lo - c, hi - c, -ref - 1, -c
             coeffs[ref] = coeffs.get(ref, 0) + c
         rows.append((lo, hi, coeffs))
-    from cosma.exact.ilp import _quiet_stdout
+    from cosma.exact.ilp import quiet_stdout
 
-    with _quiet_stdout(True):  # highspy prints a banner on stdout
+    with quiet_stdout(True):  # highspy prints a banner on stdout
         h = highspy.Highs()
     inf = highspy.kHighsInf
     for key, value in (("output_flag", False), ("threads", max(1, threads)), ("mip_rel_gap", 0.0)):
