@@ -57,10 +57,19 @@ def _knapsack_bound(
                 m.AddImplication(evict[i], any_evicted)
             terms.append(cost * any_evicted)
     m.Minimize(sum(terms))
-    solver = cp_model.CpSolver()
     left = None if clock is None else clock.left()
-    solver.parameters.max_time_in_seconds = max(time_limit if left is None else min(time_limit, left), 0.05)
+    return _proven_bound(m, time_limit if left is None else min(time_limit, left))
+
+
+def _proven_bound(m: cp_model.CpModel, seconds: float, linearization_level: int | None = None) -> Bytes:
+    """The minimization ``m``'s optimum, or CP-SAT's proven bound on it (rounded up) when
+    ``seconds`` (at least 0.05) run out first; 0 if it is infeasible. One worker, and Ctrl-C
+    left to the caller."""
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(seconds, 0.05)
     solver.parameters.num_workers = 1
+    if linearization_level is not None:
+        solver.parameters.linearization_level = linearization_level
     solver.parameters.catch_sigint_signal = False
     status = solver.Solve(m)
     if status == cp_model.OPTIMAL:
@@ -473,17 +482,7 @@ def chain_bound(
     if not terms:
         return 0
     m.Minimize(sum(terms))
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(clock.left() or 0.0, 0.05)
-    solver.parameters.num_workers = 1
-    solver.parameters.linearization_level = 2
-    solver.parameters.catch_sigint_signal = False
-    status = solver.Solve(m)
-    if status == cp_model.OPTIMAL:
-        return round(solver.ObjectiveValue())
-    if status in (cp_model.FEASIBLE, cp_model.UNKNOWN):
-        return max(0, math.ceil(solver.BestObjectiveBound() - 1e-6))
-    return 0
+    return _proven_bound(m, clock.left() or 0.0, linearization_level=2)
 
 
 def cheap_order_bounds(problem: Problem, time_limit: float = 3.0) -> tuple[Bytes, str, dict[str, Bytes]]:
