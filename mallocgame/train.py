@@ -38,6 +38,7 @@ import torch
 
 from cosma.core.errors import UsageError
 from cosma.core.ir import OBJECTIVES
+from mallocgame.agent.checkpoint import net_config_of, read_checkpoint
 from mallocgame.agent.envs import (
     EnvSettings,
     agent_reward,
@@ -286,7 +287,7 @@ def train(
         raise UsageError(f"unknown self-play model {cfg.selfplay_model!r}; known: {', '.join(MODELS)}")
     if cfg.objective not in OBJECTIVES:
         raise UsageError(f"unknown objective {cfg.objective!r}; known objectives: {', '.join(OBJECTIVES)}")
-    checkpoint = torch.load(resume, weights_only=False) if resume else None
+    checkpoint = read_checkpoint(resume) if resume else None
     if checkpoint is not None:  # the checkpoint's config wins, except the budget it is given anew and where it runs
         saved = TrainConfig(**{**asdict(TrainConfig()), **AS_BEFORE_THEY_EXISTED, **checkpoint["config"]})
         cfg = TrainConfig(**{**asdict(saved), **{name: getattr(cfg, name) for name in (*new_budget, "ray")}})
@@ -468,10 +469,10 @@ def init_from(path: str, net: MuZeroNet, net_cfg: NetConfig, optimizer: torch.op
     into ``optimizer`` when they match every parameter's shape, with this run's learning rate
     and weight decay (a checkpoint's param groups carry its own)."""
     try:
-        saved = torch.load(path, weights_only=False)
-    except (OSError, RuntimeError) as e:
+        saved = read_checkpoint(path)
+    except UsageError as e:
         raise UsageError(f"--init {path}: cannot read the checkpoint ({e})") from None
-    theirs = NetConfig(**saved["net_config"]) if "net_config" in saved else None
+    theirs = net_config_of(saved) if "net_config" in saved else None
     if theirs is not None and asdict(theirs) != asdict(net_cfg):
         diff = {k: (v, asdict(net_cfg)[k]) for k, v in asdict(theirs).items() if asdict(net_cfg).get(k) != v}
         raise UsageError(f"--init {path}: its network does not fit this run's settings (checkpoint, here): {diff}")

@@ -20,18 +20,30 @@ class LoadedAgent:
     counters: dict  # how far the run had got
 
 
-def load_agent(path: str | Path) -> LoadedAgent:
-    """The networks and settings of a checkpoint; ``UsageError`` if it cannot be read."""
+def read_checkpoint(path: str | Path) -> dict:
+    """What ``mallocgame train`` saved at ``path`` (on the CPU); ``UsageError`` if it cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"no checkpoint at {path} (train one with `mallocgame train`)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        net_cfg = NetConfig(**{**ckpt["net_config"], "obs_shapes": {
-            k: tuple(v) for k, v in ckpt["net_config"]["obs_shapes"].items()}})  # fmt: skip
-        net = MuZeroNet(net_cfg)
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        raise UsageError(f"{path} is not a mallocMuZero checkpoint: {e}") from None
+
+
+def net_config_of(ckpt: dict) -> NetConfig:
+    """The network config a checkpoint's networks were built with."""
+    return NetConfig(**{**ckpt["net_config"], "obs_shapes": {
+        k: tuple(v) for k, v in ckpt["net_config"]["obs_shapes"].items()}})  # fmt: skip
+
+
+def load_agent(path: str | Path) -> LoadedAgent:
+    """The networks and settings of a checkpoint; ``UsageError`` if it cannot be read."""
+    ckpt = read_checkpoint(path)
+    try:
+        net = MuZeroNet(net_config_of(ckpt))
         net.load_state_dict(ckpt["model"])
-    except (KeyError, RuntimeError, TypeError, EOFError, ValueError) as e:
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
         raise UsageError(f"{path} is not a mallocMuZero checkpoint: {e}") from None
     net.eval()
     config = ckpt["config"]
@@ -40,4 +52,4 @@ def load_agent(path: str | Path) -> LoadedAgent:
     return LoadedAgent(net, config, settings, ckpt.get("counters", {}))
 
 
-__all__ = ["LoadedAgent", "load_agent"]
+__all__ = ["LoadedAgent", "load_agent", "read_checkpoint", "net_config_of"]
