@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cosma.core.analysis import min_capacity
+from cosma.core.analysis import is_topological, min_capacity
 from cosma.core.cost import evaluate
 from cosma.core.hardware import get_hardware
 from cosma.core.interface import RunOptions, Status, run
@@ -19,12 +19,16 @@ from cosma.core.synthetic import branchy_dag, build_graph, random_dag
 from cosma.core.validator import validate
 from cosma.exact.ilp import IlpParams
 from cosma.exact.joint import (
+    SINK,
+    SOURCE,
     JointParams,
     OrderInstance,
     _solve_cheap,
     chunked_bound,
     order_bound,
+    reorder_window,
     solve_joint,
+    window_in_context,
 )
 from cosma.exact.solver import topological_orders
 from tests.test_exact import tiers
@@ -320,3 +324,37 @@ def test_peak_bound_is_the_cheapest_way_to_free_the_excess() -> None:
     tight = Problem(graph, 22, IDEAL)
     assert peak_bound(tight) == 2
     assert 2 <= min_over_orders(tight)
+
+
+@pytest.mark.parametrize("name,problem", CASES[::3], ids=[c[0] for c in CASES[::3]])
+def test_reorder_window_over_the_whole_order_is_the_order_model(name: str, problem: Problem) -> None:
+    """A window over every step has no context: its best order is the cheapest order's relaxation."""
+    orders, complete = topological_orders(problem, 5000)
+    assert complete
+    reference = min(fixed_relaxation(problem, o) for o in orders)
+    start = run(problem, "best-greedy")
+    found = reorder_window(problem, start.plan, 0, len(orders[0]), time_limit=10)
+    assert found.status == "optimal" and found.objective == reference
+    assert fixed_relaxation(problem, found.schedule) == reference
+
+
+@pytest.mark.parametrize("name,problem", CASES[1::3], ids=[c[0] for c in CASES[1::3]])
+def test_reorder_window_moves_only_the_window(name: str, problem: Problem) -> None:
+    """Margins keep their operators' steps; the window's operators stay in it, in an order of the graph."""
+    plan = run(problem, "best-greedy").plan
+    n = len(plan.schedule)
+    a, b = n // 4, n // 4 + max(2, n // 2)
+    found = reorder_window(problem, plan, a, b, time_limit=10, margin=2)
+    assert found.status in ("optimal", "feasible")
+    assert found.schedule[:a] == plan.schedule[:a] and found.schedule[b:] == plan.schedule[b:]
+    assert sorted(found.schedule[a:b]) == sorted(plan.schedule[a:b])
+    assert is_topological(problem, found.schedule)
+    # The plan's own window order is a solution of the window's model: the optimum is no dearer.
+    lo, hi = a - min(a, 2), min(n, b + 2)
+    before = [r.tensor for r in plan.residencies if r.start < lo < r.end]
+    after = [r.tensor for r in plan.residencies if r.start < hi < r.end]
+    context = window_in_context(problem, plan.schedule, lo, hi, before, after)
+    assert context.graph.operators[0].name == SOURCE and context.graph.operators[-1].name == SINK
+    as_it_was = fixed_relaxation(context, tuple(op.name for op in context.graph.operators))
+    if found.status == "optimal":
+        assert found.objective <= as_it_was

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,10 +47,12 @@ from ortools.sat.python import cp_model
 from cosma.core.clock import Clock
 from cosma.core.cpsat import solve_interruptibly
 from cosma.core.ir import (
+    Graph,
     Operator,
     OpName,
     Plan,
     Problem,
+    Tensor,
     TensorKind,
     TensorName,
 )
@@ -212,11 +214,14 @@ def build_order_model(
     nogoods: Sequence[Sequence[int]] = (),
     hint: Sequence[int] | None = None,
     cumulative: bool = True,
+    resident_hint: Callable[[TensorName, int], bool] | None = None,
 ) -> OrderModel:
     """The order-aware no-address model (see the module docstring).
 
     ``upper``: only solutions of cost <= upper (infeasible then proves the bound upper + 1);
-    ``nogoods``: orders (operator index per step) to exclude; ``hint``: an order to start from.
+    ``nogoods``: orders (operator index per step) to exclude; ``hint``: an order to start from,
+    and ``resident_hint(tensor, step)`` its residencies (a whole solution to start from: with the
+    order alone CP-SAT may not even find the order's own cost).
     """
     model = cp_model.CpModel()
     n, graph = inst.n, inst.problem.graph
@@ -285,6 +290,9 @@ def build_order_model(
         tensor = graph.tensors[a]
         w = inst.window(a)
         r = {t: model.new_bool_var(f"r_{a}_{t}") for t in w}
+        if resident_hint is not None:
+            for t in w:
+                model.add_hint(r[t], resident_hint(a, t))
         for t in w:
             load[t].append((units, r[t]))
             # Resident where a toucher runs.
@@ -483,9 +491,10 @@ def _solve_model(
     upper: int | None = None,
     nogoods: Sequence[Sequence[int]] = (),
     hint: Sequence[int] | None = None,
+    resident_hint: Callable[[TensorName, int], bool] | None = None,
 ) -> _ModelOutcome:
     started = time.perf_counter()
-    om = build_order_model(inst, upper, nogoods, hint, params.cumulative)
+    om = build_order_model(inst, upper, nogoods, hint, params.cumulative, resident_hint)
     # Building a large model takes seconds in Python: charge it to the time limit.
     left = None if time_limit is None else time_limit - (time.perf_counter() - started)
     if left is not None and left <= 0:
@@ -650,6 +659,125 @@ def order_bound(
         how,
         stats,
     )
+
+
+# ----- a window of an order, re-ordered in context -----
+
+SOURCE, SINK = "__resident_before__", "__resident_after__"  # the window's boundary operators
+
+
+@dataclass
+class WindowReorder:
+    """What ``reorder_window`` found: the whole order with the window re-ordered."""
+
+    schedule: tuple[OpName, ...]  # the whole order (the window's part re-ordered, or as it was)
+    status: str  # the window model's: "optimal", "feasible", "unknown", ...
+    objective: int | None  # the window model's cost of the order found (None: none found)
+
+
+def window_in_context(
+    problem: Problem,
+    schedule: Sequence[OpName],
+    a: int,
+    b: int,
+    resident_before: Collection[TensorName],
+    resident_after: Collection[TensorName],
+) -> Problem:
+    """The problem of the steps ``[a, b)`` of ``schedule`` with the rest of the plan as context.
+
+    The window's operators, plus two boundary operators fixed at its ends: ``SOURCE`` produces
+    the tensors resident when the window starts (``resident_before``, e.g. an incumbent's
+    residents across the cut at ``a``), ``SINK`` reads those resident when it ends
+    (``resident_after``). A tensor the source produces is an activation: evicting it in the
+    window costs its spill and a reload, as it would in the whole plan; one the sink reads
+    must be back by the end or pay its reload. Other tensors from outside enter as inputs
+    (their load is the whole plan's anyway) and activations read after the window without
+    being resident at its end leave as outputs (their store likewise). The window problem's
+    cost is then, up to a constant, what the whole plan's relaxation pays inside the window.
+    """
+    graph = problem.graph
+    window = tuple(schedule[a:b])
+    names = set(window)
+    before = [t for t in dict.fromkeys(resident_before)]
+    after = [t for t in dict.fromkeys(resident_after)]
+    produced_before = set(before)
+    read_after = set(after)
+    tensors: dict[TensorName, Tensor] = {}
+
+    def kind_of(t: Tensor) -> TensorKind:
+        if t.name in produced_before:
+            return TensorKind.ACTIVATION
+        producer = graph.producer.get(t.name)
+        if producer not in names:
+            return t.kind if t.kind in (TensorKind.INPUT, TensorKind.WEIGHT) else TensorKind.INPUT
+        if t.kind is TensorKind.OUTPUT:
+            return t.kind
+        leaves = any(c not in names for c in graph.consumers.get(t.name, ()))
+        return TensorKind.OUTPUT if leaves and t.name not in read_after else TensorKind.ACTIVATION
+
+    ops = [Operator(SOURCE, "Boundary", (), tuple(before))]
+    for name in window:
+        op = graph.operators[graph.op_index[name]]
+        ops.append(op)
+    ops.append(Operator(SINK, "Boundary", tuple(after), ()))
+    for op in ops:
+        for name in (*op.inputs, *op.outputs):
+            t = graph.tensors[name]
+            tensors[name] = Tensor(name, t.size, kind_of(t), t.shape, t.dtype_bytes)
+    sub = Graph(f"{graph.name}[{a}:{b}]", tensors, tuple(ops))
+    return Problem(sub, problem.capacity, problem.hardware, problem.weights_counted, problem.objective)
+
+
+def reorder_window(
+    problem: Problem,
+    plan: Plan,
+    a: int,
+    b: int,
+    time_limit: float,
+    margin: int = 0,
+    threads: int = 1,
+    seed: int = 0,
+    params: JointParams = JointParams(),
+) -> WindowReorder:
+    """The order of the steps ``[a, b)`` of ``plan``'s schedule that the order model finds
+    cheapest with the rest of ``plan`` as context, started from ``plan`` itself (its order and
+    residencies); the rest of the schedule stays. A large-neighbourhood move over orders: the
+    caller scores the new order in full.
+
+    The model (``window_in_context``) covers the steps ``[a - margin, b + margin)``: the
+    operators of the margins keep their steps, but what is resident there is decided anew,
+    so a tensor evicted across the window, with both its uses in the margins, can be kept
+    if the new order makes room for it (without margins the window sees no such tensor)."""
+    schedule = plan.schedule
+    lo, hi = max(0, a - margin), min(len(schedule), b + margin)
+    before = [r.tensor for r in plan.residencies if r.start < lo < r.end]
+    after = [r.tensor for r in plan.residencies if r.start < hi < r.end]
+    sub = window_in_context(problem, schedule, lo, hi, before, after)
+    inst = OrderInstance.build(sub)
+    last = inst.n - 1
+    # The boundary operators at the ends, the margins' operators at their steps, the window's
+    # between (step t of the model is step lo + t - 1 of the schedule).
+    first, end = a - lo + 1, b - lo
+    for o in range(inst.n):
+        if o == 0 or o == last or not first <= o <= end:
+            inst.asap[o] = inst.alap[o] = o
+        else:
+            inst.asap[o], inst.alap[o] = max(first, inst.asap[o]), min(end, inst.alap[o])
+    covered: dict[TensorName, list[tuple[int, int]]] = {}
+    for r in plan.residencies:
+        covered.setdefault(r.tensor, []).append((r.start, r.end))
+    at_ends = {0: set(before), last: set(after)}
+
+    def resident(tensor: TensorName, t: int) -> bool:
+        if t in at_ends:
+            return tensor in at_ends[t]
+        return any(start <= lo + t - 1 < end for start, end in covered.get(tensor, ()))
+
+    out = _solve_model(inst, time_limit, threads, seed, params, hint=tuple(range(inst.n)), resident_hint=resident)
+    if out.order is None or out.order == tuple(range(inst.n)):
+        return WindowReorder(tuple(schedule), out.status, out.objective)
+    middle = tuple(inst.ops[o].name for o in out.order[1:-1])
+    return WindowReorder((*schedule[:lo], *middle, *schedule[hi:]), out.status, out.objective)
 
 
 # ----- the search over orders -----
