@@ -565,6 +565,8 @@ def min_peak_lower_bound(
     built = []
     before: set[OpName] = set()
     for ops, const in zip(pieces, _crossing_bytes(problem, pieces, users)):
+        if deadline is not None and time.monotonic() > deadline:
+            break  # every piece's bound is valid alone: those not built add nothing
         piece = _Piece(problem, ops, before, users, const)
         built.append((piece, _greedy(piece)[1]))
         before.update(ops)
