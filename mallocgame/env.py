@@ -28,7 +28,8 @@ from cosma.core.interface import RunOptions, load_all, run
 from cosma.core.ir import OBJECTIVES, Bytes, OpName, Plan, Problem, TensorKind
 from cosma.core.prefetch import Load, LoadTiming, StartOption
 from mallocgame.instances import Instance, InstanceSampler, load_zoo_graph, make_problem
-from solvers.xla import EVICT, MsaState, MsaTables, play_greedy
+from mallocgame.lookahead import GreedyTrace, read_horizons
+from solvers.xla import EVICT, MsaState, MsaTables
 
 ENV_ID = "mallocgame/MallocGame-v0"
 
@@ -368,6 +369,8 @@ class MallocGameEnv(gym.Env):
         self.action_space = spaces.Discrete(self.K + 1)
         self.state: MsaState | None = None
         self.timing: LoadTiming | None = None
+        self._trace: GreedyTrace | None = None  # the greedy completion of the current state, recorded
+        self._horizons: tuple | None = None  # (tables, read_horizons(tables)) of the last trace built
         if self._fixed is not None:
             self._load(self._fixed)
 
@@ -447,6 +450,7 @@ class MallocGameEnv(gym.Env):
         self.illegal = False
         self.terminated = False
         self._lookahead_live = True
+        self._trace = None
         self.timing = None  # the timing phase's state (a LoadTiming), once it starts
         self._loads: list[Load] = []  # the timing phase's decisions, in ``timing_order``
         self._tk = 0  # index in ``_loads`` of the current timing decision
@@ -474,6 +478,10 @@ class MallocGameEnv(gym.Env):
             reward = -(self._latency - before) / self.scale
             self._next_load()
         else:
+            if self._trace is not None and self.tables.decisions:  # still on the recorded trajectory?
+                offset = EVICT if action == 0 else self._cands[action - 1].offset
+                if not self._trace.follows(self.state.k, offset):
+                    self._trace = None
             if not self.tables.decisions:  # the dummy decision of an instance with nothing to decide
                 cost = 0
             elif action == 0:
@@ -690,10 +698,14 @@ class MallocGameEnv(gym.Env):
         if not self.tables.decisions:
             out[0] = 0
             return out
+        # One recorded greedy rollout, kept while the episode follows it (``mallocgame.lookahead``):
+        # the same values as one ``play_greedy`` per action, without playing what they share.
+        if self._trace is None:
+            if self._horizons is None or self._horizons[0] is not self.tables:
+                self._horizons = (self.tables, read_horizons(self.tables))
+            self._trace = GreedyTrace(self.state, self._horizons[1])
         for action in np.flatnonzero(self._mask):
-            state = self.state.clone()
-            state.apply(EVICT if action == 0 else int(action) - 1)
-            out[action] = play_greedy(state).nc_bytes - self.state.nc_bytes
+            out[action] = self._trace.completion(self.state.k, EVICT if action == 0 else int(action) - 1, self._cands)
         return out
 
     def _observation(self) -> dict[str, np.ndarray]:
@@ -840,11 +852,12 @@ class MallocGameEnv(gym.Env):
             self._completion,
             self.terminated,
             timing,
+            self._trace,  # immutable: shared
         )
 
     def restore_state(self, snapshot: tuple) -> None:
         """Return to a ``clone_state`` snapshot (which stays reusable)."""
-        state, occupancy, reserved_bytes, mask, cands, self._completion, self.terminated, timing = snapshot
+        state, occupancy, reserved_bytes, mask, cands, self._completion, self.terminated, timing, self._trace = snapshot
         self.state = state if timing is not None else state.clone()
         self.occupancy, self.reserved_bytes = occupancy.copy(), reserved_bytes.copy()
         self._mask, self._cands = mask.copy(), list(cands)
