@@ -704,8 +704,9 @@ class MallocGameEnv(gym.Env):
             if self._horizons is None or self._horizons[0] is not self.tables:
                 self._horizons = (self.tables, read_horizons(self.tables))
             self._trace = GreedyTrace(self.state, self._horizons[1])
-        for action in np.flatnonzero(self._mask):
-            out[action] = self._trace.completion(self.state.k, EVICT if action == 0 else int(action) - 1, self._cands)
+        legal = np.flatnonzero(self._mask)
+        choices = [EVICT if action == 0 else int(action) - 1 for action in legal]
+        out[legal] = self._trace.completions(self.state.k, choices, self._cands)
         return out
 
     def _observation(self) -> dict[str, np.ndarray]:

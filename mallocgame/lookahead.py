@@ -22,7 +22,7 @@ The values are the full rollout's exactly (``tests/test_env.py`` compares them).
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 
 import numpy as np
 
@@ -45,31 +45,20 @@ def read_horizons(tables: MsaTables) -> tuple[list[int], list[int], list[int], l
     return lo, hi, last_read.tolist(), last_decision
 
 
-class _Steps:
-    """A per-step list (``blocks`` or ``reserved``) of a view: a dirty step's own copy, else
-    the trace's version at the view's current decision (read only: the view copies a step
-    before it writes it)."""
+class _View:
+    """One action's completion being played: where its state differs from the trace's."""
 
-    __slots__ = ("own", "times", "versions", "view")
+    __slots__ = ("slot", "blocks", "reserved", "dirty", "steps", "block_steps", "horizon", "total")
 
-    def __init__(self, own: dict, times: list[list[int]], versions: list[list], view: MsaState):
-        self.own, self.times, self.versions, self.view = own, times, versions, view
-
-    def at(self, step: int, k: int):
-        """The trace's version of ``step`` in the state before decision ``k``."""
-        return self.versions[step][bisect_right(self.times[step], k) - 1]
-
-    def __getitem__(self, key):
-        if isinstance(key, slice):
-            return [self[s] for s in range(*key.indices(len(self.times)))]
-        got = self.own.get(key)
-        return got if got is not None else self.at(key, self.view.k)
-
-    def __setitem__(self, step: int, value) -> None:
-        self.own[step] = value
-
-    def __len__(self) -> int:
-        return len(self.times)
+    def __init__(self, slot: int):
+        self.slot = slot  # its index in the answer
+        self.blocks: dict[int, list] = {}  # dirty step -> its own committed blocks
+        self.reserved: dict[int, dict] = {}  # dirty step -> its own reservations (same keys)
+        self.dirty: dict[int, tuple[int, int]] = {}  # dirty tensor -> its (offset or -1, evictions)
+        self.steps: list[int] = []  # the dirty steps, sorted
+        self.block_steps: list[int] = []  # those whose blocks differ (not only reservations), sorted
+        self.horizon = -1  # the last decision (absolute index) that may read a difference
+        self.total = 0  # bytes added so far
 
 
 class GreedyTrace:
@@ -94,10 +83,16 @@ class GreedyTrace:
         self.before: list[tuple[int, int]] = [(-1, 0)] * count  # the tensor's (offset or -1, evictions)
         self.after: list[tuple[int, int]] = [(-1, 0)] * count
         self.writes: list[tuple[int, ...]] = [()] * count  # steps the decision wrote
+        # What each decision reads on the trace (``MsaState.options``): reservations over
+        # read[d][0]..read[d][1] (its segment), blocks over read[d][0]..read[d][2] (for a tensor
+        # not resident, up to its last use: the gaps free over its whole remaining lifetime).
+        self.read: list[tuple[int, int, int]] = [(0, 0, 0)] * count
         while not run.done:
             d = run.k - self.k0
             i, _, a, b = run.decision
             self.before[d] = _tensor_state(run, i)
+            resident = run.cur[i] >= 0
+            self.read[d] = (a + 1, b, b) if resident else (a, b, max(b, t.uses[i][-1]))
             options = run.options(1)
             if options:
                 cand = options[0]
@@ -113,82 +108,142 @@ class GreedyTrace:
             self.after[d] = _tensor_state(run, i)
         self.suffix = np.concatenate([np.cumsum(self.cost[::-1])[::-1], [0]]).astype(np.int64).tolist()
         self.more_offsets, self.all_offsets = state.more_offsets, state.all_offsets
+        self._at = len(t.decisions) + 1  # the cursor (``_cursor``): none yet
+        self._blocks: list = []
+        self._reserved: list = []
+        self._version: list[int] = []
 
     def follows(self, k: int, offset: int) -> bool:
         """Whether playing ``offset`` (a keep's offset, or EVICT) at decision ``k`` stays on the trace."""
         return self.offset[k - self.k0] == offset
 
-    def completion(self, k: int, choice: int, options: list[Candidate]) -> int:
-        """Bytes that ``choice`` (EVICT or an index into ``options``, the legal keeps of the
-        state before decision ``k``) adds with XLA's rule after it, from the state before
-        decision ``k`` that this trace passed through."""
+    def _cursor(self, k: int) -> tuple[list, list, list[int]]:
+        """Copies of the trace's per-step blocks and reservations before decision ``k``, and
+        each step's version number. Kept between calls, since an episode moves forward."""
+        if k < self._at:  # (a search went back) start over from the trace's first state
+            self._at, self._blocks = self.k0, [v[0] for v in self.blocks]
+            self._reserved, self._version = [v[0] for v in self.reserved], [0] * len(self.blocks)
+        for d in range(self._at - self.k0, k - self.k0):
+            self._advance(d, self._blocks, self._reserved, self._version)
+        self._at = k
+        return list(self._blocks), list(self._reserved), list(self._version)
+
+    def _advance(self, d: int, blocks: list, reserved: list, version: list[int]) -> None:
+        """Move a cursor over decision ``d`` (trace index) of the trace."""
+        for s in self.writes[d]:
+            version[s] += 1
+            blocks[s] = self.blocks[s][version[s]]
+            reserved[s] = self.reserved[s][version[s]]
+
+    def completions(self, k: int, choices: list[int], options: list[Candidate]) -> list[int]:
+        """Bytes that each of ``choices`` (EVICT or an index into ``options``, the legal keeps
+        of the state before decision ``k``) adds with XLA's rule after it, from the state
+        before decision ``k`` that this trace passed through. All are played together, along
+        one cursor over the trace's states."""
         d0 = k - self.k0
-        offset = EVICT if choice == EVICT else options[choice].offset
-        if offset == self.offset[d0]:  # the trace's own choice (a keep's offset decides its repacks)
-            return self.suffix[d0]
+        out = [0] * len(choices)
+        active: list[_View] = []
+        for slot, choice in enumerate(choices):
+            offset = EVICT if choice == EVICT else options[choice].offset
+            if offset == self.offset[d0]:  # the trace's own choice (a keep's offset decides its repacks)
+                out[slot] = self.suffix[d0]
+            else:
+                active.append(_View(slot))
+        if not active:
+            return out
         t = self.tables
-        view = object.__new__(MsaState)
-        view.tables, view.more_offsets, view.all_offsets = t, self.more_offsets, self.all_offsets
-        own_blocks: dict[int, list] = {}
-        own_reserved: dict[int, dict] = {}
-        view.blocks = blocks = _Steps(own_blocks, self.times, self.blocks, view)
-        view.reserved = reserved = _Steps(own_reserved, self.times, self.reserved, view)
-        view.cur = [-1] * len(t.names)
-        view.evictions = [0] * len(t.names)
-        view.nc_bytes, view.k = 0, k
-        dirty: dict[int, tuple[int, int]] = {}  # tensor -> its (offset or -1, evictions) in the view
-        dirty_steps: list[int] = []  # sorted keys of own_blocks (= own_reserved)
-        horizon = -1
-        total = 0
-        d = d0
-        count = len(self.cost)
-        while d < count:
-            if d > horizon and d > d0:  # nothing ahead reads a difference: the trace's rest
-                return total + self.suffix[d]
+        state = object.__new__(MsaState)  # the scratch state a view's decision is played on
+        state.tables, state.more_offsets, state.all_offsets = t, self.more_offsets, self.all_offsets
+        state.cur, state.evictions, state.nc_bytes = [-1] * len(t.names), [0] * len(t.names), 0
+        blocks, reserved, version = self._cursor(k)
+        d, count = d0, len(self.cost)
+        while active and d < count:
             kk = d + self.k0
             i, _, a, b = t.decisions[kk]
-            if d > d0 and i not in dirty:
-                j = bisect_left(dirty_steps, self.lo[kk])
-                if j == len(dirty_steps) or dirty_steps[j] > self.hi[kk]:  # reads no dirty step
-                    total += self.cost[d]
-                    d += 1
-                    continue
-            # Play decision kk on the view.
-            state_i = dirty.get(i, self.before[d])
-            view.evictions[i] = state_i[1]
-            if state_i[0] >= 0:
-                view.res, view.cur[i] = [[i, 0, 0, state_i[0]]], 0
-            else:
-                view.res, view.cur[i] = [], -1
-            view.k = kk
-            if d == d0:
-                view._options, view._limit, pick = list(options), len(options), choice
-            else:
-                view._options = None
-                pick = 0 if view.options(1) else EVICT
-            # The steps either side writes: the view's own copies before it writes them (and
-            # before the trace's write makes them differ), compared with the trace's after.
-            touched = set(self.writes[d])
-            if pick != EVICT:
-                touched.update(_writes(view._options[pick], a + 1 if view.cur[i] >= 0 else a, b))
-            for s in touched:
-                if s not in own_blocks:
-                    own_blocks[s] = list(blocks.at(s, kk))
-                    own_reserved[s] = dict(reserved.at(s, kk))
-            total += view.apply(pick)
-            after = _tensor_state(view, i)
-            if after == self.after[d]:
-                dirty.pop(i, None)
-            else:
-                dirty[i] = after
-            for s in touched:  # a copy equal to the trace's again is clean
-                if own_blocks[s] == blocks.at(s, kk + 1) and own_reserved[s] == reserved.at(s, kk + 1):
-                    del own_blocks[s], own_reserved[s]
-            dirty_steps = sorted(own_blocks)
-            horizon = max((self.last_read[s] for s in dirty_steps), default=-1)
-            horizon = max(horizon, max((self.last_decision[j] for j in dirty), default=-1)) - self.k0
+            lo, seg_hi, hi = self.read[d]
+            still = []
+            for v in active:
+                if d > d0:
+                    if kk > v.horizon:  # nothing ahead reads a difference: the trace's rest
+                        out[v.slot] = v.total + self.suffix[d]
+                        continue
+                    if i not in v.dirty:
+                        j = bisect_left(v.steps, lo)
+                        jb = bisect_left(v.block_steps, lo)
+                        if (j == len(v.steps) or v.steps[j] > seg_hi) and (
+                            jb == len(v.block_steps) or v.block_steps[jb] > hi
+                        ):  # reads no difference: the trace's choice
+                            v.total += self.cost[d]
+                            still.append(v)
+                            continue
+                self._play(v, state, d, blocks, reserved, choices[v.slot] if d == d0 else None, options)
+                still.append(v)
+            active = still
+            self._advance(d, blocks, reserved, version)
             d += 1
-        return total
+        for v in active:
+            out[v.slot] = v.total
+        return out
+
+    def _play(
+        self, v: _View, state: MsaState, d: int, blocks: list, reserved: list, choice: int | None, options
+    ) -> None:
+        """Play decision ``d`` (trace index) on view ``v``: its state is the trace's
+        (``blocks``, ``reserved``: the cursor before ``d``) with its own steps and tensor."""
+        kk = d + self.k0
+        i, _, a, b = self.tables.decisions[kk]
+        state.blocks, state.reserved = list(blocks), list(reserved)
+        for s, x in v.blocks.items():
+            state.blocks[s] = x
+            state.reserved[s] = v.reserved[s]
+        offset, state.evictions[i] = v.dirty.get(i, self.before[d])
+        if offset >= 0:
+            state.res, state.cur[i] = [[i, 0, 0, offset]], 0
+        else:
+            state.res, state.cur[i] = [], -1
+        state.k = kk
+        if choice is not None:  # the action itself, among the env's options
+            state._options, state._limit, pick = list(options), len(options), choice
+        else:
+            state._options = None
+            pick = 0 if state.options(1) else EVICT
+        # The steps either side writes: own copies before the view writes them (and before
+        # the trace's write makes them differ), compared with the trace's after.
+        touched = set(self.writes[d])
+        if pick != EVICT:
+            touched.update(_writes(state._options[pick], a + 1 if state.cur[i] >= 0 else a, b))
+        for s in touched:
+            if s not in v.blocks:
+                state.blocks[s], state.reserved[s] = list(state.blocks[s]), dict(state.reserved[s])
+        v.total += state.apply(pick)
+        after = _tensor_state(state, i)
+        if after == self.after[d]:
+            v.dirty.pop(i, None)
+        else:
+            v.dirty[i] = after
+        for s in touched:
+            n = bisect_right(self.times[s], kk + 1) - 1
+            same_blocks = state.blocks[s] == self.blocks[s][n]
+            j = bisect_left(v.block_steps, s)
+            listed = j < len(v.block_steps) and v.block_steps[j] == s
+            if same_blocks and listed:
+                del v.block_steps[j]
+            elif not same_blocks and not listed:
+                v.block_steps.insert(j, s)
+            if same_blocks and state.reserved[s] == self.reserved[s][n]:
+                if s in v.blocks:  # equal to the trace's again: clean
+                    del v.blocks[s], v.reserved[s]
+                    v.steps.remove(s)
+            else:
+                if s not in v.blocks:
+                    insort(v.steps, s)
+                    v.horizon = max(v.horizon, self.last_read[s])
+                v.blocks[s], v.reserved[s] = state.blocks[s], state.reserved[s]
+        if i in v.dirty:
+            v.horizon = max(v.horizon, self.last_decision[i])
+        elif not v.blocks and not v.dirty:  # the trace's state again: it plays the rest
+            v.horizon = -1
+        # (otherwise the horizon is not lowered as steps turn clean: later, but still exact)
 
 
 def _tensor_state(state: MsaState, i: int) -> tuple[int, int]:
