@@ -248,9 +248,12 @@ class GreedyTrace:
 
 def _tensor_state(state: MsaState, i: int) -> tuple[int, int]:
     """What the rest of the game reads of tensor ``i``: its open residency's offset (-1:
-    none) and its eviction count."""
+    none) and whether an eviction now costs the reload only (1: an activation already
+    spilled). ``MsaState`` reads the eviction count only as that (``evict_cost``; ``plan``:
+    spilled or not), so two counts that agree on it play the same from here."""
     cur = state.cur[i]
-    return (state.res[cur][3] if cur >= 0 else -1, state.evictions[i])
+    t = state.tables
+    return (state.res[cur][3] if cur >= 0 else -1, int(t.is_act[i] and state.evictions[i] > 0))
 
 
 def _writes(cand: Candidate, lo: int, b: int) -> tuple[int, ...]:
