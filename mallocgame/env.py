@@ -270,8 +270,10 @@ class MallocGameEnv(gym.Env):
     - sampler: an ``InstanceSampler`` drawing a new instance each reset;
     - num_candidates: K; num_pending: N; occupancy_shape: (H, W);
     - order: decision order, "boundedness" (XLA), "size" or "time" (see ``solvers.xla``);
-    - lookahead: add the "lookahead" key to the observation (costs one greedy completion
-      per legal action and decision);
+    - lookahead: add the "lookahead" key to the observation (the values of one greedy
+      completion per legal action and decision; in the keep/evict phase computed from one
+      recorded greedy trajectory, replayed only where an action's completion differs from it:
+      ``mallocgame.lookahead``; in the timing phase one rollout per action);
     - lookahead_scale: "capacity" or "relative", what its bytes are measured against
       (``LOOKAHEAD_SCALES``);
     - all_offsets: offer every offset of a gap that fits (see Action Space), not only the
@@ -870,8 +872,8 @@ class MallocGameEnv(gym.Env):
             self.timing, self._starts = timing.clone(), list(starts)
 
     def stop_lookahead(self) -> None:
-        """Stop paying for the "lookahead" rows (one greedy completion per legal action and
-        decision) until the next reset; they read 0 from the next decision on. For a
+        """Stop paying for the "lookahead" rows (the greedy completions of every legal action
+        and decision) until the next reset; they read 0 from the next decision on. For a
         fallback that finishes an episode past a deadline without looking at them."""
         self._lookahead_live = False
 

@@ -17,7 +17,10 @@ blocks and reservations. Then:
   decides a dirty tensor, the rest of the completion is the trace's suffix sum. A dirty
   step whose copy becomes equal to the trace's version again is clean again.
 
-The values are the full rollout's exactly (``tests/test_env.py`` compares them).
+The values are the full rollout's exactly (``tests/test_env.py`` compares them). Memory: one
+trace per episode (rebuilt when the episode leaves it), holding a copy of each step's blocks
+and reservations per decision that writes it; a view holds copies of its dirty steps only.
+The timing phase (``objective="latency"``) is not covered: it still plays one rollout per action.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ class _View:
 
 class GreedyTrace:
     """XLA's rule played from ``state`` to the end of the game, recorded (see the module
-    docstring). ``state`` is not changed; the trace is immutable once built."""
+    docstring). ``state`` is not changed; the recorded trajectory is immutable once built
+    (only a cursor over it moves, so snapshots of the env may share the trace)."""
 
     def __init__(self, state: MsaState, horizons: tuple[list[int], list[int], list[int], list[int]]):
         t = state.tables
@@ -217,8 +221,9 @@ class GreedyTrace:
                 state.blocks[s], state.reserved[s] = list(state.blocks[s]), dict(state.reserved[s])
         v.total += state.apply(pick)
         after = _tensor_state(state, i)
+        cleaned = False
         if after == self.after[d]:
-            v.dirty.pop(i, None)
+            cleaned = v.dirty.pop(i, None) is not None
         else:
             v.dirty[i] = after
         for s in touched:
@@ -234,6 +239,7 @@ class GreedyTrace:
                 if s in v.blocks:  # equal to the trace's again: clean
                     del v.blocks[s], v.reserved[s]
                     v.steps.remove(s)
+                    cleaned = True
             else:
                 if s not in v.blocks:
                     insort(v.steps, s)
@@ -241,9 +247,9 @@ class GreedyTrace:
                 v.blocks[s], v.reserved[s] = state.blocks[s], state.reserved[s]
         if i in v.dirty:
             v.horizon = max(v.horizon, self.last_decision[i])
-        elif not v.blocks and not v.dirty:  # the trace's state again: it plays the rest
-            v.horizon = -1
-        # (otherwise the horizon is not lowered as steps turn clean: later, but still exact)
+        if cleaned:  # the horizon may come closer (else it only grows: cheaper to keep)
+            horizon = max((self.last_read[s] for s in v.steps), default=-1)
+            v.horizon = max(horizon, max((self.last_decision[j] for j in v.dirty), default=-1))
 
 
 def _tensor_state(state: MsaState, i: int) -> tuple[int, int]:
