@@ -215,7 +215,8 @@ class GreedyTrace:
         # the trace's write makes them differ), compared with the trace's after.
         touched = set(self.writes[d])
         if pick != EVICT:
-            touched.update(_writes(state._options[pick], a + 1 if state.cur[i] >= 0 else a, b))
+            touched.update(range(a + 1 if state.cur[i] >= 0 else a, b + 1))
+            touched.update(step for step, _ in state._options[pick].repacks)
         for s in touched:
             if s not in v.blocks:
                 state.blocks[s], state.reserved[s] = list(state.blocks[s]), dict(state.reserved[s])
@@ -226,16 +227,17 @@ class GreedyTrace:
             cleaned = v.dirty.pop(i, None) is not None
         else:
             v.dirty[i] = after
+        times, trace_blocks, trace_reserved = self.times, self.blocks, self.reserved
         for s in touched:
-            n = bisect_right(self.times[s], kk + 1) - 1
-            same_blocks = state.blocks[s] == self.blocks[s][n]
+            n = bisect_right(times[s], kk + 1) - 1
+            same_blocks = state.blocks[s] == trace_blocks[s][n]
             j = bisect_left(v.block_steps, s)
             listed = j < len(v.block_steps) and v.block_steps[j] == s
             if same_blocks and listed:
                 del v.block_steps[j]
             elif not same_blocks and not listed:
                 v.block_steps.insert(j, s)
-            if same_blocks and state.reserved[s] == self.reserved[s][n]:
+            if same_blocks and state.reserved[s] == trace_reserved[s][n]:
                 if s in v.blocks:  # equal to the trace's again: clean
                     del v.blocks[s], v.reserved[s]
                     v.steps.remove(s)
