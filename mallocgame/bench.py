@@ -1,4 +1,5 @@
-"""Env throughput: steps per second with random legal actions (``mallocgame bench``).
+"""Env throughput: steps per second with random legal actions (``mallocgame bench``), or
+with a hand-made policy (``greedy``, ``lookahead``), with or without the "lookahead" rows.
 
 The target is >= 10,000 steps/s on one core on ResNet-50 at ``M_R``. When the zoo has no
 ResNet-50 yet, the benchmark says so and runs on the largest zoo model, or on a random
@@ -7,14 +8,17 @@ DAG of ResNet-50's operator count (122).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mallocgame.env import MallocGameEnv, random_action
+from mallocgame.env import RULES, MallocGameEnv, random_action
 from mallocgame.instances import ZOO_DIR, dag_graph, load_zoo_graph, make_problem, zoo_models
+
+POLICIES = ("random", *RULES)
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,14 @@ class BenchResult:
         return self.steps / self.cpu_seconds if self.cpu_seconds else float("inf")
 
 
-def bench_problem(model: str | None = None, capacity: str = "M_R", hardware: str = "edge-npu"):
-    """(name, problem) to benchmark: ``model`` (a path), else ResNet-50 from the zoo, else a
-    stand-in (see module docstring)."""
-    if model is not None:
+def bench_problem(
+    model: str | None = None, capacity: str = "M_R", hardware: str = "edge-npu", dag: tuple[int, int] | None = None
+):
+    """(name, problem) to benchmark: ``model`` (a path), else the random DAG ``dag`` = (seed,
+    operators), else ResNet-50 from the zoo, else a stand-in (see module docstring)."""
+    if dag is not None:
+        graph = dag_graph(dag[0], dag[1], 64)
+    elif model is not None:
         graph = load_zoo_graph(str(model))
     else:
         paths = zoo_models(ZOO_DIR)
@@ -53,16 +61,31 @@ def bench_problem(model: str | None = None, capacity: str = "M_R", hardware: str
     return f"{graph.name} at {capacity} ({problem.capacity} B, {len(graph.operators)} operators)", problem
 
 
-def run_bench(steps: int = 20000, *, model: str | None = None, capacity: str = "M_R", seed: int = 0) -> BenchResult:
-    """Play random legal actions for ``steps`` env steps, resetting at episode ends."""
-    name, problem = bench_problem(model, capacity)
-    env = MallocGameEnv(problem=problem)
+def run_bench(
+    steps: int = 20000,
+    *,
+    model: str | None = None,
+    capacity: str = "M_R",
+    seed: int = 0,
+    dag: tuple[int, int] | None = None,
+    policy: str = "random",
+    lookahead: bool = False,
+    all_offsets: bool = False,
+    seconds: float | None = None,
+) -> BenchResult:
+    """Play ``policy`` (``POLICIES``: random legal actions, or a rule of ``RULES``) for
+    ``steps`` env steps, resetting at episode ends; stop early after ``seconds`` of wall time.
+    ``lookahead``/``all_offsets``: the env's options of those names."""
+    name, problem = bench_problem(model, capacity, dag=dag)
+    env = MallocGameEnv(problem=problem, lookahead=lookahead, all_offsets=all_offsets)
     rng = np.random.default_rng(seed)
+    act = (lambda: random_action(env, rng)) if policy == "random" else (lambda: RULES[policy](env))
     env.reset(seed=seed)
     done_steps = episodes = 0
     start, cpu_start = time.perf_counter(), time.process_time()
-    while done_steps < steps:
-        _, _, terminated, _, _ = env.step(random_action(env, rng))
+    stop = start + seconds if seconds is not None else math.inf
+    while done_steps < steps and time.perf_counter() < stop:
+        _, _, terminated, _, _ = env.step(act())
         done_steps += 1
         if terminated:
             episodes += 1
@@ -71,4 +94,4 @@ def run_bench(steps: int = 20000, *, model: str | None = None, capacity: str = "
     return BenchResult(name, done_steps, episodes, seconds, cpu_seconds, max(1, len(env.tables.decisions)))
 
 
-__all__ = ["BenchResult", "bench_problem", "run_bench"]
+__all__ = ["POLICIES", "BenchResult", "bench_problem", "run_bench"]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cosma.core.errors import UsageError
 from cosma.core.options import HelpFormatter, add_lowering_args, run_command
 
 DESCRIPTION = (
@@ -89,7 +90,17 @@ def _write_plan(args: argparse.Namespace, problem, info, lowering) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from mallocgame.bench import run_bench
 
-    result = run_bench(args.steps, model=args.model, capacity=args.capacity, seed=args.seed)
+    dag = None
+    if args.dag is not None:
+        try:
+            seed, ops = (int(x) for x in args.dag.split("x"))
+        except ValueError:
+            raise UsageError(f"--dag {args.dag!r}: expected SEEDxOPERATORS, e.g. 7x24") from None
+        dag = (seed, ops)
+    result = run_bench(
+        args.steps, model=args.model, capacity=args.capacity, seed=args.seed, dag=dag, policy=args.policy,
+        lookahead=args.lookahead, all_offsets=args.all_offsets, seconds=args.seconds,
+    )  # fmt: skip
     print(f"instance      {result.instance}")
     print(f"steps         {result.steps} ({result.episodes} episodes of {result.decisions_per_episode} decisions)")
     print(f"seconds       {result.seconds:.3f} wall, {result.cpu_seconds:.3f} CPU")
@@ -144,7 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20000, help="env steps to time")
     p.add_argument("--model", help="ONNX file (default: ResNet-50 from the zoo)")
     p.add_argument("--capacity", default="M_R", help="tier or size")
+    p.add_argument("--dag", help="a random DAG instead, SEEDxOPERATORS (e.g. 7x24)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random actions")
+    p.add_argument("--policy", choices=("random", "greedy", "lookahead"), default="random", help="who plays")
+    p.add_argument("--lookahead", action="store_true", help="compute the observation's lookahead rows")
+    p.add_argument("--all-offsets", action="store_true", help="every offset of a gap that fits is a candidate")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this much wall time")
     p.set_defaults(func=cmd_bench)
 
     # train and eval own their (long) option lists: `mallocgame train --help` shows them.

@@ -28,7 +28,8 @@ from cosma.core.interface import RunOptions, load_all, run
 from cosma.core.ir import OBJECTIVES, Bytes, OpName, Plan, Problem, TensorKind
 from cosma.core.prefetch import Load, LoadTiming, StartOption
 from mallocgame.instances import Instance, InstanceSampler, load_zoo_graph, make_problem
-from solvers.xla import EVICT, MsaState, MsaTables, play_greedy
+from mallocgame.lookahead import GreedyTrace, read_horizons
+from solvers.xla import EVICT, MsaState, MsaTables
 
 ENV_ID = "mallocgame/MallocGame-v0"
 
@@ -269,8 +270,10 @@ class MallocGameEnv(gym.Env):
     - sampler: an ``InstanceSampler`` drawing a new instance each reset;
     - num_candidates: K; num_pending: N; occupancy_shape: (H, W);
     - order: decision order, "boundedness" (XLA), "size" or "time" (see ``solvers.xla``);
-    - lookahead: add the "lookahead" key to the observation (costs one greedy completion
-      per legal action and decision);
+    - lookahead: add the "lookahead" key to the observation (the values of one greedy
+      completion per legal action and decision; in the keep/evict phase computed from one
+      recorded greedy trajectory, replayed only where an action's completion differs from it:
+      ``mallocgame.lookahead``; in the timing phase one rollout per action);
     - lookahead_scale: "capacity" or "relative", what its bytes are measured against
       (``LOOKAHEAD_SCALES``);
     - all_offsets: offer every offset of a gap that fits (see Action Space), not only the
@@ -368,6 +371,8 @@ class MallocGameEnv(gym.Env):
         self.action_space = spaces.Discrete(self.K + 1)
         self.state: MsaState | None = None
         self.timing: LoadTiming | None = None
+        self._trace: GreedyTrace | None = None  # the greedy completion of the current state, recorded
+        self._horizons: tuple | None = None  # (tables, read_horizons(tables)) of the last trace built
         if self._fixed is not None:
             self._load(self._fixed)
 
@@ -447,6 +452,7 @@ class MallocGameEnv(gym.Env):
         self.illegal = False
         self.terminated = False
         self._lookahead_live = True
+        self._trace = None
         self.timing = None  # the timing phase's state (a LoadTiming), once it starts
         self._loads: list[Load] = []  # the timing phase's decisions, in ``timing_order``
         self._tk = 0  # index in ``_loads`` of the current timing decision
@@ -474,6 +480,10 @@ class MallocGameEnv(gym.Env):
             reward = -(self._latency - before) / self.scale
             self._next_load()
         else:
+            if self._trace is not None and self.tables.decisions:  # still on the recorded trajectory?
+                offset = EVICT if action == 0 else self._cands[action - 1].offset
+                if not self._trace.follows(self.state.k, offset):
+                    self._trace = None
             if not self.tables.decisions:  # the dummy decision of an instance with nothing to decide
                 cost = 0
             elif action == 0:
@@ -690,10 +700,15 @@ class MallocGameEnv(gym.Env):
         if not self.tables.decisions:
             out[0] = 0
             return out
-        for action in np.flatnonzero(self._mask):
-            state = self.state.clone()
-            state.apply(EVICT if action == 0 else int(action) - 1)
-            out[action] = play_greedy(state).nc_bytes - self.state.nc_bytes
+        # One recorded greedy rollout, kept while the episode follows it (``mallocgame.lookahead``):
+        # the same values as one ``play_greedy`` per action, without playing what they share.
+        if self._trace is None:
+            if self._horizons is None or self._horizons[0] is not self.tables:
+                self._horizons = (self.tables, read_horizons(self.tables))
+            self._trace = GreedyTrace(self.state, self._horizons[1])
+        legal = np.flatnonzero(self._mask)
+        choices = [EVICT if action == 0 else int(action) - 1 for action in legal]
+        out[legal] = self._trace.completions(self.state.k, choices, self._cands)
         return out
 
     def _observation(self) -> dict[str, np.ndarray]:
@@ -840,11 +855,12 @@ class MallocGameEnv(gym.Env):
             self._completion,
             self.terminated,
             timing,
+            self._trace,  # immutable: shared
         )
 
     def restore_state(self, snapshot: tuple) -> None:
         """Return to a ``clone_state`` snapshot (which stays reusable)."""
-        state, occupancy, reserved_bytes, mask, cands, self._completion, self.terminated, timing = snapshot
+        state, occupancy, reserved_bytes, mask, cands, self._completion, self.terminated, timing, self._trace = snapshot
         self.state = state if timing is not None else state.clone()
         self.occupancy, self.reserved_bytes = occupancy.copy(), reserved_bytes.copy()
         self._mask, self._cands = mask.copy(), list(cands)
@@ -856,8 +872,8 @@ class MallocGameEnv(gym.Env):
             self.timing, self._starts = timing.clone(), list(starts)
 
     def stop_lookahead(self) -> None:
-        """Stop paying for the "lookahead" rows (one greedy completion per legal action and
-        decision) until the next reset; they read 0 from the next decision on. For a
+        """Stop paying for the "lookahead" rows (the greedy completions of every legal action
+        and decision) until the next reset; they read 0 from the next decision on. For a
         fallback that finishes an episode past a deadline without looking at them."""
         self._lookahead_live = False
 

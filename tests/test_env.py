@@ -36,7 +36,7 @@ from mallocgame.env import (
     random_action,
 )
 from mallocgame.instances import ZOO_DIR, InstanceSampler, dag_graph, evaluation_set, make_problem, tier_capacities
-from solvers.xla import XlaParams
+from solvers.xla import EVICT, XlaParams, play_greedy
 
 EDGE = get_hardware("edge-npu")
 SMALL = dict(num_candidates=4, num_pending=5, occupancy_shape=(6, 8))
@@ -236,6 +236,59 @@ def test_lookahead_rows_are_the_greedy_completions(seed, scale):
     assert checked > 0
 
 
+def full_completions(env: MallocGameEnv) -> np.ndarray:
+    """The "lookahead" completions recomputed from scratch: one ``play_greedy`` per legal action."""
+    out = np.full(env.K + 1, -1, dtype=np.int64)
+    for action in np.flatnonzero(env._mask):
+        state = env.state.clone()
+        state.apply(EVICT if action == 0 else int(action) - 1)
+        out[action] = play_greedy(state).nc_bytes - env.state.nc_bytes
+    return out
+
+
+def check_incremental_completions(env: MallocGameEnv, seed: int, greedy_share: float) -> int:
+    """Play an episode, the greedy action with probability ``greedy_share`` (the recorded
+    trajectory is followed) else a random one (it is left), going back to an earlier snapshot
+    now and then (as a search does); at every decision the env's completions must equal the
+    full recomputation. Returns the decisions checked."""
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    terminated, checked, snapshots = False, 0, []
+    while not terminated:
+        assert np.array_equal(env._completion, full_completions(env)), env.state.k
+        checked += 1
+        if rng.random() < 0.2:
+            snapshots.append(env.clone_state())
+        if snapshots and rng.random() < 0.1:  # back to an earlier decision
+            env.restore_state(snapshots.pop(int(rng.integers(len(snapshots)))))
+            assert np.array_equal(env._completion, full_completions(env))
+        action = greedy_action(env) if rng.random() < greedy_share else random_action(env, rng)
+        _, _, terminated, _, _ = env.step(action)
+    return checked
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("all_offsets", [False, True])
+def test_incremental_lookahead_equals_the_full_rollouts(seed, all_offsets):
+    """The lookahead rows come from one recorded greedy trajectory (``mallocgame.lookahead``);
+    their completions are exactly one ``play_greedy`` per legal action, whether the episode
+    follows the trajectory or leaves it, on random DAGs of several sizes and capacities."""
+    tier = ("M_R", "M_H")[seed % 2]
+    problem = dag_problem(seed, tier, weights=seed % 3 != 0, n_ops=(12, 24, 40)[seed % 3])
+    env = MallocGameEnv(problem=problem, lookahead=True, all_offsets=all_offsets, **SMALL)
+    for greedy_share in (0.0, 0.8):
+        assert check_incremental_completions(env, seed, greedy_share) > 0
+
+
+@pytest.mark.parametrize("all_offsets", [False, True])
+def test_incremental_lookahead_equals_the_full_rollouts_on_a_zoo_model(all_offsets):
+    path = ZOO_DIR / "resnet18.onnx"
+    if not path.exists():
+        pytest.skip("models/zoo/resnet18.onnx not present")
+    env = MallocGameEnv(model_path=str(path), capacity="M_R", lookahead=True, all_offsets=all_offsets)
+    assert check_incremental_completions(env, 1, 0.8) > 0
+
+
 def test_unknown_lookahead_scale_is_a_usage_error():
     from cosma.core.errors import UsageError
 
@@ -345,6 +398,9 @@ def test_cli_play_and_bench(tmp_path, capsys):
     assert main(["play", str(model), "--scratchpad", "16", "--policy", "greedy"]) == 2  # below M_R
     assert main(["bench", "--steps", "50", "--model", str(model)]) == 0
     assert "steps/s" in capsys.readouterr().out
+    assert main(["bench", "--steps", "30", "--dag", "1x12", "--lookahead", "--policy", "lookahead"]) == 0
+    assert "steps/s" in capsys.readouterr().out
+    assert main(["bench", "--dag", "1-12"]) == 2
 
 
 def test_a_tier_named_to_the_game_is_the_tier_cosma_optimize_uses():
