@@ -322,11 +322,9 @@ class MsaState:
         # Like XLA's heap, prefer a chunk free over the tensor's whole remaining lifetime,
         # so that later segments can stay at the same offset; then the segment's own gaps.
         last = t.uses[i][-1]
-        gaps = self._gaps(a, last, fp) if last > b else []
-        gaps += self._gaps(a, b, fp)
         out: list[Candidate] = []
         tried: set[Bytes] = set()
-        for start, end in gaps:
+        for start, end in self._lifetime_then_segment_gaps(a, b, last, fp):
             offsets = [start]
             right = (end - fp) // t.alignment * t.alignment
             if self.more_offsets and right != start:
@@ -346,6 +344,14 @@ class MsaState:
             if len(out) >= limit:
                 break
         return out[:limit]
+
+    def _lifetime_then_segment_gaps(self, a: Step, b: Step, last: Step, fp: Bytes):
+        """The whole remaining lifetime's gaps, then the segment's: each list computed only
+        when the candidates need it (the greedy rule, with one candidate, seldom needs the
+        second)."""
+        if last > b:
+            yield from self._gaps(a, last, fp)
+        yield from self._gaps(a, b, fp)
 
     def _gaps(self, lo: Step, hi: Step, fp: Bytes) -> list[tuple[Bytes, Bytes]]:
         """Gaps free of committed blocks at every step lo..hi that hold ``fp`` bytes,
