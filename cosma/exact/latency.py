@@ -622,6 +622,7 @@ def _highs_solve(
     on efficientnet_b0 with weights) vanish into ``x >= 0``; and the capacity rows, dense in landings, held
     back and added only once an answer violates them (then solved again). Every answer HiGHS gives is a
     relaxation's optimum or bound, so the bound stays valid; only answers that satisfy every row are kept.
+    Where the LP without the capacity rows breaks one of them (memory binds), HiGHS gets the order encoding.
     On efficientnet_b0 acts+weights M_R (mcu) the root LP takes 0.1 s instead of 15-27 s, and the
     relaxation is proven in 25 s where the order encoding's bound stayed at its LP after 196 s."""
     try:
@@ -705,7 +706,6 @@ def _highs_solve(
     h.addVars(ncols, np.array(lower, float), np.array(upper, float))
     idx = np.arange(ncols, dtype=np.int32)
     h.changeColsCost(ncols, idx, cost)
-    h.changeColsIntegrality(ncols, idx, np.array([highspy.HighsVarType.kInteger] * ncols))
 
     def add_rows(block: list[tuple[int, int, dict[int, int]]]) -> None:
         starts, index, coef = [], [], []
@@ -723,11 +723,23 @@ def _highs_solve(
             np.array(coef, float),
         )
 
-    def holds(row: tuple[int, int, dict[int, int]], x: list[int]) -> bool:
+    def holds(row: tuple[int, int, dict[int, int]], x: Sequence[float]) -> bool:
         total = sum(c * x[col] for col, c in row[2].items())
-        return row[0] <= total <= row[1]
+        return row[0] - 1e-6 <= total <= row[1] + 1e-6
 
     add_rows(rows)
+    if lazy:
+        # Where the capacity binds already in the LP (densenet121: every row it breaks, added, left HiGHS
+        # slower than the order encoding), the order encoding with every row is the better model.
+        if deadline is not None:
+            h.setOptionValue("time_limit", max(0.01, HIGHS_PACE * (deadline - time.perf_counter())))
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return _highs_solve(model, deadline, threads)
+        lp = h.getSolution().col_value
+        if not all(holds(row, lp) for row in lazy):
+            return _highs_solve(model, deadline, threads)
+    h.changeColsIntegrality(ncols, idx, np.array([highspy.HighsVarType.kInteger] * ncols))
     offset = proto.objective.offset
     values = objective = None
     bound, optimal = 0, False
