@@ -40,7 +40,8 @@ many steps, each hidden, and its bound stays near the compute alone. Ties are br
 1. the **relaxation** without addresses (per step, the resident footprints fit the
    capacity): its optimum is a lower bound; if its boxes pack (``pack_boxes``) that plan is
    optimal. Above ``MIP_ABOVE`` decisions, after a short CP-SAT search, HiGHS's branch-and-cut
-   (``highspy``) takes it: on the large weight-load models it finds far better answers and
+   (``highspy``; each start as landing columns, capacity rows added once broken, see
+   ``_highs_solve``) takes it: on the large weight-load models it finds far better answers and
    proves some that CP-SAT's root LP never finishes (its bound is floating point, read as
    ``cosma.exact.ilp`` reads it);
 2. otherwise the **joint** model: offsets per use under no-overlap-2D, each early start a
