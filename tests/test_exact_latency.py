@@ -264,8 +264,11 @@ def test_free_mode_reports_a_bound_over_every_order():
 # ----- HiGHS on the relaxation (large models) -----
 
 
+@pytest.mark.parametrize("landings", (False, True))
 @pytest.mark.parametrize("seed", (0, 1, 3, *STRICTLY_FASTER))
-def test_highs_solves_the_relaxation_as_cp_sat_does(seed):
+def test_highs_solves_the_relaxation_as_cp_sat_does(seed, landings):
+    """HiGHS's optimum is CP-SAT's, on the order encoding and (``landings``: ``_highs_solve`` given the variables)
+    on landing columns with the capacity rows added when broken: tight capacities, so they bind."""
     from ortools.sat.python import cp_model
 
     from cosma.exact.latency import LatencyInstance, _build, _extract, _highs_solve, _hint
@@ -285,7 +288,7 @@ def test_highs_solves_the_relaxation_as_cp_sat_does(seed):
         model, v = _build(lat, forced, False, latency_cap=optimum, minimize_bytes=cap is not None)
         if cap is None:
             _hint(model, lat, v, lat.decisions(warm)[0], None)
-        mip = _highs_solve(model, time.perf_counter() + 10, 1)
+        mip = _highs_solve(model, time.perf_counter() + 10, 1, v if landings else None)
         solver = cp_model.CpSolver()
         assert solver.solve(model) == cp_model.OPTIMAL
         assert mip.optimal and mip.objective == mip.bound == round(solver.objective_value)
