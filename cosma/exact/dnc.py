@@ -966,7 +966,8 @@ def dnc_search(
                     joint_moves = (joint_moves[0] + k, joint_moves[1] + t)
                 else:
                     new, value, k, _ = improve_schedule(problem, entry[0], entry[1], slice_, rng)
-                    stalled = entry is best and k == 0 and params.joint_window_steps > 0
+                    if entry is best:  # the other walks' slices leave this as it is
+                        stalled = k == 0 and params.joint_window_steps > 0
                 entry[0], entry[1] = new, value
                 if value >= schedule_bound:
                     continue
