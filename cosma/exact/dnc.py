@@ -681,9 +681,8 @@ def reorder_windows(
     (activations only) 2 of 52 windows lowered a plan the walk had left (10.27 to 9.54 MB)."""
     clock = Clock(time_limit)
     problem, plan, size = inc.problem, inc.plan(), params.joint_window_steps
-    tried = 0
+    n, tried = len(inc.schedule), 0
     while not clock.expired(0.2):
-        n = len(inc.schedule)
         b = min(n, _pick_window(inc, size, rng) + size)
         a = max(0, b - size)
         limit = min(params.window_time, clock.left() - 0.1)

@@ -698,33 +698,29 @@ def window_in_context(
     graph = problem.graph
     window = tuple(schedule[a:b])
     names = set(window)
-    before = [t for t in dict.fromkeys(resident_before)]
-    after = [t for t in dict.fromkeys(resident_after)]
+    before, after = list(dict.fromkeys(resident_before)), list(dict.fromkeys(resident_after))
     produced_before = set(before)
-    read_after = set(after)
-    tensors: dict[TensorName, Tensor] = {}
-
-    def kind_of(t: Tensor) -> TensorKind:
-        if t.name in produced_before:
-            return TensorKind.ACTIVATION
-        producer = graph.producer.get(t.name)
-        if producer not in names:
-            return t.kind if t.kind in (TensorKind.INPUT, TensorKind.WEIGHT) else TensorKind.INPUT
-        if t.kind is TensorKind.OUTPUT:
-            return t.kind
-        leaves = any(c not in names for c in graph.consumers.get(t.name, ()))
-        return TensorKind.OUTPUT if leaves and t.name not in read_after else TensorKind.ACTIVATION
-
-    ops = [Operator(SOURCE, "Boundary", (), tuple(before))]
-    for name in window:
-        op = graph.operators[graph.op_index[name]]
-        ops.append(op)
-    ops.append(Operator(SINK, "Boundary", tuple(after), ()))
-    for op in ops:
-        for name in (*op.inputs, *op.outputs):
-            t = graph.tensors[name]
-            tensors[name] = Tensor(name, t.size, kind_of(t), t.shape, t.dtype_bytes)
-    sub = Graph(f"{graph.name}[{a}:{b}]", tensors, tuple(ops))
+    # The window's own problem (``cosma.core.window``) gives every tensor it touches its kind;
+    # the boundary operators change two: what the source produces is an activation, and so is
+    # an activation the window produces for the sink rather than for DRAM.
+    inner = window_problem(problem, window).graph
+    tensors = dict(inner.tensors)
+    for name in (*before, *after):
+        t = graph.tensors[name]
+        produced_inside = graph.producer.get(name) in names
+        if name in produced_before or (produced_inside and t.kind is TensorKind.ACTIVATION):
+            kind = TensorKind.ACTIVATION
+        elif name in tensors:
+            continue
+        else:  # resident across the window, untouched by it
+            kind = t.kind if t.kind in (TensorKind.INPUT, TensorKind.WEIGHT) else TensorKind.INPUT
+        tensors[name] = Tensor(name, t.size, kind, t.shape, t.dtype_bytes)
+    ops = (
+        Operator(SOURCE, "Boundary", (), tuple(before)),
+        *(inner.operators[inner.op_index[name]] for name in window),  # in the schedule's order
+        Operator(SINK, "Boundary", tuple(after), ()),
+    )
+    sub = Graph(f"{graph.name}[{a}:{b}]", tensors, ops)
     return Problem(sub, problem.capacity, problem.hardware, problem.weights_counted, problem.objective)
 
 
