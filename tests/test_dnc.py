@@ -221,3 +221,42 @@ def test_order_search_goes_on_once_the_plan_meets_its_order() -> None:
     assert stats["order_searches"] >= 1
     assert result.objective <= stats["first_pass_bytes"]
     assert result.bound is not None and result.bound <= result.objective
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_greedy_relaxation_is_a_feasible_solution_of_the_relaxation(seed: int) -> None:
+    """Never below the relaxation's optimum, on any order; 0 where nothing overflows."""
+    import random
+    from dataclasses import replace
+
+    from cosma.core.analysis import peak_live_bytes
+    from cosma.exact.dnc import greedy_relaxation
+    from cosma.schedules.orders import memory_aware_schedule, neighbours, pull_earlier
+
+    problem = tight(randwire_graph(seed, 16), NPU, weights_counted=seed % 2 == 0, extra=0.3)
+    rng = random.Random(seed)
+    orders = [tuple(op.name for op in problem.graph.operators), memory_aware_schedule(problem)]
+    preds, _ = neighbours(problem)
+    for _ in range(4):
+        order = list(orders[-1])
+        i = rng.randrange(len(order))
+        orders.append(tuple(pull_earlier(order, i, max(0, i - rng.randint(1, 10)), preds)))
+    for order in orders:
+        assert greedy_relaxation(problem, order) >= fixed_schedule_bound(problem, order)
+    roomy = replace(problem, capacity=peak_live_bytes(problem, orders[0]) + problem.alignment)
+    assert greedy_relaxation(roomy, orders[0]) == 0
+
+
+def test_the_walk_scored_greedily_returns_its_orders_relaxation(monkeypatch) -> None:
+    import random
+
+    from cosma.core.analysis import is_topological
+    from cosma.exact import dnc
+
+    monkeypatch.setattr(dnc, "GREEDY_SPEEDUP", 0.0)  # always the greedy score
+    problem = tight(randwire_graph(3, 24), NPU)
+    schedule = tuple(op.name for op in problem.graph.operators)
+    start = fixed_schedule_bound(problem, schedule)
+    new, value, kept, tried = dnc.improve_schedule(problem, schedule, start, 1.0, random.Random(0))
+    assert is_topological(problem, new) and tried >= kept
+    assert value == fixed_schedule_bound(problem, new) <= start
