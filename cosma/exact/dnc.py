@@ -9,8 +9,9 @@ to a later use, never longer, and any valid plan shrinks into it at no extra cos
    the min-peak schedule and a portfolio of min-overflow beam searches
    (``cosma.schedules.minpeak``), scored by their no-address relaxation (below); from the
    best few a local search over orders walks while that relaxation drops
-   (``improve_schedule``: branches dragged earlier or later, windows reordered), and the
-   cheapest order wins.
+   (``improve_schedule``: branches dragged earlier or later, windows reordered; where CP-SAT
+   is slow to score a move, scored by a greedy solution of the relaxation instead,
+   ``greedy_relaxation``), and the cheapest order wins.
 1. **Starts.** ``best-greedy``'s plans (its own order and the chosen one), and *relax and
    pack*: the relaxation's keep set, its residencies placed largest first, a residency
    that does not fit evicted across its longest gap. The cheapest is the incumbent.
