@@ -39,6 +39,13 @@ def test_reduced_compare_writes_tables_and_resumes(tmp_path, capsys):
     assert main(argv) == 0
     assert "24 cached, 0 to run" in capsys.readouterr().out
 
+    # --fresh on a part of the grid reruns that part only; every other cell stays cached.
+    fresh = [*argv[: argv.index("--solvers") + 1], "exact", *argv[argv.index("--time-limit") :], "--fresh"]
+    assert main(fresh) == 0
+    assert "4 cells, 0 cached, 4 to run" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "24 cached, 0 to run" in capsys.readouterr().out
+
 
 def test_a_new_agent_checkpoint_invalidates_the_agent_cells(tmp_path):
     """Cells of the muzero agent carry the checkpoint's digest: a cached row of another

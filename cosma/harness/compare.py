@@ -150,14 +150,18 @@ def load_cache(path: Path) -> dict[str, dict]:
     return rows
 
 
-def run_cells(cells: list[Cell], cache_path: Path, jobs: int, ray: str | None = None) -> dict[str, dict]:
-    """Every cell not in the cache, each written to it as soon as it is done: one after the
-    other (``jobs`` <= 1), in ``jobs`` worker processes, or as Ray tasks (``ray``: the address
-    of a cluster, or ``LOCAL`` for a Ray started here with ``jobs`` CPUs)."""
+def run_cells(
+    cells: list[Cell], cache_path: Path, jobs: int, ray: str | None = None, fresh: bool = False
+) -> dict[str, dict]:
+    """Every cell not in the cache (``fresh``: every cell), each written to it as soon as it is
+    done: one after the other (``jobs`` <= 1), in ``jobs`` worker processes, or as Ray tasks
+    (``ray``: the address of a cluster, or ``LOCAL`` for a Ray started here with ``jobs`` CPUs).
+    The cache is only appended to: a cell run again supersedes its old line (``load_cache``
+    reads the last), and an interrupted run loses no cell it did not finish."""
     from tqdm import tqdm
 
     done = load_cache(cache_path)
-    todo = [c for c in cells if c.key not in done]
+    todo = [c for c in cells if fresh or c.key not in done]
     if ray is None:
         where = f"on {jobs} process(es)"
     else:
@@ -640,7 +644,12 @@ def add_command(sub) -> None:
         action="store_true",
         help="a partial run updates the cells it ran in results/ and rewrites the full tables from the cache",
     )
-    p.add_argument("--fresh", action="store_true", help="recompute cells already in the cache")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="recompute the cells this run names even if cached (the rest of the cache stays); on the"
+        " whole grid, start over: an empty cache and the tiers recomputed",
+    )
     p.add_argument("--no-maps", action="store_true", help="skip the side-by-side memory maps")
     p.add_argument(
         "--agent-max-ops",
@@ -676,10 +685,11 @@ def main(args) -> int:
         print(f"compare: solvers not available, skipped: {', '.join(skipped)}")
     paths = model_paths(args.models)
     cache_path = out / "cells.jsonl"
-    if args.fresh and cache_path.exists():
+    restart = args.fresh and not partial  # a partial --fresh reruns its own cells, keeping the rest
+    if restart and cache_path.exists():
         cache_path.unlink()
     tiers_path = out / "tiers.json"
-    tiers = json.loads(tiers_path.read_text()) if tiers_path.exists() and not args.fresh else {}
+    tiers = json.loads(tiers_path.read_text()) if tiers_path.exists() and not restart else {}
     grid = model_paths(None) if args.update else paths  # --update: the tables cover the whole grid
     for p in {p.stem: p for p in [*paths, *grid]}.values():
         if p.stem not in tiers:
@@ -709,7 +719,7 @@ def main(args) -> int:
         ]
 
     cells = cells_of(paths, args.tiers, solvers)
-    done = run_cells(cells, cache_path, args.jobs, getattr(args, "ray", None))
+    done = run_cells(cells, cache_path, args.jobs, getattr(args, "ray", None), fresh=args.fresh)
     if args.update:  # the full tables, from every cell of the grid the cache holds
         solvers = [s for s in DEFAULT_SOLVERS if s in registry]
         cells = cells_of(grid, TIERS, solvers)
