@@ -21,10 +21,16 @@ Three things keep it tractable, in the order they are applied:
    expanded in order of the peak reached so far, deeper states first among equals, so the
    first time the full piece is popped its peak is optimal. A greedy schedule gives an
    upper bound that prunes the search, and the largest operator gives a lower bound that
-   can stop it early.
+   can stop it early. A ready operator that leaves the open bytes no higher and the peak
+   where it is runs first, alone (a dominance: four to six times fewer states on the first
+   stage of RandWire n32). A search cut short still proves the least peak it has queued.
 3. **Beam search** when a piece has more downsets than the state budget (or time runs
    out): the best ``beam_width`` states per depth, ranked by (peak, open bytes). Its
-   answer is the best known, not proven.
+   answer is the best known, proven only where it meets the cut-short search's bound.
+
+A piece's proven minimum (or lower bound) is kept in the graph's memo, so the tiers, the
+candidate orders and the bounds over every order (``piece_peak_bounds``, which
+``cosma.exact.bounds.peak_bound`` turns into bytes that must move) search each piece once.
 
 For scratchpads below ``M_P`` the same machinery schedules for divide and conquer:
 ``schedule_min_overflow`` ranks beam states by the live bytes above a capacity summed over
