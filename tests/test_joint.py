@@ -294,15 +294,16 @@ def test_cheap_bounds_never_exceed_the_optimum_over_every_order(name: str, probl
     assert value == parts[how] == max(parts.values()) <= best
 
 
-def test_cut_bound_sees_an_open_branch_the_peak_search_does_not_prove() -> None:
+def test_cut_bound_sees_an_open_branch_and_the_peak_bound_the_whole_tensor() -> None:
     # On this aligned instance (optimum 38 over every order) the least live bytes any order
-    # can have while some operator runs prove 19 bytes must move; the min-peak bound (the
-    # scheduler's proven lower bound on the peak, one step) proves 1.
+    # can have while some operator runs prove 19 bytes must move (a fractional cover of the
+    # excess). The min-peak bound covers the excess at the crowded step with whole tensors
+    # that can be out there (it proved 1 when it took any bytes of any tensor): the optimum.
     from cosma.exact.bounds import cut_bound, peak_bound
 
     problem = dict(CASES)["mcu-aligned"]
-    assert peak_bound(problem, 5.0) == 1
-    assert cut_bound(problem, 5.0) == 19 <= min_over_orders(problem)
+    assert cut_bound(problem, 5.0) == 19
+    assert peak_bound(problem, 5.0) == 38 == min_over_orders(problem)
 
 
 def test_chain_bound_counts_a_reload_per_layer() -> None:
