@@ -152,6 +152,30 @@ def test_joint_is_min_over_every_order(name: str, problem: Problem) -> None:
         assert bound.objective is not None and bound.objective <= reference
 
 
+@pytest.mark.parametrize("seed", [3, 4, 7, 11, 13, 14, 18])  # each with a cell below M_P and <= 200 orders
+def test_peak_bound_never_exceeds_the_optimum_below_the_minimum_peak(seed: int) -> None:
+    # Below M_P every order overflows somewhere, and the bound is positive: on random DAGs,
+    # with and without alignment and weights, at M_R, M_H and just below M_P, it never
+    # exceeds the optimum over every order (enumerated, each order solved exactly).
+    from cosma.exact.bounds import peak_bound
+    from cosma.schedules.minpeak import schedule_min_peak
+
+    checked = 0
+    for hardware in (IDEAL, MCU):
+        for weights_counted in (True, False):
+            graph = wide_dag(seed)
+            base = Problem(graph, 10**9, hardware, weights_counted)
+            m_r, m_p = min_capacity(base), schedule_min_peak(base).peak
+            if m_p <= m_r or not topological_orders(base, 200)[1]:
+                continue
+            for capacity in sorted({m_r, (m_r + m_p) // 2, m_p - 1}):
+                problem = Problem(graph, capacity, hardware, weights_counted)
+                bound = peak_bound(problem, 5.0)
+                assert 0 < bound <= min_over_orders(problem)
+                checked += 1
+    assert checked > 0
+
+
 @pytest.mark.parametrize("name,problem", CASES[::3], ids=[c[0] for c in CASES[::3]])
 def test_bounds_never_exceed_a_valid_plan(name: str, problem: Problem) -> None:
     greedy = run(problem, "best-greedy", options=RunOptions(time_limit=10))
@@ -270,15 +294,16 @@ def test_cheap_bounds_never_exceed_the_optimum_over_every_order(name: str, probl
     assert value == parts[how] == max(parts.values()) <= best
 
 
-def test_cut_bound_sees_an_open_branch_the_peak_search_does_not_prove() -> None:
+def test_cut_bound_sees_an_open_branch_and_the_peak_bound_the_whole_tensor() -> None:
     # On this aligned instance (optimum 38 over every order) the least live bytes any order
-    # can have while some operator runs prove 19 bytes must move; the min-peak bound (the
-    # scheduler's proven lower bound on the peak, one step) proves 1.
+    # can have while some operator runs prove 19 bytes must move (a fractional cover of the
+    # excess). The min-peak bound covers the excess at the crowded step with whole tensors
+    # that can be out there (it proved 1 when it took any bytes of any tensor): the optimum.
     from cosma.exact.bounds import cut_bound, peak_bound
 
     problem = dict(CASES)["mcu-aligned"]
-    assert peak_bound(problem, 5.0) == 1
-    assert cut_bound(problem, 5.0) == 19 <= min_over_orders(problem)
+    assert cut_bound(problem, 5.0) == 19
+    assert peak_bound(problem, 5.0) == 38 == min_over_orders(problem)
 
 
 def test_chain_bound_counts_a_reload_per_layer() -> None:
@@ -307,8 +332,10 @@ def test_chain_bound_counts_a_reload_per_layer() -> None:
 def test_peak_bound_is_the_cheapest_way_to_free_the_excess() -> None:
     # Two branches t -> x1 -> x2 and t -> y1 -> y2 joined by c: whichever branch runs second
     # does so with the first one's 8-byte output waiting, 8 + 8 + 8 live: M_P = 24 over every
-    # order, M_R = 17 (c). At capacity 22 two bytes must go at that step; the cheapest bytes
-    # of any tensor cost 1 each (the input i: a reload, no spill), so the bound is 2.
+    # order, M_R = 17 (c). At capacity 22 two bytes must go at that step. The input i (one
+    # user) is live only while it is an operand, so it cannot be what goes; t (1 byte, 2 to
+    # spill and reload) is too small alone: the cheapest whole tensors that free 2 bytes are
+    # one 8-byte activation, 16 (spill and reload), which is the optimum.
     graph = build_graph(
         "two-branches",
         {"i": 4, "t": 1, "x1": 8, "x2": 8, "y1": 8, "y2": 8, "o": 1},
@@ -317,13 +344,17 @@ def test_peak_bound_is_the_cheapest_way_to_free_the_excess() -> None:
         inputs=("i",),
         outputs=("o",),
     )  # fmt: skip
-    from cosma.exact.bounds import peak_bound
+    from cosma.exact.bounds import _cheapest_cover, peak_bound
     from cosma.schedules.minpeak import schedule_min_peak
 
     assert schedule_min_peak(Problem(graph, 10**6, IDEAL)).lower_bound == 24
     tight = Problem(graph, 22, IDEAL)
-    assert peak_bound(tight) == 2
-    assert 2 <= min_over_orders(tight)
+    assert peak_bound(tight) == 16 == min_over_orders(tight)
+    # The cover is whole tensors (a knapsack), in footprint units of their common divisor.
+    assert _cheapest_cover([(1, 2), (8, 16)], 2) == 16
+    assert _cheapest_cover([(1, 2), (1, 2), (8, 16)], 2) == 4
+    assert _cheapest_cover([(128, 100), (192, 100), (320, 250)], 300, alignment=64) == 200
+    assert _cheapest_cover([(64, 1)], 300) == 1  # all of them fall short: all of them
 
 
 @pytest.mark.parametrize("name,problem", CASES[::3], ids=[c[0] for c in CASES[::3]])

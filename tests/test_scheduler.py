@@ -82,6 +82,38 @@ def test_min_peak_lower_bound_is_the_minimum_peak(graph: Graph) -> None:
     assert min_peak_lower_bound(problem, above=10**9) <= brute_force_peak(problem)
 
 
+@pytest.mark.parametrize("graph", GRAPHS, ids=lambda g: g.name)
+def test_a_search_cut_short_proves_its_frontier(graph: Graph) -> None:
+    # Out of states, the best-first search still proves the least peak it has queued: never
+    # above the minimum over every order, and equal to it once the search completes.
+    from cosma.schedules.minpeak import _best_first, _Piece, _split
+
+    problem = Problem(graph, 10**6, IDEAL)
+    pieces, users = _split(problem, split=False)
+    piece = _Piece(problem, pieces[0], set(), users)
+    minimum = brute_force_peak(problem)
+    for max_states in (0, 2, 5, 20, 10**6):
+        order, lower = _best_first(piece, 10**9, max_states, None, {"states": 0})
+        assert lower <= minimum
+        if order is not None:
+            assert lower == minimum == peak_live_bytes(problem, [piece.ops[i] for i in order])
+    # Asked only whether an order stays below a bound, it says so without claiming more.
+    for upper in (minimum, minimum + 1):
+        order, lower = _best_first(piece, upper, 10**6, None, {"states": 0})
+        assert (order == [] and lower == upper == minimum) or (order and lower == minimum < upper)
+
+
+@pytest.mark.parametrize("seed", range(12, 40))
+def test_the_dominance_keeps_the_minimum_on_more_graphs(seed: int) -> None:
+    # The best-first search expands only a free operator where one is ready: on random DAGs
+    # with weights (ops that shrink the open bytes are common), still the brute-force minimum.
+    graph = wide_dag(seed, n_ops=7)
+    for weights_counted in (True, False):
+        problem = Problem(graph, 10**6, IDEAL, weights_counted=weights_counted)
+        graph.memo.clear()
+        assert schedule_min_peak(problem, params=SchedulerParams(split=False)).peak == brute_force_peak(problem)
+
+
 def test_cut_operators() -> None:
     #   a -> b -> d      every path passes through a and d; b and c are parallel
     #   a -> c -> d

@@ -174,33 +174,72 @@ def schedule_free_bound(problem: Problem, time_limit: float = 4.0) -> Bytes:
 def peak_bound(problem: Problem, time_limit: float = 2.0) -> Bytes:
     """A lower bound on non-compulsory bytes over every schedule, from the minimum peak.
 
-    In every order some step has at least ``M_P`` bytes live (``cosma.core.analysis``: a
-    tensor is live from its first use to its last), where ``M_P`` is the minimum over
-    orders of the peak live bytes; here a proven lower bound on it (the memory-minimizing
-    scheduler's, with its time on the most crowded pieces). At most the capacity is
-    resident, so live tensors with footprints adding up to the excess are out of the
-    scratchpad at that step, and each of them is used later: a reload of its size, and for
-    an activation a spill too (once, and these are distinct tensors). The cheapest way to
-    free the excess, taking tensors fractionally in order of cost per footprint byte, costs
-    at least as much."""
-    from cosma.schedules.minpeak import min_peak_lower_bound
+    The memory-minimizing scheduler's pieces (``cosma.schedules.minpeak.piece_peak_bounds``)
+    come with a proven lower bound ``P`` on the peak live bytes of their steps in every
+    order (``cosma.core.analysis``: a tensor is live from its first use to its last), its
+    time on the most crowded pieces. At most the capacity is resident, so live tensors with
+    footprints adding up to ``P - capacity`` are out of the scratchpad at such a step. None
+    is an operand there, so each has a member (producer or user) before the step and one
+    after it: a tensor with a single member is never among them, and neither is one with
+    no member in the piece unless it has members on both sides of it. Each of them costs a
+    reload of its size before its next use, and an activation also its spill (once, and
+    these are distinct tensors). The cheapest such set (``_cheapest_cover``) costs at least
+    as much; the largest over the pieces is returned."""
+    from cosma.schedules.minpeak import piece_peak_bounds
 
-    lower = min_peak_lower_bound(problem, time_limit, above=problem.capacity)
-    excess = lower - problem.capacity
-    if excess <= 0:
+    pieces = piece_peak_bounds(problem, time_limit, above=problem.capacity)
+    if all(lower <= problem.capacity for _, lower in pieces):
         return 0
     graph = problem.graph
-    items = []
-    for t in problem.managed_tensors:
-        size = graph.tensors[t].size
-        cost = size * (2 if graph.tensors[t].kind is TensorKind.ACTIVATION else 1)
-        items.append((cost / problem.footprint(t), problem.footprint(t)))
-    total = 0.0
-    for ratio, footprint in sorted(items):
-        take = min(footprint, excess)
-        total += ratio * take
-        excess -= take
-        if excess <= 0:
+    piece_of = {name: k for k, (ops, _) in enumerate(pieces) for name in ops}
+    members: dict[TensorName, list[int]] = {t: [] for t in problem.managed_tensors}
+    for op in graph.operators:
+        for t in problem.operands(op):
+            members[t].append(piece_of[op.name])
+    best = 0
+    for k, (_, lower) in enumerate(pieces):
+        if lower <= problem.capacity:
+            continue
+        items = []
+        for t, at in members.items():
+            if len(at) > 1 and (k in at or min(at) < k < max(at)):
+                tensor = graph.tensors[t]
+                items.append((problem.footprint(t), tensor.size * (2 if tensor.kind is TensorKind.ACTIVATION else 1)))
+        best = max(best, _cheapest_cover(items, lower - problem.capacity, problem.alignment))
+    return best
+
+
+def _cheapest_cover(items: Sequence[tuple[Bytes, Bytes]], excess: Bytes, alignment: int = 1) -> Bytes:
+    """The least total cost of items ``(footprint, cost)`` whose footprints add up to at
+    least ``excess``: a covering knapsack, exact by dynamic programming over the footprints
+    in units of their greatest common divisor (a multiple of the alignment), or, where that
+    table would be too large, its fractional relaxation (cheapest cost per byte first),
+    which is never above it. Every item's cost when even all of them fall short."""
+    if excess <= 0:
+        return 0
+    if sum(f for f, _ in items) < excess:
+        return sum(c for _, c in items)
+    unit = math.gcd(alignment, *(f for f, _ in items))
+    need = -(-excess // unit)  # a sum of multiples of ``unit`` covers ``excess`` iff it covers this
+    if need * len(items) <= 20_000_000:
+        import numpy as np
+
+        cost = np.full(need + 1, np.iinfo(np.int64).max // 4, dtype=np.int64)  # cost[j]: covering j units
+        cost[0] = 0
+        for footprint, c in items:
+            w = footprint // unit
+            shifted = np.empty_like(cost)
+            shifted[: min(w, need + 1)] = c  # covers j <= w alone
+            if w <= need:
+                shifted[w:] = cost[: need + 1 - w] + c
+            np.minimum(cost, shifted, out=cost)
+        return int(cost[need])
+    total, left = 0.0, excess
+    for footprint, c in sorted(items, key=lambda item: item[1] / item[0]):
+        take = min(footprint, left)
+        total += c / footprint * take
+        left -= take
+        if left <= 0:
             break
     return math.floor(total + 1e-9)
 

@@ -1147,6 +1147,7 @@ def dnc_search(
                 limit = min(bound_time, left()) if limited else bound_time
                 found = order_bound(problem, limit, options.threads, options.seed, upper=cost)
                 bound, stats["order_bound_how"] = max(found.bound, floor), found.how
+                stats["seconds_order_bound"] = round(found.seconds, 2)
         except KeyboardInterrupt:
             interrupted = True
     stats["bound_kind"] = "fixed schedule" if options.schedule is not None else "every schedule"
