@@ -254,6 +254,7 @@ def test_the_walk_scored_greedily_returns_its_orders_relaxation(monkeypatch) -> 
     from cosma.exact import dnc
 
     monkeypatch.setattr(dnc, "GREEDY_SPEEDUP", 0.0)  # always the greedy score
+    monkeypatch.setattr(dnc, "GREEDY_ABOVE", 0.0)
     problem = tight(randwire_graph(3, 24), NPU)
     schedule = tuple(op.name for op in problem.graph.operators)
     start = fixed_schedule_bound(problem, schedule)
