@@ -71,3 +71,25 @@ def test_a_partial_run_leaves_the_full_tables_alone(tmp_path, monkeypatch, capsy
     assert (tmp_path / "results" / "partial" / "comparison.md").exists()
     assert not (tmp_path / "results" / "comparison.md").exists()
     assert "partial run" in capsys.readouterr().out
+
+
+def test_a_run_of_other_solvers_keeps_the_agent_cells_in_the_full_tables(tmp_path, monkeypatch):
+    """``--update`` rewrites the tables from the cache: the agent's cells, keyed by the
+    checkpoint's digest, stay in them when the run itself names other solvers."""
+    import json
+    import shutil
+
+    from cosma.harness import compare
+
+    monkeypatch.setattr(compare, "_checkpoint_digest", lambda: "0123456789ab")
+    shutil.copy(Path(__file__).resolve().parents[1] / "results" / "tiers.json", tmp_path / "tiers.json")
+    tiers = json.loads((tmp_path / "tiers.json").read_text())
+    model = compare.model_paths(["resnet18"])
+    (agent,) = compare.grid_cells(model, tiers, ["M_R"], ["muzero"], 10.0, 400)[:1]
+    row = {**agent.__dict__, "status": "feasible", "non_compulsory_bytes": 12345, "seconds": 1.0}
+    (tmp_path / "cells.jsonl").write_text(json.dumps(row) + "\n")
+    argv = ["compare", "--models", "resnet18", "--tiers", "M_R", "--solvers", "best-greedy", "--time-limit", "10",
+            "--jobs", "1", "--out", str(tmp_path), "--update", "--no-packing", "--no-maps"]  # fmt: skip
+    assert main(argv) == 0
+    rows = list(csv.DictReader((tmp_path / "comparison.csv").open()))
+    assert [r["non_compulsory_bytes"] for r in rows if r["solver"] == "muzero"] == ["12345"]

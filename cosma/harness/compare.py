@@ -58,6 +58,38 @@ class Cell:
         return f"{key}|{self.version}" if self.version else key
 
 
+def grid_cells(
+    paths: list[Path],
+    tiers: dict[str, dict[str, dict[str, int]]],
+    tier_names,
+    solver_names,
+    time_limit: float,
+    agent_max_ops: int = 0,
+) -> list[Cell]:
+    """The cells of ``paths`` x settings x ``tier_names`` x ``solver_names``, at the capacities
+    ``tiers`` gives. The agent's cells carry the shipped checkpoint's digest, whichever
+    solvers a run names (a new checkpoint invalidates them; a table rewritten from the cache
+    by a run of other solvers finds them)."""
+    agent = _checkpoint_digest() if "muzero" in solver_names else ""
+    return [
+        Cell(
+            p.stem,
+            str(p),
+            setting,
+            tier,
+            tiers[p.stem][setting][tier],
+            s,
+            time_limit,
+            agent_max_ops if s == "muzero" else 0,
+            agent if s == "muzero" else "",
+        )  # fmt: skip
+        for p in paths
+        for setting, _ in SETTINGS
+        for tier in tier_names
+        for s in solver_names
+    ]
+
+
 def model_paths(names: list[str] | None) -> list[Path]:
     paths = sorted(ZOO.glob("*.onnx")) + sorted(NAS.glob("*.onnx"))
     if names:
@@ -697,26 +729,9 @@ def main(args) -> int:
             tiers[p.stem] = tiers_for(p)
             tiers_path.write_text(json.dumps(tiers, indent=1))
     agent_max_ops = getattr(args, "agent_max_ops", 0)
-    agent = _checkpoint_digest() if "muzero" in solvers else ""  # a new checkpoint invalidates the agent's cells
 
     def cells_of(paths: list[Path], tier_names, solver_names) -> list[Cell]:
-        return [
-            Cell(
-                p.stem,
-                str(p),
-                setting,
-                tier,
-                tiers[p.stem][setting][tier],
-                s,
-                args.time_limit,
-                agent_max_ops if s == "muzero" else 0,
-                agent if s == "muzero" else "",
-            )  # fmt: skip
-            for p in paths
-            for setting, _ in SETTINGS
-            for tier in tier_names
-            for s in solver_names
-        ]
+        return grid_cells(paths, tiers, tier_names, solver_names, args.time_limit, agent_max_ops)
 
     cells = cells_of(paths, args.tiers, solvers)
     done = run_cells(cells, cache_path, args.jobs, getattr(args, "ray", None), fresh=args.fresh)
