@@ -723,13 +723,13 @@ def improve_schedule(
     def exact(order: Sequence[OpName]) -> Bytes | None:
         return relaxation(problem, order, 0.5, clock)
 
-    score, value = exact, bound
+    score, value, probe = exact, bound, 0.0
     if bound > 0:  # time the two scores once on the start order
         started = time.perf_counter()
         exact(current)
-        middle = time.perf_counter()
+        probe = time.perf_counter() - started
         greedy = greedy_relaxation(problem, current)
-        if middle - started > max(GREEDY_SPEEDUP * (time.perf_counter() - middle), GREEDY_ABOVE):
+        if probe > max(GREEDY_SPEEDUP * (time.perf_counter() - started - probe), GREEDY_ABOVE):
             score, value = (lambda order: greedy_relaxation(problem, order)), greedy
     while value > 0 and not clock.expired() and n > 2:
         centre = rng.choices(range(n), weights=weights)[0]
@@ -769,10 +769,11 @@ def improve_schedule(
             uses = use_steps(problem, current)
     if score is exact or tuple(current) == tuple(schedule):
         return tuple(current), value, kept, tried
-    # Scored greedily: the last order's own relaxation (a moment past the clock for it), kept
-    # only when it is no dearer than the start's (a lower greedy score does not promise it).
-    final = fixed_schedule_bound(problem, current, 0.5)
-    if final > bound:
+    # Scored greedily: the last order's own relaxation, in a moment past the clock (a few
+    # times what the start's took), kept only when it is no dearer than the start's (a
+    # lower greedy score does not promise it).
+    final = relaxation(problem, current, 0.5, Clock(max(0.5, 3 * probe)))
+    if final is None or final > bound:
         return tuple(schedule), bound, kept, tried
     return tuple(current), final, kept, tried
 
