@@ -93,3 +93,23 @@ def test_a_run_of_other_solvers_keeps_the_agent_cells_in_the_full_tables(tmp_pat
     assert main(argv) == 0
     rows = list(csv.DictReader((tmp_path / "comparison.csv").open()))
     assert [r["non_compulsory_bytes"] for r in rows if r["solver"] == "muzero"] == ["12345"]
+
+
+def test_update_at_another_time_limit_than_the_cache_is_refused(tmp_path, capsys):
+    """The full tables come from the cells cached at the run's time limit: at another one
+    they would be all but empty, so the run stops before it starts, with one line."""
+    import json
+    import shutil
+
+    from cosma.harness import compare
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "results" / "tiers.json", tmp_path / "tiers.json")
+    tiers = json.loads((tmp_path / "tiers.json").read_text())
+    (cell,) = compare.grid_cells(compare.model_paths(["resnet18"]), tiers, ["M_R"], ["exact"], 30.0)[:1]
+    (tmp_path / "cells.jsonl").write_text(json.dumps({**cell.__dict__, "status": "optimal"}) + "\n")
+    argv = ["compare", "--models", "resnet18", "--tiers", "M_R", "--solvers", "exact", "--time-limit", "60",
+            "--jobs", "1", "--out", str(tmp_path), "--update", "--no-packing", "--no-maps"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--time-limit 30" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "comparison.md").exists()

@@ -734,6 +734,18 @@ def main(args) -> int:
         return grid_cells(paths, tiers, tier_names, solver_names, args.time_limit, agent_max_ops)
 
     cells = cells_of(paths, args.tiers, solvers)
+    if args.update:
+        # The full tables are rebuilt from the cells cached at this run's time limit: at another
+        # limit than the cache's, they would come out all but empty.
+        limits = {row["time_limit"] for row in load_cache(cache_path).values()}
+        if limits and args.time_limit not in limits:
+            from cosma.core.errors import UsageError
+
+            cached = ", ".join(f"{limit:g}" for limit in sorted(limits))
+            raise UsageError(
+                f"--update rebuilds the tables from cells cached at --time-limit {cached}, not"
+                f" {args.time_limit:g}: pass one of those, or --out another folder"
+            )
     done = run_cells(cells, cache_path, args.jobs, getattr(args, "ray", None), fresh=args.fresh)
     if args.update:  # the full tables, from every cell of the grid the cache holds
         solvers = [s for s in DEFAULT_SOLVERS if s in registry]
