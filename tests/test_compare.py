@@ -113,3 +113,17 @@ def test_update_at_another_time_limit_than_the_cache_is_refused(tmp_path, capsys
     err = capsys.readouterr().err
     assert "--time-limit 30" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "comparison.md").exists()
+
+
+def test_a_cell_at_another_capacity_is_not_reused(tmp_path):
+    """A tier recomputed to another size (a lower ``M_P`` found) makes new cells: a cached row
+    solved at the old capacity is not read as the new one's."""
+    import json
+
+    from cosma.harness.compare import Cell, load_cache
+
+    old = Cell("m", "m.onnx", "weights", "M_H", 1024, "dnc", 30.0)
+    new = Cell("m", "m.onnx", "weights", "M_H", 960, "dnc", 30.0)
+    cache = tmp_path / "cells.jsonl"
+    cache.write_text(json.dumps({**old.__dict__, "status": "feasible"}) + "\n")
+    assert old.key in load_cache(cache) and new.key not in load_cache(cache)

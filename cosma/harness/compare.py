@@ -54,7 +54,8 @@ class Cell:
 
     @property
     def key(self) -> str:
-        key = f"{self.model}|{self.setting}|{self.tier}|{self.solver}|{self.time_limit:g}"
+        # The capacity too: a tier recomputed to another size (a lower M_P found) makes new cells.
+        key = f"{self.model}|{self.setting}|{self.tier}|{self.capacity}|{self.solver}|{self.time_limit:g}"
         return f"{key}|{self.version}" if self.version else key
 
 
